@@ -1,0 +1,173 @@
+//! Building row-level expressions: `col("kwh").gt(lit(0.0)).and(col("consent").eq(true))`.
+
+use crate::plan::{ArithOp, CompareOp, Expr};
+use crate::Value;
+
+/// A reference to column `name`.
+///
+/// ```
+/// use oar_guest::{col, Expr};
+/// assert_eq!(col("region"), Expr::Column { name: "region".into() });
+/// ```
+pub fn col(name: &str) -> Expr {
+    Expr::Column {
+        name: name.to_string(),
+    }
+}
+
+/// A constant.
+///
+/// ```
+/// use oar_guest::{lit, Expr, Value};
+/// assert_eq!(lit(3), Expr::Literal { value: Value::Int(3) });
+/// ```
+pub fn lit(value: impl Into<Value>) -> Expr {
+    Expr::Literal {
+        value: value.into(),
+    }
+}
+
+/// Anything that can stand on the right of a comparison: an expression or a plain value.
+pub trait IntoExpr {
+    /// Converts to an expression.
+    fn into_expr(self) -> Expr;
+}
+impl IntoExpr for Expr {
+    fn into_expr(self) -> Expr {
+        self
+    }
+}
+macro_rules! value_into_expr {
+    ($($t:ty),*) => {$(
+        impl IntoExpr for $t {
+            fn into_expr(self) -> Expr {
+                lit(self)
+            }
+        }
+    )*};
+}
+value_into_expr!(&str, String, i64, i32, f64, bool, Value);
+
+impl Expr {
+    fn compare(self, op: CompareOp, other: impl IntoExpr) -> Expr {
+        Expr::Compare {
+            op,
+            left: Box::new(self),
+            right: Box::new(other.into_expr()),
+        }
+    }
+
+    fn arith(self, op: ArithOp, other: impl IntoExpr) -> Expr {
+        Expr::Arith {
+            op,
+            left: Box::new(self),
+            right: Box::new(other.into_expr()),
+        }
+    }
+
+    /// `self == other`
+    pub fn eq(self, other: impl IntoExpr) -> Expr {
+        self.compare(CompareOp::Eq, other)
+    }
+    /// `self != other`
+    pub fn ne(self, other: impl IntoExpr) -> Expr {
+        self.compare(CompareOp::Ne, other)
+    }
+    /// `self < other`
+    pub fn lt(self, other: impl IntoExpr) -> Expr {
+        self.compare(CompareOp::Lt, other)
+    }
+    /// `self <= other`
+    pub fn le(self, other: impl IntoExpr) -> Expr {
+        self.compare(CompareOp::Le, other)
+    }
+    /// `self > other`
+    pub fn gt(self, other: impl IntoExpr) -> Expr {
+        self.compare(CompareOp::Gt, other)
+    }
+    /// `self >= other`
+    pub fn ge(self, other: impl IntoExpr) -> Expr {
+        self.compare(CompareOp::Ge, other)
+    }
+    /// `self + other`
+    pub fn add(self, other: impl IntoExpr) -> Expr {
+        self.arith(ArithOp::Add, other)
+    }
+    /// `self - other`
+    pub fn sub(self, other: impl IntoExpr) -> Expr {
+        self.arith(ArithOp::Sub, other)
+    }
+    /// `self * other`
+    pub fn mul(self, other: impl IntoExpr) -> Expr {
+        self.arith(ArithOp::Mul, other)
+    }
+    /// `self / other`
+    pub fn div(self, other: impl IntoExpr) -> Expr {
+        self.arith(ArithOp::Div, other)
+    }
+    /// Both `self` and `other`.
+    pub fn and(self, other: Expr) -> Expr {
+        Expr::And {
+            left: Box::new(self),
+            right: Box::new(other),
+        }
+    }
+    /// Either `self` or `other`.
+    pub fn or(self, other: Expr) -> Expr {
+        Expr::Or {
+            left: Box::new(self),
+            right: Box::new(other),
+        }
+    }
+    /// Negation of `self`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn not(self) -> Expr {
+        Expr::Not {
+            expr: Box::new(self),
+        }
+    }
+    /// True where `self` is one of `values`.
+    pub fn is_in<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Expr {
+        Expr::IsIn {
+            expr: Box::new(self),
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+    /// The calendar day (`YYYY-MM-DD`) of a date or datetime column.
+    pub fn date(self) -> Expr {
+        Expr::Date {
+            expr: Box::new(self),
+        }
+    }
+    /// The hour of day (0 to 23) of a datetime column.
+    pub fn hour(self) -> Expr {
+        Expr::Hour {
+            expr: Box::new(self),
+        }
+    }
+
+    /// Names of the columns this expression reads.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_columns(&mut out);
+        out
+    }
+
+    fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Expr::Column { name } => out.push(name),
+            Expr::Literal { .. } => {}
+            Expr::Compare { left, right, .. }
+            | Expr::Arith { left, right, .. }
+            | Expr::And { left, right }
+            | Expr::Or { left, right } => {
+                left.collect_columns(out);
+                right.collect_columns(out);
+            }
+            Expr::Not { expr }
+            | Expr::IsIn { expr, .. }
+            | Expr::Date { expr }
+            | Expr::Hour { expr } => expr.collect_columns(out),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The query plan: a small typed relational algebra a module sends to the host.
+//!
+//! A plan reads one dataset, filters and derives columns row by row, groups by keys with public
+//! domains and computes aggregates over the privacy unit. The host validates every plan against
+//! the dataset's schema and its policy before it compiles it to Polars; the module never sees the
+//! rows the plan runs over, only the gated aggregate table.
+
+use crate::Value;
+use serde::{Deserialize, Serialize};
+
+/// One aggregate query, released with `epsilon`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The dataset to read.
+    pub dataset: String,
+    /// Row-level steps applied in order (filters and derived columns).
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Key columns; each must have a public domain.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// The statistics to compute per cell.
+    pub aggregates: Vec<Aggregate>,
+    /// Per-unit contribution bounds; `None` fields take the dataset's defaults.
+    #[serde(default)]
+    pub bounds: ContributionBounds,
+    /// The privacy budget this release spends, split evenly across its aggregates.
+    pub epsilon: f64,
+}
+
+/// A row-level step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    /// Keep the rows where `predicate` is true.
+    Filter {
+        /// A boolean expression.
+        predicate: Expr,
+    },
+    /// Add a column `name` computed by `expr`.
+    Derive {
+        /// The new column's name.
+        name: String,
+        /// How to compute it.
+        expr: Expr,
+    },
+}
+
+/// A row-level expression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Expr {
+    /// A column of the dataset or one derived earlier.
+    Column {
+        /// Its name.
+        name: String,
+    },
+    /// A constant.
+    Literal {
+        /// The constant.
+        value: Value,
+    },
+    /// A comparison; yields a boolean.
+    Compare {
+        /// Which comparison.
+        op: CompareOp,
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// Arithmetic on numbers.
+    Arith {
+        /// Which operation.
+        op: ArithOp,
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// Both true.
+    And {
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// Either true.
+    Or {
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// Negation.
+    Not {
+        /// The operand.
+        expr: Box<Expr>,
+    },
+    /// True where the value is one of `values`.
+    IsIn {
+        /// The tested expression.
+        expr: Box<Expr>,
+        /// The accepted values.
+        values: Vec<Value>,
+    },
+    /// The calendar day of a date or datetime, as a `YYYY-MM-DD` key.
+    Date {
+        /// A date or datetime expression.
+        expr: Box<Expr>,
+    },
+    /// The hour of day (0 to 23) of a datetime.
+    Hour {
+        /// A datetime expression.
+        expr: Box<Expr>,
+    },
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// Arithmetic operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+}
+
+/// A statistic computed per cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "agg", rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The number of distinct privacy units in the cell.
+    CountUnits {
+        /// Output column name.
+        name: String,
+    },
+    /// The sum of `column`, each value clamped to `bounds` (the column's declared bounds when
+    /// `None`) and each unit's rows per cell capped by the contribution bounds.
+    Sum {
+        /// Output column name.
+        name: String,
+        /// The numeric column to sum.
+        column: String,
+        /// Clamping bounds `[lower, upper]`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bounds: Option<[f64; 2]>,
+    },
+    /// Bounded sum divided by the noisy count of contributing units per cell; the budget is split
+    /// between the two.
+    Mean {
+        /// Output column name.
+        name: String,
+        /// The numeric column to average.
+        column: String,
+        /// Clamping bounds `[lower, upper]`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bounds: Option<[f64; 2]>,
+    },
+}
+
+impl Aggregate {
+    /// The output column name.
+    pub fn name(&self) -> &str {
+        match self {
+            Aggregate::CountUnits { name }
+            | Aggregate::Sum { name, .. }
+            | Aggregate::Mean { name, .. } => name,
+        }
+    }
+}
+
+/// How much one privacy unit may contribute to one release. Declared, never learnt from data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContributionBounds {
+    /// The most cells one unit may add to (its extra cells are dropped, deterministically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_groups_per_unit: Option<u32>,
+    /// The most rows of one unit that count towards one cell's sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_group: Option<u32>,
+}

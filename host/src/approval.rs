@@ -1,0 +1,151 @@
+//! Ethics approvals: a record of what a committee agreed, and its members' signatures.
+//!
+//! The record names the exact module (component hash and manifest hash), the purpose, the datasets
+//! and columns in scope, epsilon per run and in total, and a validity window. Members sign the
+//! digest of its canonical JSON in context [`APPROVAL_CONTEXT`]; the verifier counts distinct
+//! valid signatures from the policy's committee roster against the quorum.
+
+use crate::bundle::{Bundle, DatasetUse};
+use crate::keys::{sha256_parts, KeyPair, PublicKey, Signature};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Signing context of approval signatures.
+pub const APPROVAL_CONTEXT: &str = "oar-approval-v1";
+
+/// What the committee agreed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRecord {
+    /// Module name (informative; the hashes are what bind).
+    pub module_name: String,
+    /// SHA-256 of the component, hex.
+    pub module_hash: String,
+    /// SHA-256 of the manifest's canonical JSON, hex.
+    pub manifest_hash: String,
+    /// The purpose the committee approved.
+    pub purpose: String,
+    /// Datasets and columns in scope.
+    pub datasets: Vec<DatasetUse>,
+    /// The most epsilon one run may spend.
+    pub epsilon_per_run: f64,
+    /// The most epsilon all runs under this approval may spend.
+    pub epsilon_total: f64,
+    /// Not valid before this instant.
+    pub valid_from: DateTime<Utc>,
+    /// Not valid after this instant.
+    pub valid_until: DateTime<Utc>,
+    /// Conditions attached by the committee (free text).
+    #[serde(default)]
+    pub conditions: String,
+}
+
+impl ApprovalRecord {
+    /// A record for `bundle` taking scope and purpose from its manifest.
+    pub fn for_bundle(
+        bundle: &Bundle,
+        epsilon_total: f64,
+        valid_from: DateTime<Utc>,
+        valid_until: DateTime<Utc>,
+    ) -> Self {
+        ApprovalRecord {
+            module_name: bundle.manifest.name.clone(),
+            module_hash: hex::encode(crate::keys::sha256(&bundle.component)),
+            manifest_hash: hex::encode(bundle.manifest.hash()),
+            purpose: bundle.manifest.purpose.clone(),
+            datasets: bundle.manifest.datasets.clone(),
+            epsilon_per_run: bundle.manifest.max_epsilon_per_run,
+            epsilon_total,
+            valid_from,
+            valid_until,
+            conditions: String::new(),
+        }
+    }
+
+    /// The digest members sign.
+    pub fn digest(&self) -> [u8; 32] {
+        let json = serde_json::to_vec(self).expect("approval records serialize");
+        sha256_parts(&[APPROVAL_CONTEXT.as_bytes(), &json])
+    }
+}
+
+/// One committee member's signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberSignature {
+    /// The member's key.
+    pub member: PublicKey,
+    /// Signature over [`ApprovalRecord::digest`].
+    pub signature: Signature,
+}
+
+/// An approval record with the signatures collected so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Approval {
+    /// What was agreed.
+    pub record: ApprovalRecord,
+    /// Who signed it.
+    pub signatures: Vec<MemberSignature>,
+}
+
+/// Errors reading approvals.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// File I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid approval.
+    #[error("{path} is not a valid approval: {reason}")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Approval {
+    /// An approval with no signatures yet.
+    pub fn new(record: ApprovalRecord) -> Self {
+        Approval {
+            record,
+            signatures: Vec::new(),
+        }
+    }
+
+    /// Adds `member`'s signature (replacing an earlier one by the same key).
+    pub fn sign(&mut self, member: &KeyPair) {
+        let signature = member.sign(APPROVAL_CONTEXT, &self.record.digest());
+        self.signatures.retain(|s| s.member != member.public());
+        self.signatures.push(MemberSignature {
+            member: member.public(),
+            signature,
+        });
+    }
+
+    /// Reads an approval file.
+    pub fn read(path: &Path) -> Result<Self, ApprovalError> {
+        let text = std::fs::read(path).map_err(|source| ApprovalError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|e| ApprovalError::Malformed {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the approval file.
+    pub fn write(&self, path: &Path) -> Result<(), ApprovalError> {
+        let json = serde_json::to_vec_pretty(self).expect("approvals serialize");
+        std::fs::write(path, json).map_err(|source| ApprovalError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

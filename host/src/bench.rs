@@ -1,0 +1,394 @@
+//! `oar bench` / `cargo bench`: the population release against raw Polars and OpenDP, timed in
+//! one run on the same synthetic data.
+//!
+//! Measured (median of `repeat` runs each):
+//! - **raw Polars**: `group_by([region, day]).agg(subscriber_id.n_unique())`, no privacy at all;
+//! - **OpenDP**: `make_private_lazyframe` for a noisy count per public `(region, day)` key over the
+//!   same rows (OpenDP's Polars integration cannot count distinct units, so it counts rows; the
+//!   work per row is the comparable part);
+//! - **OAR query**: plan validation, per-unit bounding, per-cell aggregation and the gate, as a
+//!   module's `query` call runs it;
+//! - **OAR module run**: the whole sandboxed run of the signed population module (verification,
+//!   compiled-code cache, instantiation, the query, emit).
+
+use crate::approval::{Approval, ApprovalRecord};
+use crate::artifacts::{POPULATION_COMPONENT, POPULATION_MANIFEST};
+use crate::bundle::{Bundle, Manifest};
+use crate::dataset::{Catalog, Dataset};
+use crate::job::Host;
+use crate::keys::KeyPair;
+use crate::ledger::MemoryLedger;
+use crate::policy::{Committee, Party, Policy, Requester};
+use crate::query::{self, PlanLimits};
+use crate::sandbox::Runtime;
+use crate::synth::cdr::CdrSpec;
+use crate::verify::verify;
+use oar_guest::plan::{Aggregate, ContributionBounds, Plan, Step};
+use polars::prelude::*;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Synthetic rows.
+    pub rows: usize,
+    /// Timed repetitions per variant.
+    pub repeat: usize,
+    /// Folder for the data (reused when it holds the same size).
+    pub dir: PathBuf,
+}
+
+/// Errors of a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Generating data failed.
+    #[error(transparent)]
+    Synth(#[from] crate::synth::SynthError),
+    /// Polars failed.
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    /// OpenDP failed.
+    #[error("opendp: {0}")]
+    OpenDp(String),
+    /// The OAR path failed.
+    #[error("oar: {0}")]
+    Oar(String),
+    /// I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Medians per variant.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Rows measured.
+    pub rows: usize,
+    /// Raw Polars group-by.
+    pub raw_polars: Duration,
+    /// OpenDP make_private_lazyframe.
+    pub opendp: Duration,
+    /// OAR query path (validation + execution + gate).
+    pub oar_query: Duration,
+    /// OAR execution alone (no gate), to split the time.
+    pub oar_execute: Duration,
+    /// Whole sandboxed module run.
+    pub oar_module: Duration,
+    /// Verification of bundle and approval.
+    pub verify: Duration,
+    /// Getting compiled code from the in-memory cache.
+    pub prepare_cached: Duration,
+    /// Instantiation of the component.
+    pub instantiate: Duration,
+    /// Compiling the component when not cached.
+    pub compile: Duration,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let ratio = |d: Duration| d.as_secs_f64() / self.raw_polars.as_secs_f64();
+        writeln!(
+            f,
+            "population release over {} rows (median times)",
+            self.rows
+        )?;
+        writeln!(
+            f,
+            "  raw Polars group-by (no privacy)     {:>9.1} ms   1.00x",
+            ms(self.raw_polars)
+        )?;
+        writeln!(
+            f,
+            "  OpenDP make_private_lazyframe        {:>9.1} ms   {:.2}x",
+            ms(self.opendp),
+            ratio(self.opendp)
+        )?;
+        writeln!(
+            f,
+            "  OAR query: execute (bounding, cells) {:>9.1} ms   {:.2}x",
+            ms(self.oar_execute),
+            ratio(self.oar_execute)
+        )?;
+        writeln!(
+            f,
+            "  OAR query: execute + gate            {:>9.1} ms   {:.2}x",
+            ms(self.oar_query),
+            ratio(self.oar_query)
+        )?;
+        writeln!(
+            f,
+            "  OAR whole sandboxed module run       {:>9.1} ms   {:.2}x",
+            ms(self.oar_module),
+            ratio(self.oar_module)
+        )?;
+        writeln!(
+            f,
+            "  OAR vs OpenDP (query path)           {:.2}x",
+            self.oar_query.as_secs_f64() / self.opendp.as_secs_f64()
+        )?;
+        writeln!(f, "module start-up:")?;
+        writeln!(
+            f,
+            "  verify bundle + approval             {:>9.3} ms",
+            ms(self.verify)
+        )?;
+        writeln!(
+            f,
+            "  compiled code from cache             {:>9.3} ms",
+            ms(self.prepare_cached)
+        )?;
+        writeln!(
+            f,
+            "  instantiate                          {:>9.3} ms",
+            ms(self.instantiate)
+        )?;
+        writeln!(
+            f,
+            "  compile (first run, not cached)      {:>9.1} ms",
+            ms(self.compile)
+        )
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time<T>(
+    repeat: usize,
+    mut f: impl FnMut() -> Result<T, BenchError>,
+) -> Result<Duration, BenchError> {
+    let mut times = Vec::with_capacity(repeat);
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(f()?);
+        times.push(t.elapsed());
+    }
+    Ok(median(times))
+}
+
+/// The population plan, as the example module builds it.
+pub fn population_plan(epsilon: f64) -> Plan {
+    Plan {
+        dataset: "cdr".into(),
+        steps: vec![Step::Derive {
+            name: "day".into(),
+            expr: oar_guest::col("timestamp").date(),
+        }],
+        group_by: vec!["region".into(), "day".into()],
+        aggregates: vec![Aggregate::CountUnits {
+            name: "subscribers".into(),
+        }],
+        bounds: ContributionBounds {
+            max_groups_per_unit: Some(14),
+            max_rows_per_group: None,
+        },
+        epsilon,
+    }
+}
+
+/// Runs the benchmark; `progress` receives a line per step.
+pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchReport, BenchError> {
+    let spec = CdrSpec {
+        rows: opts.rows,
+        ..CdrSpec::default()
+    };
+    let marker = opts.dir.join(format!("rows-{}", opts.rows));
+    if !marker.exists() {
+        progress(&format!(
+            "generating {} synthetic rows in {} ...",
+            opts.rows,
+            opts.dir.display()
+        ));
+        let _ = std::fs::remove_dir_all(&opts.dir);
+        spec.write(&opts.dir)?;
+        std::fs::write(&marker, b"")?;
+    }
+    let dataset =
+        Dataset::open(&opts.dir.join("cdr.toml")).map_err(|e| BenchError::Oar(e.to_string()))?;
+    let scan = || dataset.scan();
+
+    progress("raw Polars ...");
+    let raw_polars = time(opts.repeat, || {
+        Ok(scan()?
+            .with_column(col("timestamp").dt().date().alias("day"))
+            .group_by([col("region"), col("day")])
+            .agg([col("subscriber_id").n_unique()])
+            .collect()?)
+    })?;
+
+    progress("OpenDP make_private_lazyframe ...");
+    let opendp = time(opts.repeat, || opendp_release(&scan, &spec))?;
+
+    progress("OAR query path ...");
+    let limits = PlanLimits {
+        max_output_cells: 100_000,
+        max_groups_per_unit: 64,
+    };
+    let plan = population_plan(1.0);
+    let config = crate::gate::GateConfig {
+        min_units: 10,
+        delta0: 1e-9,
+    };
+    let oar_execute = time(opts.repeat, || {
+        let compiled =
+            query::compile(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
+        Ok(compiled.execute()?)
+    })?;
+    let oar_query = time(opts.repeat, || {
+        let compiled =
+            query::compile(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
+        let stats = compiled.execute()?;
+        crate::gate::release(&compiled, &stats, config).map_err(|e| BenchError::Oar(e.to_string()))
+    })?;
+
+    progress("OAR sandboxed module ...");
+    let author = KeyPair::generate("bench-author");
+    let member = KeyPair::generate("bench-member");
+    let requester = KeyPair::generate("bench");
+    let policy = Policy {
+        min_units: 10,
+        delta0: 1e-9,
+        limits: Default::default(),
+        budget: crate::policy::Budget {
+            epsilon_per_requester_dataset: 1e9,
+        },
+        authors: vec![Party {
+            name: "a".into(),
+            key: author.public(),
+        }],
+        committee: Committee {
+            quorum: 1,
+            members: vec![Party {
+                name: "m".into(),
+                key: member.public(),
+            }],
+        },
+        requesters: vec![Requester {
+            name: "bench".into(),
+            key: requester.public(),
+            datasets: vec!["cdr".into()],
+        }],
+    };
+    let manifest =
+        Manifest::from_toml(POPULATION_MANIFEST).map_err(|e| BenchError::Oar(e.to_string()))?;
+    let bundle = Bundle::sign(POPULATION_COMPONENT.to_vec(), manifest, &author);
+    let now = chrono::Utc::now();
+    let mut approval = Approval::new(ApprovalRecord::for_bundle(
+        &bundle,
+        1e9,
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::days(1),
+    ));
+    approval.sign(&member);
+    let verify_time = time(opts.repeat.max(20), || {
+        verify(&bundle, &approval, &policy, chrono::Utc::now())
+            .map_err(|e| BenchError::Oar(e.to_string()))
+    })?;
+    let verified = Arc::new(
+        verify(&bundle, &approval, &policy, chrono::Utc::now())
+            .map_err(|e| BenchError::Oar(e.to_string()))?,
+    );
+    let mut catalog = Catalog::new();
+    catalog.register(dataset.clone());
+    let runtime = Runtime::new(None).map_err(|e| BenchError::Oar(e.to_string()))?;
+    let t = Instant::now();
+    runtime
+        .prepare(&verified)
+        .map_err(|e| BenchError::Oar(e.to_string()))?;
+    let compile = t.elapsed();
+    let prepare_cached = time(opts.repeat.max(20), || {
+        runtime
+            .prepare(&verified)
+            .map_err(|e| BenchError::Oar(e.to_string()))
+    })?;
+    let host = Host::new(runtime, catalog, policy, Arc::new(MemoryLedger::new(1e9)));
+    let mut instantiate = Vec::new();
+    let oar_module = time(opts.repeat, || {
+        let outcome = host.run(verified.clone(), "bench", r#"{"epsilon": 1.0}"#);
+        let stats = outcome
+            .stats
+            .ok_or_else(|| BenchError::Oar(format!("{:?}", outcome.result.err())))?;
+        instantiate.push(stats.instantiate);
+        Ok(())
+    })?;
+
+    Ok(BenchReport {
+        rows: opts.rows,
+        raw_polars,
+        opendp,
+        oar_query,
+        oar_execute,
+        oar_module,
+        verify: verify_time,
+        prepare_cached,
+        instantiate: median(instantiate),
+        compile,
+    })
+}
+
+/// OpenDP's own Polars path: noisy row counts per public (region, day) key.
+fn opendp_release(
+    scan: &dyn Fn() -> PolarsResult<LazyFrame>,
+    spec: &CdrSpec,
+) -> Result<DataFrame, BenchError> {
+    use opendp::domains::{AtomDomain, LazyFrameDomain, Margin, SeriesDomain};
+    use opendp::measurements::make_private_lazyframe;
+    use opendp::measures::MaxDivergence;
+    use opendp::metrics::SymmetricDistance;
+    use opendp::polars::PrivacyNamespace as _;
+    let od = |e: opendp::error::Error| BenchError::OpenDp(e.to_string());
+
+    let domain = LazyFrameDomain::new(vec![
+        SeriesDomain::new("region", AtomDomain::<String>::default()),
+        SeriesDomain::new("day", AtomDomain::<i32>::default()),
+    ])
+    .map_err(od)?
+    .with_margin(Margin::by([col("region"), col("day")]).with_max_length(u32::MAX))
+    .map_err(od)?;
+    let regions = spec.region_names();
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let first = (spec.start - epoch).num_days() as i32;
+    let mut key_region = Vec::new();
+    let mut key_day = Vec::new();
+    for r in &regions {
+        for d in 0..crate::synth::cdr::DAYS as i32 {
+            key_region.push(r.clone());
+            key_day.push(first + d);
+        }
+    }
+    let keys = df!("region" => key_region, "day" => key_day)?.lazy();
+    let input = scan()?.select([
+        col("region"),
+        col("timestamp")
+            .dt()
+            .date()
+            .cast(DataType::Int32)
+            .alias("day"),
+    ]);
+    let plan = input
+        .clone()
+        .group_by([col("region"), col("day")])
+        .agg([len().dp().noise(None).alias("count")])
+        .join(
+            keys,
+            [col("region"), col("day")],
+            [col("region"), col("day")],
+            JoinType::Right.into(),
+        );
+    let meas = make_private_lazyframe(
+        domain,
+        SymmetricDistance,
+        MaxDivergence,
+        plan,
+        Some(14.0),
+        None,
+    )
+    .map_err(od)?;
+    let out = meas.invoke(&input).map_err(od)?;
+    out.collect().map_err(od)
+}

@@ -1,0 +1,214 @@
+//! `oar demo`: the whole path on built-in synthetic data, in one call.
+//!
+//! Generates synthetic call-detail records, creates keys for an author, a three-member ethics
+//! committee (quorum two), a requester and the holder, signs the embedded present-population
+//! module, has two members approve it, verifies, runs it in the sandbox and writes the release.
+
+use oar_host::approval::{Approval, ApprovalRecord};
+use oar_host::artifacts::{POPULATION_COMPONENT, POPULATION_MANIFEST};
+use oar_host::bundle::{Bundle, Manifest};
+use oar_host::dataset::{Catalog, Dataset};
+use oar_host::job::Host;
+use oar_host::keys::KeyPair;
+use oar_host::ledger::MemoryLedger;
+use oar_host::policy::Policy;
+use oar_host::release::Release;
+use oar_host::sandbox::Runtime;
+use oar_host::synth::cdr::CdrSpec;
+use oar_host::verify::verify;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Folder for everything the demo writes.
+    pub out: PathBuf,
+    /// Synthetic rows.
+    pub rows: usize,
+    /// Epsilon of the release.
+    pub epsilon: f64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            out: PathBuf::from("oar-demo"),
+            rows: 1_000_000,
+            epsilon: 1.0,
+        }
+    }
+}
+
+/// What the demo did.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// The release.
+    pub release: Release,
+    /// Files of the release.
+    pub files: Vec<PathBuf>,
+    /// Where everything is.
+    pub out: PathBuf,
+}
+
+/// Runs the demo, reporting progress through `progress`.
+pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result<DemoReport> {
+    let step = |name: &str, t: Instant, progress: &mut dyn FnMut(&str)| {
+        progress(&format!("  {name:<44} {:>8.2?}", t.elapsed()));
+    };
+    std::fs::create_dir_all(&opts.out)?;
+
+    let t = Instant::now();
+    let spec = CdrSpec {
+        rows: opts.rows,
+        ..CdrSpec::default()
+    };
+    let descriptor = spec.write(&opts.out.join("data"))?;
+    step("generated synthetic call-detail records", t, progress);
+
+    let t = Instant::now();
+    let keys_dir = opts.out.join("keys");
+    let author = KeyPair::generate("author");
+    let members: Vec<KeyPair> = (1..=3)
+        .map(|i| KeyPair::generate(&format!("committee-{i}")))
+        .collect();
+    let requester = KeyPair::generate("stats-office");
+    let holder = KeyPair::generate("holder");
+    for k in std::iter::once(&author)
+        .chain(&members)
+        .chain([&requester, &holder])
+    {
+        k.write(&keys_dir)?;
+    }
+    let policy_path = opts.out.join("policy.toml");
+    std::fs::write(&policy_path, demo_policy(&author, &members, &requester))?;
+    let policy = Policy::load(&policy_path)?;
+    step("made keys and the holder's policy", t, progress);
+
+    let t = Instant::now();
+    let manifest = Manifest::from_toml(POPULATION_MANIFEST)?;
+    let bundle = Bundle::sign(POPULATION_COMPONENT.to_vec(), manifest, &author);
+    let bundle_path = opts.out.join("population.oarb");
+    bundle.write(&bundle_path)?;
+    let now = chrono::Utc::now();
+    let record = ApprovalRecord::for_bundle(
+        &bundle,
+        10.0,
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::days(90),
+    );
+    let mut approval = Approval::new(record);
+    approval.sign(&members[0]);
+    approval.sign(&members[2]);
+    approval.write(&opts.out.join("approval.json"))?;
+    step("signed the module; 2 of 3 members approved", t, progress);
+
+    let t = Instant::now();
+    let verified = Arc::new(verify(&bundle, &approval, &policy, chrono::Utc::now())?);
+    let mut catalog = Catalog::new();
+    catalog.register(Dataset::open(&descriptor)?);
+    let ledger = Arc::new(MemoryLedger::new(
+        policy.budget.epsilon_per_requester_dataset,
+    ));
+    let host = Host::new(
+        Runtime::new(Some(opts.out.join("cache")))?,
+        catalog,
+        policy,
+        ledger,
+    );
+    step("verified signatures and quorum", t, progress);
+
+    let t = Instant::now();
+    let params = serde_json::json!({ "epsilon": opts.epsilon }).to_string();
+    let outcome = host.run(verified, requester.name(), &params);
+    let release = outcome.result?;
+    step("ran the module in the sandbox", t, progress);
+
+    let files = release.write(&opts.out.join("release"))?;
+    Ok(DemoReport {
+        release,
+        files,
+        out: opts.out.clone(),
+    })
+}
+
+fn demo_policy(author: &KeyPair, members: &[KeyPair], requester: &KeyPair) -> String {
+    let mut s = String::from(
+        "# Holder policy written by `oar demo` (see policies/example.toml for every field).\n\
+         min_units = 10\ndelta0 = 1e-9\n\n[limits]\nmemory_mib = 128\ntime_ms = 30000\n\
+         max_queries_per_run = 16\nmax_output_cells = 100000\nmax_groups_per_unit = 64\nmax_output_tables = 8\n\n\
+         [budget]\nepsilon_per_requester_dataset = 10.0\n\n",
+    );
+    s.push_str(&format!(
+        "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\n\n",
+        author.public()
+    ));
+    s.push_str("[committee]\nquorum = 2\n");
+    for m in members {
+        s.push_str(&format!(
+            "\n[[committee.members]]\nname = \"{}\"\nkey = \"{}\"\n",
+            m.name(),
+            m.public()
+        ));
+    }
+    s.push_str(&format!(
+        "\n[[requesters]]\nname = \"{}\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
+        requester.name(),
+        requester.public()
+    ));
+    s
+}
+
+/// A short human summary of a demo run.
+pub fn summary(report: &DemoReport) -> String {
+    let r = &report.release;
+    let mut s = String::new();
+    for t in &r.tables {
+        let info = t.table.release.as_ref();
+        s.push_str(&format!(
+            "table {}: {} cells released, {} suppressed (fewer than {} subscribers, or below the noisy threshold {:.0})\n",
+            t.name,
+            t.table.released().count(),
+            t.table.suppressed_count(),
+            info.map(|i| i.min_units).unwrap_or(10),
+            info.map(|i| i.threshold).unwrap_or(f64::NAN),
+        ));
+        if let Some(i) = info {
+            for a in &i.accuracy {
+                s.push_str(&format!(
+                    "  {}: {} noise, scale {:.2}, 95% of values within ±{:.1}\n",
+                    a.column, a.mechanism, a.noise_scale, a.ci95_half_width
+                ));
+            }
+            s.push_str(&format!(
+                "  privacy: epsilon {} , delta {:.1e}\n",
+                i.epsilon, i.delta
+            ));
+        }
+        for row in t.table.rows.iter().take(5) {
+            let keys: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
+            match row.suppressed {
+                None => s.push_str(&format!("    {:<24} {:?}\n", keys.join(" "), row.values)),
+                Some(_) => s.push_str(&format!("    {:<24} suppressed\n", keys.join(" "))),
+            }
+        }
+        s.push_str("    ...\n");
+    }
+    s.push_str(&format!(
+        "epsilon spent: {} (requester {})\n",
+        r.epsilon_total, r.requester
+    ));
+    s.push_str(&format!(
+        "everything is in {}; the release:\n",
+        display(&report.out)
+    ));
+    for f in &report.files {
+        s.push_str(&format!("  {}\n", display(f)));
+    }
+    s
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}

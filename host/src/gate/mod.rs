@@ -1,0 +1,293 @@
+//! The privacy gate: turns true per-cell aggregates into a releasable table.
+//!
+//! For one plan with budget `ε`, split evenly over `k` measurements (one noisy count of units per
+//! cell, plus one noisy sum per sum or mean aggregate):
+//!
+//! 1. **Noise** (OpenDP `make_laplace` over the whole vector of cells of the public key domain):
+//!    counts get discrete Laplace noise with scale `N / ε_i`, where `N` is the most cells one unit
+//!    may add to (L1 sensitivity `N`); sums get Laplace noise with scale `N·Δ / ε_i`, where `Δ`
+//!    bounds one unit's contribution to one cell. OpenDP's privacy map certifies each `ε_i`.
+//! 2. **Noisy threshold**: a cell passes only if its noisy unit count is at least `τ`, calibrated
+//!    so a cell with fewer than `min_units` units passes with probability at most `δ0 / C` (`C`
+//!    cells), i.e. any such cell passes with probability at most `δ0`.
+//! 3. **Hard check**: a cell whose true unit count is below `min_units` is suppressed anyway.
+//!
+//! Guarantee: **no released cell has fewer than `min_units` distinct units** (step 3), and the
+//! release is `(ε, (1 + e^ε)·δ0)`-differentially private with respect to adding or removing one
+//! unit (step 3 changes the output of the `ε`-DP steps 1–2 only on an event of probability at most
+//! `δ0`). Suppressed cells are reported as suppressed, without their values or which step
+//! suppressed them.
+
+use crate::query::{CellStats, CompiledPlan, ResolvedAggregate};
+use oar_guest::table::{Accuracy, ReleaseInfo, Suppression, Table};
+use opendp::domains::{AtomDomain, VectorDomain};
+use opendp::measurements::make_laplace;
+use opendp::measures::MaxDivergence;
+use opendp::metrics::L1Distance;
+
+/// The gate's settings, from the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct GateConfig {
+    /// Fewest distinct units in a released cell.
+    pub min_units: u64,
+    /// Bound on the probability that any cell below `min_units` passes the noisy threshold.
+    pub delta0: f64,
+}
+
+/// Why the gate could not produce a release.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// OpenDP refused to build or run a measurement.
+    #[error("noise mechanism failed: {0}")]
+    Mechanism(String),
+    /// The certified privacy loss exceeds the budget asked for.
+    #[error("the certified privacy loss {certified} exceeds the requested epsilon {requested}")]
+    OverBudget {
+        /// What OpenDP's privacy maps certify.
+        certified: f64,
+        /// What the plan asked for.
+        requested: f64,
+    },
+}
+
+fn mech(e: opendp::error::Error) -> GateError {
+    GateError::Mechanism(e.to_string())
+}
+
+/// `z` such that a Laplace(b) variable exceeds `b·z` in absolute value with probability 5%.
+const LN_20: f64 = 2.995_732_273_553_991;
+
+/// The noisy-count threshold `τ` for discrete Laplace noise of scale `scale`.
+///
+/// Guarantee: a cell whose true count is at most `min_units - 1` reaches `τ` with probability at
+/// most `delta_cell`. For discrete Laplace with `α = e^(-1/scale)`, `P(Z ≥ t) = α^t / (1 + α)`
+/// for `t ≥ 1`, so `t = ⌈ln(delta_cell·(1 + α)) / ln α⌉` and `τ = min_units - 1 + t`.
+pub fn threshold(scale: f64, min_units: u64, delta_cell: f64) -> f64 {
+    let alpha = (-1.0 / scale).exp();
+    let t = ((delta_cell * (1.0 + alpha)).ln() / alpha.ln())
+        .ceil()
+        .max(1.0);
+    (min_units - 1) as f64 + t
+}
+
+/// Probability that discrete Laplace noise of `scale` is at least `t` (for `t ≥ 1`).
+pub fn discrete_laplace_tail(scale: f64, t: f64) -> f64 {
+    let alpha = (-1.0 / scale).exp();
+    alpha.powf(t) / (1.0 + alpha)
+}
+
+/// Applies noise, threshold and hard check to `stats` computed for `plan`.
+pub fn release(
+    plan: &CompiledPlan,
+    stats: &CellStats,
+    config: GateConfig,
+) -> Result<Table, GateError> {
+    let epsilon = plan.plan.epsilon;
+    let n = i64::from(plan.max_groups_per_unit);
+    let sum_aggs: Vec<&ResolvedAggregate> = plan
+        .aggregates
+        .iter()
+        .filter(|a| !matches!(a, ResolvedAggregate::CountUnits { .. }))
+        .collect();
+    let eps_each = epsilon / (1 + sum_aggs.len()) as f64;
+
+    // 1. Noisy counts of units over every cell of the domain.
+    let (count_meas, count_scale) = calibrate(
+        |scale| {
+            make_laplace::<_, _, MaxDivergence>(
+                VectorDomain::new(AtomDomain::<i64>::default()),
+                L1Distance::<i64>::default(),
+                scale,
+                None,
+            )
+        },
+        n as f64 / eps_each,
+        &n,
+        eps_each,
+    )?;
+    let noisy_counts = count_meas.invoke(&stats.units).map_err(mech)?;
+    let mut certified = count_meas.map(&n).map_err(mech)?;
+
+    // Noisy sums.
+    let mut noisy_sums = Vec::new();
+    let mut sum_scales = Vec::new();
+    for (agg, values) in sum_aggs.iter().zip(&stats.sums) {
+        let delta = per_cell_sensitivity(agg, plan.max_rows_per_group);
+        let d_in = n as f64 * delta;
+        let (meas, scale) = calibrate(
+            |scale| {
+                make_laplace::<_, _, MaxDivergence>(
+                    VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
+                    L1Distance::<f64>::default(),
+                    scale,
+                    None,
+                )
+            },
+            d_in / eps_each,
+            &d_in,
+            eps_each,
+        )?;
+        noisy_sums.push(meas.invoke(values).map_err(mech)?);
+        certified += meas.map(&d_in).map_err(mech)?;
+        sum_scales.push(scale);
+    }
+    if certified > epsilon * (1.0 + 1e-9) {
+        return Err(GateError::OverBudget {
+            certified,
+            requested: epsilon,
+        });
+    }
+
+    // 2 and 3. Threshold on the noisy count, then the hard minimum on the true count.
+    let delta_cell = config.delta0 / plan.cells as f64;
+    let tau = threshold(count_scale, config.min_units, delta_cell);
+    let mut table = Table::new(
+        plan.keys.iter().map(|k| k.name.clone()),
+        plan.aggregates.iter().map(|a| a.name().to_string()),
+    );
+    for cell in 0..plan.cells {
+        let keys = plan.cell_keys(cell);
+        let noisy_count = noisy_counts[cell];
+        let passes = (noisy_count as f64) >= tau && stats.units[cell] >= config.min_units as i64;
+        if !passes {
+            table.push_suppressed(keys, Suppression::MinimumUnits);
+            continue;
+        }
+        let mut values = Vec::with_capacity(plan.aggregates.len());
+        let mut s = 0;
+        for agg in &plan.aggregates {
+            values.push(match agg {
+                ResolvedAggregate::CountUnits { .. } => noisy_count as f64,
+                ResolvedAggregate::Sum { .. } => {
+                    s += 1;
+                    noisy_sums[s - 1][cell]
+                }
+                ResolvedAggregate::Mean { bounds, .. } => {
+                    s += 1;
+                    (noisy_sums[s - 1][cell] / noisy_count as f64).clamp(bounds[0], bounds[1])
+                }
+            });
+        }
+        table.push(keys, values);
+    }
+
+    let mut accuracy = Vec::new();
+    let mut s = 0;
+    for agg in &plan.aggregates {
+        accuracy.push(match agg {
+            ResolvedAggregate::CountUnits { name } => Accuracy {
+                column: name.clone(),
+                mechanism: "discrete Laplace (OpenDP make_laplace)".into(),
+                noise_scale: count_scale,
+                ci95_half_width: count_scale * LN_20,
+            },
+            ResolvedAggregate::Sum { name, .. } => {
+                s += 1;
+                Accuracy {
+                    column: name.clone(),
+                    mechanism: "Laplace (OpenDP make_laplace)".into(),
+                    noise_scale: sum_scales[s - 1],
+                    ci95_half_width: sum_scales[s - 1] * LN_20,
+                }
+            }
+            ResolvedAggregate::Mean { name, bounds } => {
+                s += 1;
+                let b = bounds[0].abs().max(bounds[1].abs());
+                Accuracy {
+                    column: name.clone(),
+                    mechanism: "Laplace sum / discrete Laplace count (OpenDP make_laplace)".into(),
+                    noise_scale: sum_scales[s - 1],
+                    // Delta-method bound at the smallest released count, τ.
+                    ci95_half_width: (sum_scales[s - 1] + b * count_scale) * LN_20 / tau,
+                }
+            }
+        });
+    }
+    let released = table.released().count();
+    table.release = Some(ReleaseInfo {
+        epsilon,
+        delta: (1.0 + epsilon.exp()) * config.delta0,
+        min_units: config.min_units,
+        threshold: tau,
+        accuracy,
+        released_cells: released,
+        suppressed_cells: plan.cells - released,
+    });
+    Ok(table)
+}
+
+/// How much one unit can change one cell's value of `agg`.
+fn per_cell_sensitivity(agg: &ResolvedAggregate, max_rows_per_group: u32) -> f64 {
+    match agg {
+        ResolvedAggregate::CountUnits { .. } => 1.0,
+        ResolvedAggregate::Sum { bounds, .. } => {
+            f64::from(max_rows_per_group) * bounds[0].abs().max(bounds[1].abs())
+        }
+        ResolvedAggregate::Mean { bounds, .. } => bounds[0].abs().max(bounds[1].abs()),
+    }
+}
+
+/// Builds a measurement with the smallest scale (starting from `scale`) whose OpenDP privacy map
+/// certifies at most `eps` for input distance `d_in`; OpenDP rounds conservatively, so the first
+/// scale can certify a hair more than `eps`.
+fn calibrate<M, D>(
+    make: impl Fn(f64) -> opendp::error::Fallible<M>,
+    mut scale: f64,
+    d_in: &D,
+    eps: f64,
+) -> Result<(M, f64), GateError>
+where
+    M: Mapped<D>,
+{
+    if !(scale.is_finite()) || scale < 0.0 {
+        return Err(GateError::Mechanism(format!("invalid noise scale {scale}")));
+    }
+    for _ in 0..64 {
+        let m = make(scale).map_err(mech)?;
+        if m.certified(d_in)? <= eps {
+            return Ok((m, scale));
+        }
+        scale *= 1.0 + 1e-9;
+    }
+    Err(GateError::Mechanism(
+        "could not calibrate the noise scale".into(),
+    ))
+}
+
+/// A measurement whose privacy loss can be read for an input distance.
+trait Mapped<D> {
+    fn certified(&self, d_in: &D) -> Result<f64, GateError>;
+}
+
+impl<DI, MI> Mapped<MI::Distance> for opendp::core::Measurement<DI, MI, MaxDivergence, DI::Carrier>
+where
+    DI: opendp::core::Domain,
+    MI: opendp::core::Metric,
+    (DI, MI): opendp::core::MetricSpace,
+{
+    fn certified(&self, d_in: &MI::Distance) -> Result<f64, GateError> {
+        self.map(d_in).map_err(mech)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_keeps_cells_below_minimum_under_delta() {
+        for scale in [1.0, 3.5, 14.0, 40.0] {
+            let delta = 1e-9 / 147.0;
+            let tau = threshold(scale, 10, delta);
+            // A cell with 9 units needs noise >= tau - 9 to pass.
+            let p = discrete_laplace_tail(scale, tau - 9.0);
+            assert!(p <= delta, "scale {scale}: p {p} > {delta}");
+            // And the threshold is tight: one less would exceed delta.
+            let p_looser = discrete_laplace_tail(scale, tau - 10.0);
+            assert!(
+                tau - 10.0 < 1.0 || p_looser > delta,
+                "scale {scale}: threshold not tight"
+            );
+        }
+    }
+}

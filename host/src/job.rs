@@ -1,0 +1,154 @@
+//! Running a verified module for a requester: the in-process path that `oar run`, `oar demo` and
+//! (later) the server share.
+
+use crate::dataset::Catalog;
+use crate::ledger::Ledger;
+use crate::policy::Policy;
+use crate::release::{Release, ReleasedTable};
+use crate::sandbox::{RunLimits, RunStats, Runtime, SandboxError};
+use crate::session::{Session, SessionRecord};
+use crate::verify::VerifiedModule;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a job released nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The requester is not in the policy.
+    #[error("requester '{0}' is not listed in the policy's [[requesters]]")]
+    UnknownRequester(String),
+    /// The module failed in the sandbox; nothing it emitted is released.
+    #[error("{0}; nothing was released")]
+    Sandbox(#[from] SandboxError),
+    /// The module finished without emitting a table.
+    #[error("the module finished without emitting any table; nothing was released")]
+    NoOutput,
+}
+
+/// A job's result and everything needed to account for it.
+pub struct JobOutcome {
+    /// The job id.
+    pub job_id: String,
+    /// The release, or why there is none.
+    pub result: Result<Release, JobError>,
+    /// Charges, refusals and log of the run (charges stand even when the run failed).
+    pub record: SessionRecord,
+    /// Sandbox timings.
+    pub stats: Option<RunStats>,
+}
+
+/// Everything a data holder's host needs to run jobs.
+pub struct Host {
+    runtime: Runtime,
+    catalog: Arc<Catalog>,
+    policy: Arc<Policy>,
+    ledger: Arc<dyn Ledger>,
+}
+
+impl Host {
+    /// A host over these parts.
+    pub fn new(
+        runtime: Runtime,
+        catalog: Catalog,
+        policy: Policy,
+        ledger: Arc<dyn Ledger>,
+    ) -> Self {
+        Host {
+            runtime,
+            catalog: Arc::new(catalog),
+            policy: Arc::new(policy),
+            ledger,
+        }
+    }
+
+    /// The sandbox runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// A session for a run (also used by the native harness).
+    pub fn session(&self, job_id: &str, requester: &str, module: Arc<VerifiedModule>) -> Session {
+        Session::new(
+            job_id,
+            requester,
+            module,
+            self.catalog.clone(),
+            self.policy.clone(),
+            self.ledger.clone(),
+        )
+    }
+
+    /// Runs `module` for `requester` with JSON `params`.
+    ///
+    /// A release exists only if the module finished successfully and emitted at least one table.
+    /// Charges made before a failure stay charged (the module saw those results).
+    pub fn run(&self, module: Arc<VerifiedModule>, requester: &str, params: &str) -> JobOutcome {
+        let job_id = new_job_id();
+        if self.policy.requester(requester).is_none() {
+            return JobOutcome {
+                job_id,
+                result: Err(JobError::UnknownRequester(requester.to_string())),
+                record: SessionRecord::default(),
+                stats: None,
+            };
+        }
+        let session = self.session(&job_id, requester, module.clone());
+        let limits = RunLimits {
+            memory_mib: self.policy.limits.memory_mib,
+            time: Duration::from_millis(self.policy.limits.time_ms),
+        };
+        let (result, session) = self.runtime.run(&module, session, params, limits);
+        let record = session.finish();
+        let (result, stats) = match result {
+            Err(e) => (Err(JobError::Sandbox(e)), None),
+            Ok(_) if record.outputs.is_empty() => (Err(JobError::NoOutput), None),
+            Ok(stats) => {
+                let spends = Release::spends(&record.charges);
+                let release = Release {
+                    job_id: job_id.clone(),
+                    module: module.manifest().name.clone(),
+                    module_version: module.manifest().version.clone(),
+                    module_hash: module.module_hash().to_string(),
+                    approval_digest: module.approval_digest().to_string(),
+                    requester: requester.to_string(),
+                    created_at: chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    epsilon_total: spends.iter().map(|s| s.epsilon).sum(),
+                    epsilon_spent: spends,
+                    tables: record
+                        .outputs
+                        .iter()
+                        .map(|(name, table)| ReleasedTable {
+                            name: name.clone(),
+                            table: table.clone(),
+                        })
+                        .collect(),
+                };
+                (Ok(release), Some(stats))
+            }
+        };
+        JobOutcome {
+            job_id,
+            result,
+            record,
+            stats,
+        }
+    }
+}
+
+/// A fresh random job id (16 hex digits).
+pub fn new_job_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    hex::encode(bytes)
+}

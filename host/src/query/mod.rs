@@ -1,0 +1,439 @@
+//! Plans: validation against a dataset's public schema, and compilation to a Polars `LazyFrame`.
+//!
+//! [`compile`] type-checks every expression as it lowers it, so a plan that reaches Polars is one
+//! whose columns exist, whose types fit, whose group keys all have public domains, and which never
+//! reads the privacy-unit column. Its output is [`CellStats`]: per cell of the public key domain,
+//! the true number of distinct units and the true bounded sums. Those never leave the host; the
+//! gate turns them into a noisy table.
+
+mod expr;
+
+use crate::dataset::Dataset;
+use expr::{lower, Info};
+use oar_guest::plan::{Aggregate, Plan, Step};
+use oar_guest::Value;
+use polars::prelude::*;
+use std::collections::HashMap;
+
+/// Why a plan was refused before it touched data.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The plan named an unknown column.
+    #[error("column '{column}' does not exist in dataset '{dataset}' (known: {known})")]
+    UnknownColumn {
+        /// The dataset.
+        dataset: String,
+        /// The column.
+        column: String,
+        /// Columns available at that step.
+        known: String,
+    },
+    /// The plan tried to read the privacy-unit column.
+    #[error(
+        "column '{0}' is the privacy unit; plans may not read it (the host counts units itself)"
+    )]
+    PrivacyUnitReferenced(String),
+    /// A type does not fit.
+    #[error("type error: {0}")]
+    Type(String),
+    /// A group key has no public domain.
+    #[error("group key '{0}' has no public domain; group by a column with a declared domain, or derive one (date, hour, a comparison)")]
+    KeyWithoutDomain(String),
+    /// The key domain is larger than the policy allows.
+    #[error("the key domain has {cells} cells; the policy allows at most {max} per query")]
+    TooManyCells {
+        /// Cells the plan would produce.
+        cells: usize,
+        /// The policy's limit.
+        max: usize,
+    },
+    /// A sum or mean has no clamping bounds.
+    #[error("aggregate '{0}' needs clamping bounds: declare bounds for its column in the dataset descriptor or pass them in the plan")]
+    MissingBounds(String),
+    /// Anything else malformed.
+    #[error("invalid plan: {0}")]
+    Invalid(String),
+}
+
+/// An aggregate with everything the gate needs resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResolvedAggregate {
+    /// Distinct units per cell.
+    CountUnits {
+        /// Output column.
+        name: String,
+    },
+    /// Bounded sum: each unit's per-cell total is clamped to
+    /// `[rows * min(lower, 0), rows * max(upper, 0)]`.
+    Sum {
+        /// Output column.
+        name: String,
+        /// Clamping bounds of one row's value.
+        bounds: [f64; 2],
+    },
+    /// Mean of per-unit means: each unit's per-cell mean lies in `bounds`.
+    Mean {
+        /// Output column.
+        name: String,
+        /// Clamping bounds of one row's value.
+        bounds: [f64; 2],
+    },
+}
+
+impl ResolvedAggregate {
+    /// Output column name.
+    pub fn name(&self) -> &str {
+        match self {
+            ResolvedAggregate::CountUnits { name }
+            | ResolvedAggregate::Sum { name, .. }
+            | ResolvedAggregate::Mean { name, .. } => name,
+        }
+    }
+}
+
+/// A key column and its public domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeySpec {
+    /// Key name.
+    pub name: String,
+    /// Its public values, in release order.
+    pub domain: Vec<Value>,
+}
+
+/// A validated plan ready to run.
+pub struct CompiledPlan {
+    /// The plan as sent.
+    pub plan: Plan,
+    /// Keys with their domains.
+    pub keys: Vec<KeySpec>,
+    /// Aggregates in plan order.
+    pub aggregates: Vec<ResolvedAggregate>,
+    /// Bound on cells per unit.
+    pub max_groups_per_unit: u32,
+    /// Bound on rows per unit per cell (sums).
+    pub max_rows_per_group: u32,
+    /// Number of cells in the key domain.
+    pub cells: usize,
+    /// Columns of the dataset the plan reads (for scope checks).
+    pub columns_read: Vec<String>,
+    frame: LazyFrame,
+    /// Number of sum/mean value columns in `frame` (`__v0`, `__v1`, ...).
+    value_columns: usize,
+}
+
+/// True aggregates per cell; they never leave the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellStats {
+    /// Distinct units per cell (after contribution bounding).
+    pub units: Vec<i64>,
+    /// Per sum/mean aggregate (in plan order), the per-cell total of per-unit values.
+    pub sums: Vec<Vec<f64>>,
+}
+
+/// Limits the policy puts on plans.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanLimits {
+    /// Most cells a query may produce.
+    pub max_output_cells: usize,
+    /// Largest contribution bound a plan may ask for.
+    pub max_groups_per_unit: u32,
+}
+
+const UNIT: &str = "__unit";
+const CELL: &str = "__cell";
+const UNITS: &str = "__units";
+
+/// Validates `plan` against `dataset` and builds the Polars pipeline that computes its
+/// [`CellStats`].
+pub fn compile(
+    plan: &Plan,
+    dataset: &Dataset,
+    limits: PlanLimits,
+) -> Result<CompiledPlan, QueryError> {
+    let schema = dataset.schema();
+    if plan.dataset != schema.name {
+        return Err(QueryError::Invalid(format!(
+            "plan is for dataset '{}' but was sent to '{}'",
+            plan.dataset, schema.name
+        )));
+    }
+    if !(plan.epsilon.is_finite() && plan.epsilon > 0.0) {
+        return Err(QueryError::Invalid(format!(
+            "epsilon must be positive, got {}",
+            plan.epsilon
+        )));
+    }
+    if plan.aggregates.is_empty() {
+        return Err(QueryError::Invalid(
+            "a plan needs at least one aggregate".into(),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for a in &plan.aggregates {
+        if !names.insert(a.name()) || a.name().starts_with("__") || a.name().is_empty() {
+            return Err(QueryError::Invalid(format!(
+                "aggregate name '{}' is empty, reserved or repeated",
+                a.name()
+            )));
+        }
+    }
+
+    let mut env: HashMap<String, Info> = schema
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), Info::of_column(c)))
+        .collect();
+    let mut columns_read = Vec::new();
+    let ctx = expr::LowerCtx {
+        dataset: &schema.name,
+        unit: &schema.privacy_unit,
+    };
+    let mut lf = dataset
+        .scan()
+        .map_err(|e| QueryError::Invalid(format!("cannot open dataset: {e}")))?;
+    for step in &plan.steps {
+        match step {
+            Step::Filter { predicate } => {
+                let (e, info) = lower(predicate, &env, &ctx, &mut columns_read)?;
+                if info.ty != oar_guest::ColumnType::Bool {
+                    return Err(QueryError::Type(format!(
+                        "a filter must be boolean, got {:?}",
+                        info.ty
+                    )));
+                }
+                lf = lf.filter(e);
+            }
+            Step::Derive { name, expr } => {
+                if name.starts_with("__") || name == &schema.privacy_unit || name.is_empty() {
+                    return Err(QueryError::Invalid(format!(
+                        "cannot derive a column named '{name}'"
+                    )));
+                }
+                let (e, info) = lower(expr, &env, &ctx, &mut columns_read)?;
+                lf = lf.with_column(e.alias(name.as_str()));
+                env.insert(name.clone(), info);
+            }
+        }
+    }
+
+    // Keys and their index expressions.
+    let mut keys = Vec::new();
+    let mut key_index = Vec::new();
+    let mut cells: usize = 1;
+    for k in &plan.group_by {
+        let info = env.get(k).ok_or_else(|| {
+            if k == &schema.privacy_unit {
+                QueryError::PrivacyUnitReferenced(k.clone())
+            } else {
+                QueryError::UnknownColumn {
+                    dataset: schema.name.clone(),
+                    column: k.clone(),
+                    known: env.keys().cloned().collect::<Vec<_>>().join(", "),
+                }
+            }
+        })?;
+        if !columns_read.contains(k) && schema.column(k).is_some() {
+            columns_read.push(k.clone());
+        }
+        let (domain, index) = info
+            .key_index()
+            .ok_or_else(|| QueryError::KeyWithoutDomain(k.clone()))?;
+        if domain.is_empty() {
+            return Err(QueryError::KeyWithoutDomain(k.clone()));
+        }
+        cells = cells.checked_mul(domain.len()).unwrap_or(usize::MAX);
+        if cells > limits.max_output_cells {
+            return Err(QueryError::TooManyCells {
+                cells,
+                max: limits.max_output_cells,
+            });
+        }
+        keys.push(KeySpec {
+            name: k.clone(),
+            domain,
+        });
+        key_index.push(index);
+    }
+
+    // Aggregates.
+    let n_groups = plan
+        .bounds
+        .max_groups_per_unit
+        .unwrap_or(schema.max_groups_per_unit);
+    let n_rows = plan
+        .bounds
+        .max_rows_per_group
+        .unwrap_or(schema.max_rows_per_group);
+    if n_groups == 0 || n_rows == 0 {
+        return Err(QueryError::Invalid(
+            "contribution bounds must be at least 1".into(),
+        ));
+    }
+    if n_groups > limits.max_groups_per_unit {
+        return Err(QueryError::Invalid(format!(
+            "max_groups_per_unit {n_groups} exceeds the policy's limit of {}",
+            limits.max_groups_per_unit
+        )));
+    }
+    let mut aggregates = Vec::new();
+    let mut value_exprs = Vec::new();
+    let mut unit_stage = Vec::new();
+    for a in &plan.aggregates {
+        match a {
+            Aggregate::CountUnits { name } => {
+                aggregates.push(ResolvedAggregate::CountUnits { name: name.clone() })
+            }
+            Aggregate::Sum {
+                name,
+                column,
+                bounds,
+            }
+            | Aggregate::Mean {
+                name,
+                column,
+                bounds,
+            } => {
+                let (e, info) = lower(&oar_guest::col(column), &env, &ctx, &mut columns_read)?;
+                if !info.ty.is_numeric() {
+                    return Err(QueryError::Type(format!(
+                        "aggregate '{name}': column '{column}' is {:?}, not numeric",
+                        info.ty
+                    )));
+                }
+                let [lo, hi] = bounds
+                    .or(info.bounds)
+                    .ok_or_else(|| QueryError::MissingBounds(name.clone()))?;
+                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                    return Err(QueryError::Invalid(format!(
+                        "aggregate '{name}': bounds must be finite with lower <= upper"
+                    )));
+                }
+                let v = format!("__v{}", value_exprs.len());
+                value_exprs.push(
+                    e.cast(DataType::Float64)
+                        .clip(lit(lo), lit(hi))
+                        .alias(v.as_str()),
+                );
+                if matches!(a, Aggregate::Sum { .. }) {
+                    let m = f64::from(n_rows);
+                    unit_stage.push(
+                        col(v.as_str())
+                            .sum()
+                            .clip(lit(m * lo.min(0.0)), lit(m * hi.max(0.0)))
+                            .alias(v.as_str()),
+                    );
+                    aggregates.push(ResolvedAggregate::Sum {
+                        name: name.clone(),
+                        bounds: [lo, hi],
+                    });
+                } else {
+                    unit_stage.push(col(v.as_str()).mean().alias(v.as_str()));
+                    aggregates.push(ResolvedAggregate::Mean {
+                        name: name.clone(),
+                        bounds: [lo, hi],
+                    });
+                }
+            }
+        }
+    }
+
+    // Rows -> one record per (unit, cell) -> at most `n_groups` cells per unit -> cells.
+    let mut select = vec![col(schema.privacy_unit.as_str()).alias(UNIT)];
+    let key_cols: Vec<String> = (0..keys.len()).map(|i| format!("__k{i}")).collect();
+    for (k, name) in keys.iter().zip(&key_cols) {
+        select.push(col(k.name.as_str()).alias(name.as_str()));
+    }
+    select.extend(value_exprs.iter().cloned());
+    let mut by: Vec<Expr> = vec![col(UNIT)];
+    by.extend(key_cols.iter().map(|k| col(k.as_str())));
+    let per_unit = lf.select(select);
+    let per_unit = if unit_stage.is_empty() {
+        per_unit.unique(None, UniqueKeepStrategy::Any)
+    } else {
+        per_unit.group_by(by).agg(unit_stage)
+    };
+    // Cell index: mixed radix over the key domains; rows outside the domains get null and drop.
+    let mut cell = lit(0u64);
+    let mut stride: u64 = 1;
+    for (index, name) in key_index.iter().zip(&key_cols).rev() {
+        cell = cell + index.expr(col(name.as_str())).cast(DataType::UInt64) * lit(stride);
+        stride *= index.len() as u64;
+    }
+    let mut per_cell = per_unit.select(
+        std::iter::once(col(UNIT))
+            .chain(std::iter::once(cell.alias(CELL)))
+            .chain((0..value_exprs.len()).map(|i| col(format!("__v{i}").as_str())))
+            .collect::<Vec<_>>(),
+    );
+    per_cell = per_cell.filter(col(CELL).is_not_null());
+    if (n_groups as usize) < cells {
+        // Deterministic per unit: keep the unit's `n_groups` lowest cell indices. The choice
+        // depends on this unit's rows alone, so adding or removing another unit cannot change it.
+        let rank = col(CELL)
+            .rank(
+                RankOptions {
+                    method: RankMethod::Ordinal,
+                    descending: false,
+                },
+                None,
+            )
+            .over([col(UNIT)]);
+        per_cell = per_cell.filter(rank.lt_eq(lit(n_groups as u64)));
+    }
+    let mut cell_aggs = vec![len().alias(UNITS)];
+    cell_aggs.extend((0..value_exprs.len()).map(|i| col(format!("__v{i}").as_str()).sum()));
+    let frame = per_cell.group_by([col(CELL)]).agg(cell_aggs);
+
+    Ok(CompiledPlan {
+        plan: plan.clone(),
+        keys,
+        aggregates,
+        max_groups_per_unit: n_groups,
+        max_rows_per_group: n_rows,
+        cells,
+        columns_read,
+        frame,
+        value_columns: value_exprs.len(),
+    })
+}
+
+impl CompiledPlan {
+    /// Runs the pipeline next to the data.
+    pub fn execute(&self) -> Result<CellStats, PolarsError> {
+        let df = self.frame.clone().collect()?;
+        let mut units = vec![0i64; self.cells];
+        let mut sums = vec![vec![0f64; self.cells]; self.value_columns];
+        let cell = df.column(CELL)?.cast(&DataType::UInt64)?;
+        let cell = cell.u64()?;
+        let count = df.column(UNITS)?.cast(&DataType::Int64)?;
+        let count = count.i64()?;
+        let values: Vec<Float64Chunked> = (0..self.value_columns)
+            .map(|i| Ok(df.column(&format!("__v{i}"))?.f64()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        for row in 0..df.height() {
+            let (Some(c), Some(n)) = (cell.get(row), count.get(row)) else {
+                continue;
+            };
+            let c = c as usize;
+            if c >= self.cells {
+                continue;
+            }
+            units[c] = n;
+            for (i, v) in values.iter().enumerate() {
+                sums[i][c] = v.get(row).unwrap_or(0.0);
+            }
+        }
+        Ok(CellStats { units, sums })
+    }
+
+    /// Key values of cell `index`.
+    pub fn cell_keys(&self, mut index: usize) -> Vec<Value> {
+        let mut out = vec![Value::Bool(false); self.keys.len()];
+        for (i, k) in self.keys.iter().enumerate().rev() {
+            let n = k.domain.len();
+            out[i] = k.domain[index % n].clone();
+            index /= n;
+        }
+        out
+    }
+}

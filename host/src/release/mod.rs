@@ -1,0 +1,152 @@
+//! Releases: the tables a successful run emitted, with the facts a statistical office needs to
+//! use them (epsilon spent, noise, suppression), written as CSV and JSON.
+
+use crate::session::Charge;
+use oar_guest::table::Table;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One emitted table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleasedTable {
+    /// Name, as declared in the manifest.
+    pub name: String,
+    /// The cells.
+    pub table: Table,
+}
+
+/// Epsilon spent on one dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spend {
+    /// Dataset.
+    pub dataset: String,
+    /// Epsilon.
+    pub epsilon: f64,
+}
+
+/// Everything a run releases.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    /// Job id.
+    pub job_id: String,
+    /// Module name.
+    pub module: String,
+    /// Module version.
+    pub module_version: String,
+    /// SHA-256 of the component.
+    pub module_hash: String,
+    /// Digest of the approval it ran under.
+    pub approval_digest: String,
+    /// Who asked.
+    pub requester: String,
+    /// When it was produced (UTC, RFC 3339).
+    pub created_at: String,
+    /// Epsilon spent per dataset.
+    pub epsilon_spent: Vec<Spend>,
+    /// Total epsilon spent.
+    pub epsilon_total: f64,
+    /// The tables.
+    pub tables: Vec<ReleasedTable>,
+}
+
+impl Release {
+    /// Sums charges per dataset.
+    pub fn spends(charges: &[Charge]) -> Vec<Spend> {
+        let mut out: Vec<Spend> = Vec::new();
+        for c in charges {
+            match out.iter_mut().find(|s| s.dataset == c.dataset) {
+                Some(s) => s.epsilon += c.epsilon,
+                None => out.push(Spend {
+                    dataset: c.dataset.clone(),
+                    epsilon: c.epsilon,
+                }),
+            }
+        }
+        out
+    }
+
+    /// Cells suppressed across all tables.
+    pub fn suppressed_cells(&self) -> usize {
+        self.tables.iter().map(|t| t.table.suppressed_count()).sum()
+    }
+
+    /// Writes `release.json` and one CSV per table into `dir`; returns the files written.
+    pub fn write(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut written = Vec::new();
+        let json = dir.join("release.json");
+        write_atomic(
+            &json,
+            &serde_json::to_vec_pretty(self).expect("releases serialize"),
+        )?;
+        written.push(json);
+        for t in &self.tables {
+            let path = dir.join(format!("{}.csv", sanitize(&t.name)));
+            write_atomic(&path, to_csv(&t.table).as_bytes())?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// CSV of a table: key columns, value columns, and a `status` column (`released` or
+/// `suppressed`); suppressed rows have empty values.
+pub fn to_csv(t: &Table) -> String {
+    let mut out = String::new();
+    let header: Vec<String> = t
+        .key_columns
+        .iter()
+        .chain(&t.value_columns)
+        .map(|c| csv_field(c))
+        .chain(std::iter::once("status".to_string()))
+        .collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for r in &t.rows {
+        let mut fields: Vec<String> = r.keys.iter().map(|k| csv_field(&k.key_text())).collect();
+        if r.suppressed.is_some() {
+            fields.extend(std::iter::repeat_n(String::new(), t.value_columns.len()));
+            fields.push("suppressed".into());
+        } else {
+            fields.extend(r.values.iter().map(|v| format_value(*v)));
+            fields.push("released".into());
+        }
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,362 @@
+//! The sandbox: wasmtime components with only our imports, a memory cap and a deadline.
+//!
+//! [`Runtime`] is long-lived and shared (engine, linker, compiled-code cache keyed by the verified
+//! module hash, the epoch ticker). Each run gets a fresh `Store` holding its [`Session`], a locked
+//! down WASI context (no preopens, no environment or arguments, sockets denied, stdin closed,
+//! stdout/stderr captured, a frozen wall clock, a virtual monotonic clock and seeded randomness),
+//! a `StoreLimits` memory cap and an epoch deadline.
+
+mod wasi;
+
+use crate::session::Session;
+use crate::verify::VerifiedModule;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::WasiCtx;
+
+/// The WIT interface a module imports from OAR.
+pub const HOST_INTERFACE: &str = "oar:runtime/host@0.1.0";
+
+/// Interfaces a module may import besides ours: what Rust's standard library needs on
+/// `wasm32-wasip2`. All are linked locked down (see [`wasi`]). Anything else is refused.
+const ALLOWED_WASI: &[&str] = &[
+    "wasi:cli/environment@",
+    "wasi:cli/exit@",
+    "wasi:cli/stdin@",
+    "wasi:cli/stdout@",
+    "wasi:cli/stderr@",
+    "wasi:cli/terminal-input@",
+    "wasi:cli/terminal-output@",
+    "wasi:cli/terminal-stdin@",
+    "wasi:cli/terminal-stdout@",
+    "wasi:cli/terminal-stderr@",
+    "wasi:io/error@",
+    "wasi:io/poll@",
+    "wasi:io/streams@",
+    "wasi:clocks/wall-clock@",
+    "wasi:clocks/monotonic-clock@",
+    "wasi:random/random@",
+    "wasi:random/insecure@",
+    "wasi:random/insecure-seed@",
+    "wasi:filesystem/types@",
+    "wasi:filesystem/preopens@",
+];
+
+/// The epoch ticks every this often; deadlines are whole ticks.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Why a run did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The bytes are not a valid component.
+    #[error("the module is not a valid WebAssembly component: {0}")]
+    InvalidComponent(String),
+    /// The component imports something outside our world.
+    #[error("the module imports '{0}', which OAR does not provide (modules may import only {HOST_INTERFACE} and the locked-down WASI interfaces the standard library needs); rebuild it against the oar-guest SDK without network, HTTP or socket crates")]
+    ForbiddenImport(String),
+    /// The component does not export `run` with the right type.
+    #[error("the module does not export `run(params: string) -> result<_, string>`: {0}")]
+    MissingExport(String),
+    /// The run hit its deadline.
+    #[error("the module exceeded its time limit of {0:?} and was stopped")]
+    Deadline(Duration),
+    /// The run tried to grow memory past the cap.
+    #[error("the module tried to use more than {0} MiB of memory and was stopped")]
+    Memory(u64),
+    /// The module trapped.
+    #[error("the module crashed: {0}")]
+    Trap(String),
+    /// The module returned an error.
+    #[error("the module reported an error: {0}")]
+    Module(String),
+    /// Setting up the engine or the instance failed.
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+/// Resource limits of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// Linear memory cap, in MiB.
+    pub memory_mib: u64,
+    /// Wall-clock deadline.
+    pub time: Duration,
+}
+
+/// Per-store state.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    session: Session,
+}
+
+impl wasmtime_wasi::WasiView for RunState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Long-lived, shared: engine, linker, compiled-code cache and epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    cache: Mutex<HashMap<String, Component>>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// What a run produced besides the session record.
+#[derive(Debug, Clone, Default)]
+pub struct RunStats {
+    /// Time to get a compiled component (cache hit or compile).
+    pub prepare: Duration,
+    /// Time to instantiate.
+    pub instantiate: Duration,
+    /// Time inside the guest, including host calls.
+    pub execute: Duration,
+    /// Whether the compiled code came from the cache.
+    pub cache_hit: bool,
+    /// What the module wrote to stdout and stderr (truncated).
+    pub console: String,
+}
+
+impl Runtime {
+    /// A runtime whose compiled-code cache lives in memory and, if `cache_dir` is set, on disk
+    /// (host-written `.cwasm` files keyed by the verified module hash; never accepted from outside).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, SandboxError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasi::link(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        link_host(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SandboxError::Setup(format!("cache dir {}: {e}", dir.display())))?;
+        }
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("oar-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| SandboxError::Setup(e.to_string()))?;
+        }
+        Ok(Runtime {
+            engine,
+            linker,
+            cache: Mutex::new(HashMap::new()),
+            cache_dir,
+            ticker_stop,
+        })
+    }
+
+    /// The compiled component for `module`, from the cache or freshly compiled; checks imports.
+    pub fn prepare(&self, module: &VerifiedModule) -> Result<(Component, bool), SandboxError> {
+        let hash = module.module_hash();
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+        {
+            return Ok((c.clone(), true));
+        }
+        let mut hit = false;
+        let mut component = None;
+        let disk = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{hash}.cwasm")));
+        if let Some(path) = disk.as_ref().filter(|p| p.exists()) {
+            // SAFETY: the file was written by `Component::serialize` of this host for a module whose
+            // hash verified; wasmtime checks that it was compiled by a compatible engine.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(c) => {
+                    component = Some(c);
+                    hit = true;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-code cache entry")
+                }
+            }
+        }
+        let component = match component {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, module.component())
+                    .map_err(|e| SandboxError::InvalidComponent(format!("{e:#}")))?;
+                if let Some(path) = &disk {
+                    if let Ok(bytes) = c.serialize() {
+                        let tmp = path.with_extension("tmp");
+                        if std::fs::write(&tmp, bytes)
+                            .and_then(|_| std::fs::rename(&tmp, path))
+                            .is_err()
+                        {
+                            tracing::warn!(path = %path.display(), "could not write compiled-code cache entry");
+                        }
+                    }
+                }
+                c
+            }
+        };
+        check_imports(&self.engine, &component)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash.to_string(), component.clone());
+        Ok((component, hit))
+    }
+
+    /// Runs `module` with `params` in a fresh store holding `session`.
+    ///
+    /// Whatever happens, the session comes back so its record (charges already made, outputs)
+    /// can be accounted for; outputs of a failed run must not be released.
+    pub fn run(
+        &self,
+        module: &VerifiedModule,
+        session: Session,
+        params: &str,
+        limits: RunLimits,
+    ) -> (Result<RunStats, SandboxError>, Session) {
+        let span =
+            tracing::info_span!("run", job = %session.job_id(), module = %module.module_hash());
+        let _guard = span.enter();
+        let mut stats = RunStats::default();
+        let started = Instant::now();
+        let (component, hit) = match self.prepare(module) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), session),
+        };
+        stats.prepare = started.elapsed();
+        stats.cache_hit = hit;
+
+        let memory_bytes = limits.memory_mib.saturating_mul(1 << 20);
+        let (wasi, console) = wasi::locked_down_ctx(session.job_id());
+        let state = RunState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes as usize)
+                .instances(16)
+                .tables(64)
+                .memories(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            session,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (limits.time.as_nanos() / TICK.as_nanos()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let t = Instant::now();
+        let result = self
+            .linker
+            .instantiate(&mut store, &component)
+            .map_err(|e| classify(e, limits))
+            .and_then(|instance| {
+                stats.instantiate = t.elapsed();
+                instance
+                    .get_typed_func::<(String,), (Result<(), String>,)>(&mut store, "run")
+                    .map_err(|e| SandboxError::MissingExport(e.to_string()))
+            })
+            .and_then(|run| {
+                let t = Instant::now();
+                let out = run.call(&mut store, (params.to_string(),));
+                stats.execute = t.elapsed();
+                match out {
+                    Ok((Ok(()),)) => Ok(()),
+                    Ok((Err(msg),)) => Err(SandboxError::Module(msg)),
+                    Err(e) => Err(classify(e, limits)),
+                }
+            });
+        stats.console = console.contents();
+        let session = store.into_data().session;
+        match &result {
+            Ok(()) => tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "module finished"
+            ),
+            Err(e) => tracing::warn!(error = %e, "module failed"),
+        }
+        (result.map(|()| stats), session)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn classify(e: wasmtime::Error, limits: RunLimits) -> SandboxError {
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        if *trap == Trap::Interrupt {
+            return SandboxError::Deadline(limits.time);
+        }
+    }
+    let text = format!("{e:?}");
+    if text.contains("forcing a memory growth failure")
+        || text.contains("memory minimum size")
+        || text.contains("memory allocation")
+    {
+        return SandboxError::Memory(limits.memory_mib);
+    }
+    SandboxError::Trap(format!("{e:#}"))
+}
+
+/// Refuses a component that imports anything outside [`HOST_INTERFACE`] and [`ALLOWED_WASI`].
+fn check_imports(engine: &Engine, component: &Component) -> Result<(), SandboxError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        let ok = name == HOST_INTERFACE || ALLOWED_WASI.iter().any(|p| name.starts_with(p));
+        if !ok {
+            return Err(SandboxError::ForbiddenImport(name.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Links `oar:runtime/host`: every function forwards to the store's [`Session`].
+fn link_host(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    let mut host = linker.instance(HOST_INTERFACE)?;
+    host.func_wrap("datasets", |store, (): ()| {
+        Ok((store.data().session.datasets(),))
+    })?;
+    host.func_wrap("dataset-schema", |store, (name,): (String,)| {
+        Ok((store.data().session.dataset_schema(&name),))
+    })?;
+    host.func_wrap("query", |mut store, (plan,): (String,)| {
+        Ok((store.data_mut().session.query(&plan),))
+    })?;
+    host.func_wrap("budget-remaining", |store, (dataset,): (String,)| {
+        Ok((store.data().session.budget_remaining(&dataset),))
+    })?;
+    host.func_wrap("emit", |mut store, (name, table): (String, String)| {
+        Ok((store.data_mut().session.emit(&name, &table),))
+    })?;
+    host.func_wrap("log", |mut store, (message,): (String,)| {
+        store.data_mut().session.log(&message);
+        Ok(())
+    })?;
+    Ok(())
+}

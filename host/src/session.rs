@@ -1,0 +1,293 @@
+//! One run's view of the host: the implementation behind every call a module can make.
+//!
+//! The sandbox's WIT imports and the native test harness both call a [`Session`], so a module
+//! meets the same scope checks, gate, ledger and limits wherever it runs. Every `query` goes:
+//! scope check → plan validation → execution next to the data → gate → ledger charge → answer.
+//! The charge is recorded before the answer exists outside the host.
+
+use crate::dataset::Catalog;
+use crate::gate::{self, GateConfig};
+use crate::ledger::Ledger;
+use crate::policy::Policy;
+use crate::query::{self, PlanLimits};
+use crate::verify::VerifiedModule;
+use oar_guest::plan::Plan;
+use oar_guest::table::Table;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A charge made during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Charge {
+    /// Dataset charged.
+    pub dataset: String,
+    /// Epsilon charged.
+    pub epsilon: f64,
+}
+
+/// What a finished session leaves behind.
+#[derive(Debug, Default)]
+pub struct SessionRecord {
+    /// Tables emitted, in order.
+    pub outputs: Vec<(String, Table)>,
+    /// Charges made (already committed to the ledger).
+    pub charges: Vec<Charge>,
+    /// Queries refused, with the reason given to the module.
+    pub refusals: Vec<String>,
+    /// The module's log lines.
+    pub log: Vec<String>,
+    /// Queries answered.
+    pub queries: u32,
+}
+
+/// Per-run host state.
+pub struct Session {
+    job_id: String,
+    requester: String,
+    module: Arc<VerifiedModule>,
+    catalog: Arc<Catalog>,
+    policy: Arc<Policy>,
+    ledger: Arc<dyn Ledger>,
+    deadline: Instant,
+    run_spent: f64,
+    record: SessionRecord,
+}
+
+const MAX_LOG_LINE: usize = 1024;
+const MAX_LOG_LINES: usize = 1000;
+
+impl Session {
+    /// A session for `requester` running `module`.
+    pub fn new(
+        job_id: &str,
+        requester: &str,
+        module: Arc<VerifiedModule>,
+        catalog: Arc<Catalog>,
+        policy: Arc<Policy>,
+        ledger: Arc<dyn Ledger>,
+    ) -> Self {
+        let deadline = Instant::now() + std::time::Duration::from_millis(policy.limits.time_ms);
+        Session {
+            job_id: job_id.to_string(),
+            requester: requester.to_string(),
+            module,
+            catalog,
+            policy,
+            ledger,
+            deadline,
+            run_spent: 0.0,
+            record: SessionRecord::default(),
+        }
+    }
+
+    /// The job this session belongs to.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// Ends the session, returning what it produced.
+    pub fn finish(self) -> SessionRecord {
+        self.record
+    }
+
+    fn in_scope(&self, dataset: &str) -> Result<(), String> {
+        let approved = self
+            .module
+            .approval()
+            .datasets
+            .iter()
+            .any(|d| d.name == dataset);
+        if !approved {
+            return Err(format!(
+                "dataset '{dataset}' is not in this module's approval"
+            ));
+        }
+        if let Some(r) = self.policy.requester(&self.requester) {
+            if !r.datasets.iter().any(|d| d == dataset) {
+                return Err(format!(
+                    "requester '{}' may not query dataset '{dataset}'",
+                    self.requester
+                ));
+            }
+        }
+        if self.catalog.get(dataset).is_none() {
+            return Err(format!(
+                "dataset '{dataset}' is not registered on this host"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Datasets this run may read.
+    pub fn datasets(&self) -> Vec<String> {
+        self.module
+            .approval()
+            .datasets
+            .iter()
+            .map(|d| d.name.clone())
+            .filter(|d| self.in_scope(d).is_ok())
+            .collect()
+    }
+
+    /// Public schema JSON of `name`.
+    pub fn dataset_schema(&self, name: &str) -> Result<String, String> {
+        self.in_scope(name)?;
+        let ds = self.catalog.get(name).expect("checked in scope");
+        Ok(serde_json::to_string(&ds.schema()).expect("schemas serialize"))
+    }
+
+    /// Epsilon this run may still spend on `dataset`.
+    pub fn budget_remaining(&self, dataset: &str) -> f64 {
+        if self.in_scope(dataset).is_err() {
+            return 0.0;
+        }
+        let per_run = self.run_cap() - self.run_spent;
+        per_run
+            .min(self.ledger.remaining(&self.requester, dataset))
+            .max(0.0)
+    }
+
+    fn run_cap(&self) -> f64 {
+        self.module
+            .approval()
+            .epsilon_per_run
+            .min(self.module.manifest().max_epsilon_per_run)
+    }
+
+    /// Answers a plan with a gated table, or refuses with a reason (and releases nothing).
+    pub fn query(&mut self, plan_json: &str) -> Result<String, String> {
+        let result = self.query_inner(plan_json);
+        match &result {
+            Ok(_) => self.record.queries += 1,
+            Err(reason) => {
+                tracing::info!(job = %self.job_id, %reason, "query refused");
+                self.record.refusals.push(reason.clone());
+            }
+        }
+        result
+    }
+
+    fn query_inner(&mut self, plan_json: &str) -> Result<String, String> {
+        if Instant::now() > self.deadline {
+            return Err("the run's deadline has passed".into());
+        }
+        if self.record.queries >= self.policy.limits.max_queries_per_run {
+            return Err(format!(
+                "this run has made its {} queries, the policy's limit",
+                self.policy.limits.max_queries_per_run
+            ));
+        }
+        let plan: Plan =
+            serde_json::from_str(plan_json).map_err(|e| format!("malformed plan: {e}"))?;
+        self.in_scope(&plan.dataset)?;
+        if !(plan.epsilon.is_finite() && plan.epsilon > 0.0) {
+            return Err(format!("epsilon must be positive, got {}", plan.epsilon));
+        }
+        let run_left = self.run_cap() - self.run_spent;
+        if plan.epsilon > run_left + 1e-12 {
+            return Err(format!(
+                "epsilon {} exceeds what this run may still spend ({run_left:.4} of the approved {} per run)",
+                plan.epsilon,
+                self.run_cap()
+            ));
+        }
+        let ledger_left = self.ledger.remaining(&self.requester, &plan.dataset);
+        if plan.epsilon > ledger_left + 1e-12 {
+            return Err(format!(
+                "privacy budget exhausted: {ledger_left:.4} left for '{}' on '{}', {} requested",
+                self.requester, plan.dataset, plan.epsilon
+            ));
+        }
+        let dataset = self
+            .catalog
+            .get(&plan.dataset)
+            .expect("checked in scope")
+            .clone();
+        let limits = PlanLimits {
+            max_output_cells: self.policy.limits.max_output_cells,
+            max_groups_per_unit: self.policy.limits.max_groups_per_unit,
+        };
+        let compiled = query::compile(&plan, &dataset, limits).map_err(|e| e.to_string())?;
+        let approved_columns = &self
+            .module
+            .approval()
+            .datasets
+            .iter()
+            .find(|d| d.name == plan.dataset)
+            .expect("checked in scope")
+            .columns;
+        if let Some(c) = compiled
+            .columns_read
+            .iter()
+            .find(|c| !approved_columns.contains(c))
+        {
+            return Err(format!(
+                "column '{c}' of '{}' is outside this module's approval",
+                plan.dataset
+            ));
+        }
+        let stats = compiled
+            .execute()
+            .map_err(|e| format!("the query failed while running: {e}"))?;
+        let config = GateConfig {
+            min_units: self.policy.min_units,
+            delta0: self.policy.delta0,
+        };
+        let table = gate::release(&compiled, &stats, config).map_err(|e| e.to_string())?;
+        drop(stats);
+        // The charge is committed before the table leaves this function.
+        self.ledger
+            .charge(&self.requester, &plan.dataset, plan.epsilon)
+            .map_err(|e| e.to_string())?;
+        self.run_spent += plan.epsilon;
+        self.record.charges.push(Charge {
+            dataset: plan.dataset.clone(),
+            epsilon: plan.epsilon,
+        });
+        tracing::info!(job = %self.job_id, dataset = %plan.dataset, epsilon = plan.epsilon, cells = compiled.cells, "query released");
+        Ok(serde_json::to_string(&table).expect("tables serialize"))
+    }
+
+    /// Publishes a table under `name`.
+    pub fn emit(&mut self, name: &str, table_json: &str) -> Result<(), String> {
+        let declared = self
+            .module
+            .manifest()
+            .outputs
+            .iter()
+            .any(|o| o.name == name);
+        if !declared {
+            return Err(format!(
+                "table '{name}' is not declared in the module's manifest"
+            ));
+        }
+        if self.record.outputs.iter().any(|(n, _)| n == name) {
+            return Err(format!("table '{name}' was already emitted in this run"));
+        }
+        if self.record.outputs.len() >= self.policy.limits.max_output_tables {
+            return Err("this run has emitted as many tables as the policy allows".into());
+        }
+        let table: Table =
+            serde_json::from_str(table_json).map_err(|e| format!("malformed table: {e}"))?;
+        if table.rows.len() > self.policy.limits.max_output_cells {
+            return Err(format!(
+                "table '{name}' has {} rows; the policy allows {}",
+                table.rows.len(),
+                self.policy.limits.max_output_cells
+            ));
+        }
+        self.record.outputs.push((name.to_string(), table));
+        Ok(())
+    }
+
+    /// Appends a line to the run log (truncated; bounded in count).
+    pub fn log(&mut self, message: &str) {
+        if self.record.log.len() < MAX_LOG_LINES {
+            let mut line: String = message.chars().take(MAX_LOG_LINE).collect();
+            if line.len() < message.len() {
+                line.push('…');
+            }
+            self.record.log.push(line);
+        }
+    }
+}

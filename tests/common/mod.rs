@@ -1,0 +1,158 @@
+//! Shared fixtures: keys, a policy, signed bundles and approvals, small synthetic datasets.
+#![allow(dead_code)]
+
+use oar_host::approval::{Approval, ApprovalRecord};
+use oar_host::bundle::{Bundle, DatasetUse, Manifest, OutputDecl};
+use oar_host::dataset::{Catalog, Dataset};
+use oar_host::job::Host;
+use oar_host::keys::KeyPair;
+use oar_host::ledger::MemoryLedger;
+use oar_host::policy::{Budget, Committee, Limits, Party, Policy, Requester};
+use oar_host::sandbox::Runtime;
+use oar_host::synth::cdr::CdrSpec;
+use oar_host::verify::{verify, VerifiedModule};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// The parties of a test world, from fixed seeds.
+pub struct World {
+    pub author: KeyPair,
+    pub members: Vec<KeyPair>,
+    pub requester: KeyPair,
+    pub policy: Policy,
+}
+
+impl World {
+    /// A committee of `n` members with quorum `k`.
+    pub fn new(k: usize, n: usize) -> World {
+        let author = KeyPair::from_seed("author", "test author");
+        let members: Vec<KeyPair> = (0..n)
+            .map(|i| KeyPair::from_seed(&format!("member-{i}"), &format!("test member {i}")))
+            .collect();
+        let requester = KeyPair::from_seed("stats-office", "test requester");
+        let policy = Policy {
+            min_units: 10,
+            delta0: 1e-9,
+            limits: Limits {
+                time_ms: 5_000,
+                memory_mib: 64,
+                ..Limits::default()
+            },
+            budget: Budget {
+                epsilon_per_requester_dataset: 10.0,
+            },
+            authors: vec![Party {
+                name: "author".into(),
+                key: author.public(),
+            }],
+            committee: Committee {
+                quorum: k,
+                members: members
+                    .iter()
+                    .map(|m| Party {
+                        name: m.name().into(),
+                        key: m.public(),
+                    })
+                    .collect(),
+            },
+            requesters: vec![Requester {
+                name: "stats-office".into(),
+                key: requester.public(),
+                datasets: vec!["cdr".into()],
+            }],
+        };
+        World {
+            author,
+            members,
+            requester,
+            policy,
+        }
+    }
+}
+
+/// The manifest every test module uses (the population module's).
+pub fn manifest() -> Manifest {
+    Manifest {
+        name: "population".into(),
+        version: "0.1.0".into(),
+        author: "test".into(),
+        purpose: "tests".into(),
+        max_epsilon_per_run: 2.0,
+        datasets: vec![DatasetUse {
+            name: "cdr".into(),
+            columns: vec!["timestamp".into(), "region".into()],
+        }],
+        outputs: vec![OutputDecl {
+            name: "population_by_region_day".into(),
+            description: String::new(),
+        }],
+    }
+}
+
+/// Bytes of a component built from this repository.
+pub fn component(name: &str) -> Vec<u8> {
+    std::fs::read(oar_host::artifacts::component_path(name))
+        .expect("guest component built by build.rs")
+}
+
+/// A bundle of `component` signed by the world's author.
+pub fn bundle(world: &World, component: Vec<u8>) -> Bundle {
+    Bundle::sign(component, manifest(), &world.author)
+}
+
+/// An approval of `bundle` valid around now, signed by the first `signers` members.
+pub fn approval(world: &World, bundle: &Bundle, signers: usize) -> Approval {
+    let now = chrono::Utc::now();
+    let record = ApprovalRecord::for_bundle(
+        bundle,
+        10.0,
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::days(30),
+    );
+    let mut a = Approval::new(record);
+    for m in world.members.iter().take(signers) {
+        a.sign(m);
+    }
+    a
+}
+
+/// A verified module for a component from this repository.
+pub fn verified(world: &World, name: &str) -> Arc<VerifiedModule> {
+    let b = bundle(world, component(name));
+    let a = approval(world, &b, world.policy.committee.quorum);
+    Arc::new(verify(&b, &a, &world.policy, chrono::Utc::now()).expect("fixture verifies"))
+}
+
+/// A small synthetic CDR set (shared by all tests in a binary), returning its descriptor path.
+pub fn small_cdr() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("cdr-small-{}", std::process::id()));
+        CdrSpec {
+            rows: 60_000,
+            ..CdrSpec::default()
+        }
+        .write(&dir)
+        .expect("synthetic data")
+    })
+}
+
+/// Compiled-code cache shared across test binaries.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cwasm-cache")
+}
+
+/// A host over the small CDR set with a ledger of `budget` per (requester, dataset).
+pub fn host(world: &World, budget: f64) -> (Host, Arc<MemoryLedger>) {
+    let mut catalog = Catalog::new();
+    catalog.register(Dataset::open(small_cdr()).expect("dataset opens"));
+    let ledger = Arc::new(MemoryLedger::new(budget));
+    let host = Host::new(
+        Runtime::new(Some(cache_dir())).expect("runtime"),
+        catalog,
+        world.policy.clone(),
+        ledger.clone(),
+    );
+    (host, ledger)
+}

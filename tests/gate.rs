@@ -1,0 +1,283 @@
+//! The privacy gate's promises, checked on a handmade dataset whose true counts are known.
+//!
+//! Regions: A has 9 people; B has 500; C has 6 people, one of whom has 1000 rows; D has 400
+//! people plus one with 5000 rows; E has nobody.
+
+use oar_guest::plan::{Aggregate, ContributionBounds, Plan};
+use oar_guest::{col, Value};
+use oar_host::dataset::Dataset;
+use oar_host::gate::{self, GateConfig};
+use oar_host::query::{self, PlanLimits, QueryError};
+use std::fmt::Write as _;
+use std::path::Path;
+
+const CONFIG: GateConfig = GateConfig {
+    min_units: 10,
+    delta0: 1e-9,
+};
+const LIMITS: PlanLimits = PlanLimits {
+    max_output_cells: 10_000,
+    max_groups_per_unit: 64,
+};
+
+fn dataset(dir: &Path) -> Dataset {
+    let mut csv = String::from("person,region,amount\n");
+    let mut id = 0;
+    let mut person = |region: &str, rows: usize, amount: f64, csv: &mut String| {
+        id += 1;
+        for _ in 0..rows {
+            writeln!(csv, "p{id},{region},{amount}").unwrap();
+        }
+    };
+    for _ in 0..9 {
+        person("A", 3, 10.0, &mut csv);
+    }
+    for _ in 0..500 {
+        person("B", 1, 10.0, &mut csv);
+    }
+    person("C", 1000, 10.0, &mut csv);
+    for _ in 0..5 {
+        person("C", 1, 10.0, &mut csv);
+    }
+    person("D", 5000, 100.0, &mut csv);
+    for _ in 0..400 {
+        person("D", 1, 10.0, &mut csv);
+    }
+    std::fs::write(dir.join("people.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("people.toml"),
+        r#"
+name = "people"
+privacy_unit = "person"
+max_groups_per_unit = 1
+max_rows_per_group = 1
+source = { format = "csv", paths = ["people.csv"] }
+[[columns]]
+name = "region"
+type = "str"
+domain = ["A", "B", "C", "D", "E"]
+[[columns]]
+name = "amount"
+type = "float"
+bounds = [0.0, 100.0]
+"#,
+    )
+    .unwrap();
+    Dataset::open(&dir.join("people.toml")).unwrap()
+}
+
+fn fixture() -> (tempfile::TempDir, Dataset) {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    (dir, ds)
+}
+
+fn count_plan() -> Plan {
+    Plan {
+        dataset: "people".into(),
+        steps: vec![],
+        group_by: vec!["region".into()],
+        aggregates: vec![Aggregate::CountUnits {
+            name: "people".into(),
+        }],
+        bounds: ContributionBounds::default(),
+        epsilon: 1.0,
+    }
+}
+
+fn region(name: &str) -> Vec<Value> {
+    vec![Value::Str(name.into())]
+}
+
+#[test]
+fn one_unit_with_many_rows_counts_as_one_unit() {
+    let (_d, ds) = fixture();
+    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    assert_eq!(stats.units, vec![9, 500, 6, 401, 0]);
+}
+
+#[test]
+fn cell_with_nine_units_is_never_released_and_big_cells_always_are() {
+    let (_d, ds) = fixture();
+    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    let mut b_values = Vec::new();
+    for _ in 0..2000 {
+        let t = gate::release(&compiled, &stats, CONFIG).unwrap();
+        for name in ["A", "C", "E"] {
+            assert_eq!(t.get(&region(name), "people"), None, "cell {name} released");
+        }
+        let b = t
+            .get(&region("B"), "people")
+            .expect("B (500 people) released");
+        let d = t
+            .get(&region("D"), "people")
+            .expect("D (401 people) released");
+        assert!((d - 401.0).abs() < 40.0, "D counted rows, not people: {d}");
+        b_values.push(b);
+        let info = t.release.as_ref().unwrap();
+        assert_eq!(info.released_cells + info.suppressed_cells, 5);
+        assert_eq!(t.suppressed_count(), 3);
+    }
+    // The released counts carry noise: they vary, centred on the truth, with Laplace spread.
+    let n = b_values.len() as f64;
+    let mean = b_values.iter().sum::<f64>() / n;
+    let var = b_values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    assert!((mean - 500.0).abs() < 0.25, "mean {mean}");
+    // Discrete Laplace of scale 1: variance 2α/(1-α)^2 with α = e^-1 ≈ 1.84.
+    assert!((var - 1.84).abs() < 0.4, "variance {var}");
+}
+
+#[test]
+fn threshold_and_accuracy_are_reported_without_values() {
+    let (_d, ds) = fixture();
+    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
+    let t = gate::release(&compiled, &compiled.execute().unwrap(), CONFIG).unwrap();
+    let info = t.release.unwrap();
+    assert!(info.threshold >= 10.0);
+    assert_eq!(info.min_units, 10);
+    assert_eq!(info.accuracy[0].noise_scale, 1.0);
+    assert!(info.delta > 0.0 && info.delta < 1e-8);
+    let json = serde_json::to_string(&t.rows).unwrap();
+    for row in t.rows.iter().filter(|r| r.suppressed.is_some()) {
+        assert!(
+            row.values.is_empty(),
+            "a suppressed row carries values: {json}"
+        );
+    }
+}
+
+#[test]
+fn bounded_sum_clamps_each_unit_and_adds_noise() {
+    let (_d, ds) = fixture();
+    let mut plan = count_plan();
+    plan.aggregates.push(Aggregate::Sum {
+        name: "amount".into(),
+        column: "amount".into(),
+        bounds: None,
+    });
+    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    // D: 400 people with 10.0 and one with 5000 rows of 100.0, clamped to one row's worth (100).
+    assert_eq!(stats.sums[0][3], 400.0 * 10.0 + 100.0);
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let t = gate::release(&compiled, &stats, CONFIG).unwrap();
+        seen.push(t.get(&region("D"), "amount").unwrap());
+    }
+    assert!(
+        seen.iter().any(|v| (v - 4100.0).abs() > 1e-9),
+        "sum carries no noise"
+    );
+    let spread = seen.iter().map(|v| (v - 4100.0).abs()).fold(0.0, f64::max);
+    assert!(
+        spread < 100.0 * 2.0 * 25.0,
+        "noise far larger than its scale: {spread}"
+    );
+}
+
+#[test]
+fn mean_lies_within_the_bounds() {
+    let (_d, ds) = fixture();
+    let mut plan = count_plan();
+    plan.aggregates = vec![Aggregate::Mean {
+        name: "avg".into(),
+        column: "amount".into(),
+        bounds: Some([0.0, 50.0]),
+    }];
+    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let t = gate::release(&compiled, &compiled.execute().unwrap(), CONFIG).unwrap();
+    let b = t.get(&region("B"), "avg").unwrap();
+    assert!((0.0..=50.0).contains(&b));
+    assert!((b - 10.0).abs() < 5.0, "{b}");
+}
+
+#[test]
+fn contribution_bound_limits_cells_per_unit() {
+    // One person in every region: with max_groups_per_unit = 2, they count in at most two.
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("person,region,amount\n");
+    for r in ["A", "B", "C", "D", "E"] {
+        writeln!(csv, "solo,{r},1").unwrap();
+    }
+    std::fs::write(dir.path().join("people.csv"), csv).unwrap();
+    let ds = dataset_with(dir.path(), 2);
+    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    assert_eq!(stats.units.iter().sum::<i64>(), 2);
+    assert_eq!(
+        stats.units,
+        vec![1, 1, 0, 0, 0],
+        "the lowest cells are kept, deterministically"
+    );
+}
+
+fn dataset_with(dir: &Path, max_groups: u32) -> Dataset {
+    std::fs::write(
+        dir.join("people.toml"),
+        format!(
+            "name = \"people\"\nprivacy_unit = \"person\"\nmax_groups_per_unit = {max_groups}\n\
+             source = {{ format = \"csv\", paths = [\"people.csv\"] }}\n\
+             [[columns]]\nname = \"region\"\ntype = \"str\"\ndomain = [\"A\", \"B\", \"C\", \"D\", \"E\"]\n\
+             [[columns]]\nname = \"amount\"\ntype = \"float\"\nbounds = [0.0, 100.0]\n"
+        ),
+    )
+    .unwrap();
+    Dataset::open(&dir.join("people.toml")).unwrap()
+}
+
+#[test]
+fn plan_reading_the_privacy_unit_is_refused() {
+    let (_d, ds) = fixture();
+    let mut plan = count_plan();
+    plan.steps.push(oar_guest::plan::Step::Filter {
+        predicate: col("person").eq("p1"),
+    });
+    assert_eq!(
+        query::compile(&plan, &ds, LIMITS).err(),
+        Some(QueryError::PrivacyUnitReferenced("person".into()))
+    );
+    let mut plan = count_plan();
+    plan.group_by = vec!["person".into()];
+    assert!(matches!(
+        query::compile(&plan, &ds, LIMITS).err(),
+        Some(QueryError::PrivacyUnitReferenced(_))
+    ));
+}
+
+#[test]
+fn group_key_without_public_domain_is_refused() {
+    let (_d, ds) = fixture();
+    let mut plan = count_plan();
+    plan.group_by = vec!["amount".into()];
+    assert!(matches!(
+        query::compile(&plan, &ds, LIMITS).err(),
+        Some(QueryError::KeyWithoutDomain(_))
+    ));
+}
+
+#[test]
+fn unknown_column_is_refused_with_the_known_ones() {
+    let (_d, ds) = fixture();
+    let mut plan = count_plan();
+    plan.group_by = vec!["regoin".into()];
+    let err = query::compile(&plan, &ds, LIMITS)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("regoin") && err.contains("region"), "{err}");
+}
+
+#[test]
+fn too_many_cells_is_refused() {
+    let (_d, ds) = fixture();
+    let limits = PlanLimits {
+        max_output_cells: 4,
+        ..LIMITS
+    };
+    assert!(matches!(
+        query::compile(&count_plan(), &ds, limits).err(),
+        Some(QueryError::TooManyCells { cells: 5, max: 4 })
+    ));
+}

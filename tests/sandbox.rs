@@ -1,0 +1,221 @@
+//! Hostile and greedy modules: each is stopped or refused, releases nothing, and the ledger
+//! stays consistent with what modules saw.
+
+mod common;
+
+use common::{bundle, host, verified, World};
+use oar_host::job::JobError;
+use oar_host::ledger::Ledger;
+use oar_host::sandbox::SandboxError;
+use oar_host::verify::verify;
+use std::sync::Arc;
+
+#[test]
+fn population_module_releases_a_gated_table() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let out = host.run(
+        verified(&w, "population"),
+        "stats-office",
+        r#"{"epsilon": 1.0}"#,
+    );
+    let release = out.result.expect("release");
+    assert_eq!(release.tables.len(), 1);
+    let t = &release.tables[0].table;
+    assert_eq!(t.key_columns, vec!["region", "day"]);
+    assert_eq!(
+        t.rows.len(),
+        21 * 7,
+        "every cell of the public domain is listed"
+    );
+    for row in &t.rows {
+        if row.keys[0].as_str() == Some("R21") {
+            assert!(
+                row.suppressed.is_some(),
+                "the six-person island must be suppressed"
+            );
+        }
+    }
+    assert!(t.released().count() > 0);
+    assert!((ledger.spent("stats-office", "cdr") - 1.0).abs() < 1e-12);
+    assert_eq!(release.epsilon_total, 1.0);
+}
+
+#[test]
+fn module_that_loops_forever_is_stopped_by_the_deadline() {
+    let mut w = World::new(1, 1);
+    w.policy.limits.time_ms = 300;
+    let (host, ledger) = host(&w, 10.0);
+    let started = std::time::Instant::now();
+    let out = host.run(verified(&w, "oar_test_guest_spin"), "stats-office", "{}");
+    assert!(
+        matches!(
+            out.result,
+            Err(JobError::Sandbox(SandboxError::Deadline(_)))
+        ),
+        "{:?}",
+        out.result.err()
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(out.record.charges.is_empty());
+    assert_eq!(ledger.spent("stats-office", "cdr"), 0.0);
+}
+
+#[test]
+fn module_that_allocates_past_the_cap_traps_and_charges_nothing() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let out = host.run(verified(&w, "oar_test_guest_hog"), "stats-office", "{}");
+    assert!(
+        matches!(out.result, Err(JobError::Sandbox(SandboxError::Memory(64)))),
+        "{:?}",
+        out.result.err()
+    );
+    assert_eq!(ledger.spent("stats-office", "cdr"), 0.0);
+}
+
+#[test]
+fn module_that_traps_after_a_query_releases_nothing_but_keeps_the_charge() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let out = host.run(
+        verified(&w, "oar_test_guest_hog"),
+        "stats-office",
+        r#"{"query_first": true}"#,
+    );
+    assert!(out.result.is_err());
+    // It saw one gated table, so that charge stands (fail closed); its emitted table is not released.
+    assert_eq!(out.record.charges.len(), 1);
+    assert!((ledger.spent("stats-office", "cdr") - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn budget_exhaustion_refuses_the_query_and_releases_nothing() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 1.5);
+    let module = verified(&w, "oar_test_guest_greedy");
+    let out = host.run(module.clone(), "stats-office", r#"{"epsilon": 0.5}"#);
+    match &out.result {
+        Err(JobError::Sandbox(SandboxError::Module(msg))) => {
+            assert!(msg.contains("budget"), "{msg}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.as_ref().err()),
+    }
+    assert_eq!(out.record.charges.len(), 3);
+    assert_eq!(out.record.refusals.len(), 1);
+    assert!((ledger.spent("stats-office", "cdr") - 1.5).abs() < 1e-9);
+    // A later run is refused at its first query and spends nothing more.
+    let again = host.run(module, "stats-office", r#"{"epsilon": 0.1}"#);
+    assert!(again.result.is_err());
+    assert!(again.record.charges.is_empty());
+    assert!((ledger.spent("stats-office", "cdr") - 1.5).abs() < 1e-9);
+}
+
+#[test]
+fn per_run_epsilon_cap_from_the_approval_is_enforced() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 100.0);
+    // The manifest and approval allow 2.0 per run: the fifth query of 0.5 is refused.
+    let out = host.run(
+        verified(&w, "oar_test_guest_greedy"),
+        "stats-office",
+        r#"{"epsilon": 0.5}"#,
+    );
+    assert!(out.result.is_err());
+    assert_eq!(out.record.charges.len(), 4);
+    assert!(
+        out.record.refusals[0].contains("per run"),
+        "{:?}",
+        out.record.refusals
+    );
+    assert!((ledger.spent("stats-office", "cdr") - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn unknown_requester_is_refused_before_anything_runs() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let out = host.run(verified(&w, "population"), "someone-else", "{}");
+    assert!(matches!(out.result, Err(JobError::UnknownRequester(_))));
+    assert_eq!(ledger.spent("someone-else", "cdr"), 0.0);
+}
+
+#[test]
+fn bad_parameters_fail_the_run_with_the_modules_message() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let out = host.run(
+        verified(&w, "population"),
+        "stats-office",
+        r#"{"epsilon": "lots"}"#,
+    );
+    match out.result {
+        Err(JobError::Sandbox(SandboxError::Module(msg))) => {
+            assert!(msg.contains("invalid parameters"), "{msg}")
+        }
+        other => panic!("unexpected {:?}", other.err()),
+    }
+}
+
+/// A component that imports a network interface OAR does not provide.
+const NETWORK_COMPONENT: &str = r#"
+(component
+  (import "wasi:sockets/tcp@0.2.0" (instance))
+)
+"#;
+
+/// A component that imports an unknown interface.
+const STRANGE_COMPONENT: &str = r#"
+(component
+  (import "evil:exfiltrate/send@1.0.0" (instance (export "send" (func))))
+)
+"#;
+
+#[test]
+fn module_importing_anything_else_is_refused() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    for (text, name) in [
+        (NETWORK_COMPONENT, "wasi:sockets/tcp"),
+        (STRANGE_COMPONENT, "evil:exfiltrate/send"),
+    ] {
+        let b = bundle(&w, text.as_bytes().to_vec());
+        let a = common::approval(&w, &b, 1);
+        let v = Arc::new(verify(&b, &a, &w.policy, chrono::Utc::now()).unwrap());
+        match host.runtime().prepare(&v) {
+            Err(SandboxError::ForbiddenImport(import)) => {
+                assert!(import.starts_with(name), "{import}")
+            }
+            other => panic!("expected a refusal for {name}, got {:?}", other.map(|_| ())),
+        }
+        let out = host.run(v, "stats-office", "{}");
+        assert!(matches!(
+            out.result,
+            Err(JobError::Sandbox(SandboxError::ForbiddenImport(_)))
+        ));
+    }
+}
+
+#[test]
+fn malformed_component_is_refused_with_a_clear_error() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let b = bundle(&w, b"\0asm\x0d\0\x01\0garbage".to_vec());
+    let a = common::approval(&w, &b, 1);
+    let v = Arc::new(verify(&b, &a, &w.policy, chrono::Utc::now()).unwrap());
+    let out = host.run(v, "stats-office", "{}");
+    assert!(matches!(
+        out.result,
+        Err(JobError::Sandbox(SandboxError::InvalidComponent(_)))
+    ));
+}
+
+#[test]
+fn compiled_code_is_cached_by_module_hash() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let v = verified(&w, "population");
+    host.runtime().prepare(&v).unwrap();
+    let (_, hit) = host.runtime().prepare(&v).unwrap();
+    assert!(hit);
+}
