@@ -91,7 +91,7 @@ fn demo_releases_only_noisy_cells_with_at_least_ten_subscribers() {
             differs += 1;
         }
     }
-    assert!(released > 100, "only {released} cells released");
+    assert!(released >= 40, "only {released} cells released");
     assert!(suppressed >= 7, "the island's 7 days must be suppressed");
     assert!(
         differs * 2 > released,

@@ -164,6 +164,13 @@ const NETWORK_COMPONENT: &str = r#"
 )
 "#;
 
+/// A component that imports the filesystem.
+const FILESYSTEM_COMPONENT: &str = r#"
+(component
+  (import "wasi:filesystem/preopens@0.2.6" (instance))
+)
+"#;
+
 /// A component that imports an unknown interface.
 const STRANGE_COMPONENT: &str = r#"
 (component
@@ -218,4 +225,13 @@ fn compiled_code_is_cached_by_module_hash() {
     host.runtime().prepare(&v).unwrap();
     let (_, hit) = host.runtime().prepare(&v).unwrap();
     assert!(hit);
+}
+
+#[test]
+fn example_module_imports_only_the_host_and_locked_down_wasi() {
+    let engine = wasmtime::Engine::default();
+    let c = wasmtime::component::Component::new(&engine, common::component("population")).unwrap();
+    let imports: Vec<String> = c.component_type().imports(&engine).map(|(n, _)| n.to_string()).collect();
+    assert!(imports.iter().any(|i| i == oar_host::sandbox::HOST_INTERFACE));
+    assert!(!imports.iter().any(|i| i.starts_with("wasi:sockets") || i.starts_with("wasi:http")));
 }

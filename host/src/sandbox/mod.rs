@@ -16,14 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::WasiCtx;
 
 /// The WIT interface a module imports from OAR.
 pub const HOST_INTERFACE: &str = "oar:runtime/host@0.1.0";
 
 /// Interfaces a module may import besides ours: what Rust's standard library needs on
-/// `wasm32-wasip2`. All are linked locked down (see [`wasi`]). Anything else is refused.
+/// `wasm32-wasip2` (console streams, exit, environment) plus virtual clocks and seeded randomness
+/// for modules that use `HashMap` or `Instant`. All are linked locked down (see [`wasi`]).
+/// Anything else, including `wasi:filesystem` and `wasi:sockets`, is refused before instantiation.
 const ALLOWED_WASI: &[&str] = &[
     "wasi:cli/environment@",
     "wasi:cli/exit@",
@@ -43,8 +45,6 @@ const ALLOWED_WASI: &[&str] = &[
     "wasi:random/random@",
     "wasi:random/insecure@",
     "wasi:random/insecure-seed@",
-    "wasi:filesystem/types@",
-    "wasi:filesystem/preopens@",
 ];
 
 /// The epoch ticks every this often; deadlines are whole ticks.
@@ -92,8 +92,44 @@ pub struct RunLimits {
 pub(crate) struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryCap,
     session: Session,
+}
+
+/// Caps linear memory and table growth; remembers whether the memory cap was hit, so a trap can
+/// be reported as what it is.
+struct MemoryCap {
+    max_bytes: usize,
+    hit: bool,
+}
+
+/// Most table elements a module may have (function tables of real modules are far smaller).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            wasmtime::bail!("memory cap of {} bytes reached", self.max_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
 }
 
 impl wasmtime_wasi::WasiView for RunState {
@@ -253,13 +289,10 @@ impl Runtime {
         let state = RunState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes as usize)
-                .instances(16)
-                .tables(64)
-                .memories(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryCap {
+                max_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
+                hit: false,
+            },
             session,
         };
         let mut store = Store::new(&self.engine, state);
@@ -272,7 +305,7 @@ impl Runtime {
         let result = self
             .linker
             .instantiate(&mut store, &component)
-            .map_err(|e| classify(e, limits))
+            .map_err(|e| classify(e, limits, store.data().limits.hit))
             .and_then(|instance| {
                 stats.instantiate = t.elapsed();
                 instance
@@ -286,7 +319,7 @@ impl Runtime {
                 match out {
                     Ok((Ok(()),)) => Ok(()),
                     Ok((Err(msg),)) => Err(SandboxError::Module(msg)),
-                    Err(e) => Err(classify(e, limits)),
+                    Err(e) => Err(classify(e, limits, store.data().limits.hit)),
                 }
             });
         stats.console = console.contents();
@@ -308,17 +341,11 @@ impl Drop for Runtime {
     }
 }
 
-fn classify(e: wasmtime::Error, limits: RunLimits) -> SandboxError {
-    if let Some(trap) = e.downcast_ref::<Trap>() {
-        if *trap == Trap::Interrupt {
-            return SandboxError::Deadline(limits.time);
-        }
+fn classify(e: wasmtime::Error, limits: RunLimits, memory_cap_hit: bool) -> SandboxError {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return SandboxError::Deadline(limits.time);
     }
-    let text = format!("{e:?}");
-    if text.contains("forcing a memory growth failure")
-        || text.contains("memory minimum size")
-        || text.contains("memory allocation")
-    {
+    if memory_cap_hit {
         return SandboxError::Memory(limits.memory_mib);
     }
     SandboxError::Trap(format!("{e:#}"))
