@@ -102,7 +102,7 @@ fn ensure_wasm_target() {
         .output()
         .ok()
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string()));
-    if libdir.as_deref().is_some_and(|d| has_std(d)) {
+    if libdir.as_deref().is_some_and(has_std) {
         return;
     }
     let mut cmd = Command::new("rustup");

@@ -184,6 +184,7 @@ fn module_importing_anything_else_is_refused() {
     let (host, _) = host(&w, 10.0);
     for (text, name) in [
         (NETWORK_COMPONENT, "wasi:sockets/tcp"),
+        (FILESYSTEM_COMPONENT, "wasi:filesystem/preopens"),
         (STRANGE_COMPONENT, "evil:exfiltrate/send"),
     ] {
         let b = bundle(&w, text.as_bytes().to_vec());
@@ -231,7 +232,15 @@ fn compiled_code_is_cached_by_module_hash() {
 fn example_module_imports_only_the_host_and_locked_down_wasi() {
     let engine = wasmtime::Engine::default();
     let c = wasmtime::component::Component::new(&engine, common::component("population")).unwrap();
-    let imports: Vec<String> = c.component_type().imports(&engine).map(|(n, _)| n.to_string()).collect();
-    assert!(imports.iter().any(|i| i == oar_host::sandbox::HOST_INTERFACE));
-    assert!(!imports.iter().any(|i| i.starts_with("wasi:sockets") || i.starts_with("wasi:http")));
+    let imports: Vec<String> = c
+        .component_type()
+        .imports(&engine)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert!(imports
+        .iter()
+        .any(|i| i == oar_host::sandbox::HOST_INTERFACE));
+    assert!(!imports
+        .iter()
+        .any(|i| i.starts_with("wasi:sockets") || i.starts_with("wasi:http")));
 }

@@ -57,7 +57,7 @@ impl Expr {
         }
     }
 
-    fn arith(self, op: ArithOp, other: impl IntoExpr) -> Expr {
+    pub(crate) fn arith(self, op: ArithOp, other: impl IntoExpr) -> Expr {
         Expr::Arith {
             op,
             left: Box::new(self),
@@ -89,22 +89,6 @@ impl Expr {
     pub fn ge(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Ge, other)
     }
-    /// `self + other`
-    pub fn add(self, other: impl IntoExpr) -> Expr {
-        self.arith(ArithOp::Add, other)
-    }
-    /// `self - other`
-    pub fn sub(self, other: impl IntoExpr) -> Expr {
-        self.arith(ArithOp::Sub, other)
-    }
-    /// `self * other`
-    pub fn mul(self, other: impl IntoExpr) -> Expr {
-        self.arith(ArithOp::Mul, other)
-    }
-    /// `self / other`
-    pub fn div(self, other: impl IntoExpr) -> Expr {
-        self.arith(ArithOp::Div, other)
-    }
     /// Both `self` and `other`.
     pub fn and(self, other: Expr) -> Expr {
         Expr::And {
@@ -117,13 +101,6 @@ impl Expr {
         Expr::Or {
             left: Box::new(self),
             right: Box::new(other),
-        }
-    }
-    /// Negation of `self`.
-    #[allow(clippy::should_implement_trait)]
-    pub fn not(self) -> Expr {
-        Expr::Not {
-            expr: Box::new(self),
         }
     }
     /// True where `self` is one of `values`.
@@ -169,5 +146,60 @@ impl Expr {
             | Expr::Date { expr }
             | Expr::Hour { expr } => expr.collect_columns(out),
         }
+    }
+}
+
+macro_rules! arith_operator {
+    ($($trait:ident $method:ident $op:ident),*) => {$(
+        /// Arithmetic on expressions: `col("kwh") * 2.0`, `col("a") + col("b")`.
+        impl<R: IntoExpr> std::ops::$trait<R> for Expr {
+            type Output = Expr;
+            fn $method(self, other: R) -> Expr {
+                self.arith(ArithOp::$op, other)
+            }
+        }
+    )*};
+}
+arith_operator!(Add add Add, Sub sub Sub, Mul mul Mul, Div div Div);
+
+/// Negation: `!col("consented")`.
+impl std::ops::Not for Expr {
+    type Output = Expr;
+    fn not(self) -> Expr {
+        Expr::Not {
+            expr: Box::new(self),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_build_the_same_plan_nodes_as_the_algebra() {
+        let e = (col("kwh") * 2.0) + 1;
+        assert_eq!(
+            e,
+            Expr::Arith {
+                op: ArithOp::Add,
+                left: Box::new(Expr::Arith {
+                    op: ArithOp::Mul,
+                    left: Box::new(col("kwh")),
+                    right: Box::new(lit(2.0)),
+                }),
+                right: Box::new(lit(1)),
+            }
+        );
+        assert_eq!(
+            !col("ok"),
+            Expr::Not {
+                expr: Box::new(col("ok"))
+            }
+        );
+        assert_eq!(
+            col("a").gt(1).and(col("b").eq("x")).columns(),
+            vec!["a", "b"]
+        );
     }
 }

@@ -241,7 +241,7 @@ pub fn compile(
         if domain.is_empty() {
             return Err(QueryError::KeyWithoutDomain(k.clone()));
         }
-        cells = cells.checked_mul(domain.len()).unwrap_or(usize::MAX);
+        cells = cells.saturating_mul(domain.len());
         if cells > limits.max_output_cells {
             return Err(QueryError::TooManyCells {
                 cells,
@@ -337,52 +337,59 @@ pub fn compile(
         }
     }
 
-    // Rows -> one record per (unit, cell) -> at most `n_groups` cells per unit -> cells.
-    let mut select = vec![col(schema.privacy_unit.as_str()).alias(UNIT)];
-    let key_cols: Vec<String> = (0..keys.len()).map(|i| format!("__k{i}")).collect();
-    for (k, name) in keys.iter().zip(&key_cols) {
-        select.push(col(k.name.as_str()).alias(name.as_str()));
-    }
-    select.extend(value_exprs.iter().cloned());
-    let mut by: Vec<Expr> = vec![col(UNIT)];
-    by.extend(key_cols.iter().map(|k| col(k.as_str())));
-    let per_unit = lf.select(select);
-    let per_unit = if unit_stage.is_empty() {
-        per_unit.unique(None, UniqueKeepStrategy::Any)
-    } else {
-        per_unit.group_by(by).agg(unit_stage)
-    };
+    // Rows -> (unit, cell index, clamped values) -> one record per (unit, cell), at most
+    // `n_groups` cells per unit -> per-cell totals.
+    //
     // Cell index: mixed radix over the key domains; rows outside the domains get null and drop.
     let mut cell = lit(0u64);
     let mut stride: u64 = 1;
-    for (index, name) in key_index.iter().zip(&key_cols).rev() {
-        cell = cell + index.expr(col(name.as_str())).cast(DataType::UInt64) * lit(stride);
+    for (index, key) in key_index.iter().zip(&keys).rev() {
+        cell = cell + index.expr(col(key.name.as_str())).cast(DataType::UInt64) * lit(stride);
         stride *= index.len() as u64;
     }
-    let mut per_cell = per_unit.select(
-        std::iter::once(col(UNIT))
-            .chain(std::iter::once(cell.alias(CELL)))
-            .chain((0..value_exprs.len()).map(|i| col(format!("__v{i}").as_str())))
-            .collect::<Vec<_>>(),
-    );
-    per_cell = per_cell.filter(col(CELL).is_not_null());
-    if (n_groups as usize) < cells {
-        // Deterministic per unit: keep the unit's `n_groups` lowest cell indices. The choice
-        // depends on this unit's rows alone, so adding or removing another unit cannot change it.
-        let rank = col(CELL)
-            .rank(
-                RankOptions {
-                    method: RankMethod::Ordinal,
-                    descending: false,
-                },
-                None,
-            )
-            .over([col(UNIT)]);
-        per_cell = per_cell.filter(rank.lt_eq(lit(n_groups as u64)));
-    }
+    let mut select = vec![
+        col(schema.privacy_unit.as_str()).alias(UNIT),
+        cell.alias(CELL),
+    ];
+    select.extend(value_exprs.iter().cloned());
+    let rows = lf.select(select).filter(col(CELL).is_not_null());
+    // Contribution bounding keeps each unit's `n_groups` lowest cell indices: a choice that depends
+    // on this unit's rows alone, so adding or removing another unit cannot change it. It is a
+    // no-op (and skipped) when the domain has no more cells than the bound.
+    let truncate = (n_groups as usize) < cells;
+    let bounded = |e: Expr| {
+        if truncate {
+            e.head(Some(n_groups as usize))
+        } else {
+            e
+        }
+    };
+    let value_names: Vec<String> = (0..value_exprs.len()).map(|i| format!("__v{i}")).collect();
+    let per_unit_cell = if value_names.is_empty() {
+        // Count-only plans: one group-by on the unit dedups and bounds in a single pass.
+        rows.group_by([col(UNIT)])
+            .agg([bounded(col(CELL).unique().sort(SortOptions::default()))])
+            .explode(cols([CELL]))
+    } else {
+        let per = rows.group_by([col(UNIT), col(CELL)]).agg(unit_stage);
+        if truncate {
+            let order = SortMultipleOptions::default();
+            let mut kept = vec![bounded(col(CELL).sort_by([col(CELL)], order.clone()))];
+            kept.extend(
+                value_names
+                    .iter()
+                    .map(|v| bounded(col(v.as_str()).sort_by([col(CELL)], order.clone()))),
+            );
+            let mut exploded = vec![CELL.to_string()];
+            exploded.extend(value_names.iter().cloned());
+            per.group_by([col(UNIT)]).agg(kept).explode(cols(exploded))
+        } else {
+            per
+        }
+    };
     let mut cell_aggs = vec![len().alias(UNITS)];
-    cell_aggs.extend((0..value_exprs.len()).map(|i| col(format!("__v{i}").as_str()).sum()));
-    let frame = per_cell.group_by([col(CELL)]).agg(cell_aggs);
+    cell_aggs.extend(value_names.iter().map(|v| col(v.as_str()).sum()));
+    let frame = per_unit_cell.group_by([col(CELL)]).agg(cell_aggs);
 
     Ok(CompiledPlan {
         plan: plan.clone(),
