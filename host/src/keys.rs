@@ -223,12 +223,23 @@ impl KeyPair {
             path: shown.clone(),
             reason,
         };
-        let file: SecretKeyFile =
-            serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
-        if file.kind != "oar-secret-key" || file.algorithm != "ed25519" {
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| malformed(format!("not JSON: {e}")))?;
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("unknown kind");
+        if kind != "oar-secret-key" {
             return Err(malformed(format!(
-                "expected an ed25519 oar-secret-key, found {} {} (is this a .pub file?)",
-                file.algorithm, file.kind
+                "expected an oar-secret-key, found {kind} (is this a .pub file? sign with the .key file)"
+            )));
+        }
+        let file: SecretKeyFile =
+            serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        if file.algorithm != "ed25519" {
+            return Err(malformed(format!(
+                "unsupported algorithm {}",
+                file.algorithm
             )));
         }
         let bytes: [u8; 32] = hex::decode(&file.secret)

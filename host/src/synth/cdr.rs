@@ -213,3 +213,46 @@ impl CdrSpec {
         Ok(desc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_records_other_seed_other_records() {
+        let spec = CdrSpec {
+            rows: 5_000,
+            ..CdrSpec::default()
+        };
+        let a = spec.generate().unwrap();
+        let b = spec.generate().unwrap();
+        assert!(a.equals(&b));
+        let c = CdrSpec { seed: 8, ..spec }.generate().unwrap();
+        assert!(!a.equals(&c));
+        assert!(a.height() > 4_000 && a.height() < 6_000, "{}", a.height());
+    }
+
+    #[test]
+    fn the_island_has_six_residents_who_never_leave() {
+        let df = CdrSpec {
+            rows: 20_000,
+            ..CdrSpec::default()
+        }
+        .generate()
+        .unwrap();
+        let island = df
+            .lazy()
+            .filter(col("region").eq(lit(ISLAND)))
+            .select([col("subscriber_id").n_unique()])
+            .collect()
+            .unwrap();
+        let n = island
+            .column("subscriber_id")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .try_extract::<u32>()
+            .unwrap();
+        assert_eq!(n as usize, ISLAND_RESIDENTS);
+    }
+}

@@ -1,0 +1,189 @@
+//! The command-line path a researcher, two committee members and a data holder take, one
+//! command at a time: keygen, synth, sign, approve (k of n), verify, run.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn oar(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("oar runs")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn public_key(dir: &Path, name: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("keys/{name}.pub"))).unwrap())
+            .unwrap();
+    v["public"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn sign_approve_verify_run_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for who in ["author", "member-1", "member-2", "member-3", "stats-office"] {
+        ok(oar(&["keygen", who, "--out", "keys"], d));
+    }
+    ok(oar(
+        &["synth", "cdr", "--out", "data", "--rows", "50000"],
+        d,
+    ));
+    let policy = format!(
+        "[[authors]]\nname = \"author\"\nkey = \"{}\"\n\n[committee]\nquorum = 2\n{}\n\
+         [[requesters]]\nname = \"stats-office\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
+        public_key(d, "author"),
+        (1..=3)
+            .map(|i| format!(
+                "[[committee.members]]\nname = \"m{i}\"\nkey = \"{}\"\n",
+                public_key(d, &format!("member-{i}"))
+            ))
+            .collect::<String>(),
+        public_key(d, "stats-office"),
+    );
+    std::fs::write(d.join("policy.toml"), policy).unwrap();
+
+    let component = oar_host::artifacts::component_path("population");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../example-algorithms/population/manifest.toml");
+    let signed = ok(oar(
+        &[
+            "sign",
+            "--component",
+            component.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--key",
+            "keys/author.key",
+            "--out",
+            "population.oarb",
+        ],
+        d,
+    ));
+    assert!(signed.contains("module hash"), "{signed}");
+
+    let approve = |member: &str| {
+        ok(oar(
+            &[
+                "approve",
+                "--bundle",
+                "population.oarb",
+                "--key",
+                &format!("keys/{member}.key"),
+                "--approval",
+                "approval.json",
+            ],
+            d,
+        ))
+    };
+    let verify = || {
+        oar(
+            &[
+                "verify",
+                "--bundle",
+                "population.oarb",
+                "--approval",
+                "approval.json",
+                "--policy",
+                "policy.toml",
+            ],
+            d,
+        )
+    };
+
+    approve("member-1");
+    let one = verify();
+    assert!(
+        !one.status.success(),
+        "one signature of a quorum of two must not verify"
+    );
+    assert!(String::from_utf8_lossy(&one.stderr).contains("quorum is 2"));
+    // The same member signing again still counts once.
+    approve("member-1");
+    assert!(!verify().status.success());
+    approve("member-3");
+    assert!(ok(verify()).starts_with("OK:"));
+
+    let run = ok(oar(
+        &[
+            "run",
+            "--bundle",
+            "population.oarb",
+            "--approval",
+            "approval.json",
+            "--policy",
+            "policy.toml",
+            "--dataset",
+            "data/cdr.toml",
+            "--requester",
+            "stats-office",
+            "--params",
+            r#"{"epsilon": 0.5}"#,
+            "--out",
+            "release",
+        ],
+        d,
+    ));
+    assert!(run.contains("released 1 table(s)"), "{run}");
+    assert!(d.join("release/population_by_region_day.csv").exists());
+
+    // A requester the policy does not know gets nothing.
+    let stranger = oar(
+        &[
+            "run",
+            "--bundle",
+            "population.oarb",
+            "--approval",
+            "approval.json",
+            "--policy",
+            "policy.toml",
+            "--dataset",
+            "data/cdr.toml",
+            "--requester",
+            "nobody",
+            "--out",
+            "release2",
+        ],
+        d,
+    );
+    assert!(!stranger.status.success());
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("not listed"));
+    assert!(!d.join("release2").exists());
+}
+
+#[test]
+fn signing_with_a_public_key_file_is_refused_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(oar(&["keygen", "author", "--out", "keys"], d));
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../example-algorithms/population/manifest.toml");
+    let component = oar_host::artifacts::component_path("population");
+    let out = oar(
+        &[
+            "sign",
+            "--component",
+            component.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--key",
+            "keys/author.pub",
+            "--out",
+            "x.oarb",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is this a .pub file?"));
+}
