@@ -208,6 +208,7 @@ impl Session {
             max_groups_per_unit: self.policy.limits.max_groups_per_unit,
         };
         let compiled = query::compile(&plan, &dataset, limits).map_err(|e| e.to_string())?;
+        // (Plan validation errors name columns and types from the public schema, never values.)
         let approved_columns = &self
             .module
             .approval()
@@ -226,9 +227,13 @@ impl Session {
                 plan.dataset
             ));
         }
-        let stats = compiled
-            .execute()
-            .map_err(|e| format!("the query failed while running: {e}"))?;
+        // Polars messages can quote data values (a failed cast lists the strings), so neither the
+        // module nor the log gets more than the kind of failure.
+        let stats = compiled.execute().map_err(|e| {
+            let kind = polars_error_kind(&e);
+            tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
+            format!("the query failed while running next to the data ({kind}); the holder can rerun it to see the details")
+        })?;
         let config = GateConfig {
             min_units: self.policy.min_units,
             delta0: self.policy.delta0,
@@ -289,5 +294,42 @@ impl Session {
             }
             self.record.log.push(line);
         }
+    }
+}
+
+/// The kind of a Polars error, without its message (which may contain data values).
+fn polars_error_kind(e: &polars::prelude::PolarsError) -> &'static str {
+    use polars::prelude::PolarsError as P;
+    match e {
+        P::ColumnNotFound(_) => "column not found",
+        P::ComputeError(_) => "compute error",
+        P::Duplicate(_) => "duplicate",
+        P::InvalidOperation(_) => "invalid operation",
+        P::IO { .. } => "I/O error reading the dataset",
+        P::NoData(_) => "no data",
+        P::OutOfBounds(_) => "out of bounds",
+        P::SchemaFieldNotFound(_) => "schema field not found",
+        P::SchemaMismatch(_) => "schema mismatch",
+        P::ShapeMismatch(_) => "shape mismatch",
+        P::SQLInterface(_) | P::SQLSyntax(_) => "SQL error",
+        P::StringCacheMismatch(_) => "string cache mismatch",
+        P::StructFieldNotFound(_) => "struct field not found",
+        P::Context { .. } => "error with context",
+        _ => "other error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polars_errors_are_reduced_to_their_kind() {
+        let e = polars::prelude::PolarsError::ComputeError(
+            "conversion failed for values [\"secret-subscriber-42\"]".into(),
+        );
+        let kind = polars_error_kind(&e);
+        assert_eq!(kind, "compute error");
+        assert!(!kind.contains("secret"));
     }
 }

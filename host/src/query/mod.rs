@@ -188,9 +188,9 @@ pub fn compile(
         dataset: &schema.name,
         unit: &schema.privacy_unit,
     };
-    let mut lf = dataset
-        .scan()
-        .map_err(|e| QueryError::Invalid(format!("cannot open dataset: {e}")))?;
+    let mut lf = dataset.scan().map_err(|_| {
+        QueryError::Invalid("the dataset's files cannot be opened on this host".into())
+    })?;
     for step in &plan.steps {
         match step {
             Step::Filter { predicate } => {
