@@ -54,6 +54,10 @@ pub struct Session {
 }
 
 const MAX_LOG_LINE: usize = 1024;
+/// Largest plan a module may send, in bytes of JSON.
+pub const MAX_PLAN_BYTES: usize = 256 * 1024;
+/// Largest table a module may emit, in bytes of JSON.
+pub const MAX_TABLE_BYTES: usize = 16 * 1024 * 1024;
 const MAX_LOG_LINES: usize = 1000;
 
 impl Session {
@@ -177,6 +181,12 @@ impl Session {
                 self.policy.limits.max_queries_per_run
             ));
         }
+        if plan_json.len() > MAX_PLAN_BYTES {
+            return Err(format!(
+                "the plan is {} bytes; the host accepts at most {MAX_PLAN_BYTES}",
+                plan_json.len()
+            ));
+        }
         let plan: Plan =
             serde_json::from_str(plan_json).map_err(|e| format!("malformed plan: {e}"))?;
         self.in_scope(&plan.dataset)?;
@@ -271,6 +281,11 @@ impl Session {
         }
         if self.record.outputs.len() >= self.policy.limits.max_output_tables {
             return Err("this run has emitted as many tables as the policy allows".into());
+        }
+        if table_json.len() > MAX_TABLE_BYTES {
+            return Err(format!(
+                "table '{name}' is larger than {MAX_TABLE_BYTES} bytes"
+            ));
         }
         let table: Table =
             serde_json::from_str(table_json).map_err(|e| format!("malformed table: {e}"))?;

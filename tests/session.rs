@@ -1,0 +1,127 @@
+//! The host API a module calls, driven directly: hostile plans are refused with a reason and
+//! charge nothing; the native harness runs real module code through the same gate.
+
+mod common;
+
+use common::{host, verified, World};
+use oar_guest::plan::{Aggregate, ContributionBounds, Plan, Step};
+use oar_guest::{col, Host as _};
+use oar_host::ledger::Ledger;
+use oar_host::local::LocalHost;
+
+fn plan() -> Plan {
+    Plan {
+        dataset: "cdr".into(),
+        steps: vec![],
+        group_by: vec!["region".into()],
+        aggregates: vec![Aggregate::CountUnits { name: "n".into() }],
+        bounds: ContributionBounds::default(),
+        epsilon: 0.1,
+    }
+}
+
+fn json(p: &Plan) -> String {
+    serde_json::to_string(p).unwrap()
+}
+
+#[test]
+fn module_code_runs_natively_through_the_same_gate() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let mut local =
+        LocalHost::new(host.session("native-1", "stats-office", verified(&w, "population")));
+    oar_guest::run_with_host(&mut local, r#"{"epsilon": 0.5}"#, population::run)
+        .expect("module runs");
+    let record = local.finish();
+    assert_eq!(record.outputs.len(), 1);
+    let table = &record.outputs[0].1;
+    assert_eq!(table.rows.len(), 21 * 7);
+    assert!(table
+        .rows
+        .iter()
+        .filter(|r| r.keys[0].as_str() == Some("R21"))
+        .all(|r| r.suppressed.is_some()));
+    assert!((ledger.spent("stats-office", "cdr") - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn hostile_plans_are_refused_with_a_reason_and_charge_nothing() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let mut s = host.session("hostile-1", "stats-office", verified(&w, "population"));
+
+    let mut unit_key = plan();
+    unit_key.group_by = vec!["subscriber_id".into()];
+    let mut unit_filter = plan();
+    unit_filter.steps = vec![Step::Filter {
+        predicate: col("subscriber_id").eq(42),
+    }];
+    let mut outside_approval = plan();
+    outside_approval.steps = vec![Step::Filter {
+        predicate: col("cell_id").eq("R01-C01"),
+    }];
+    let mut other_dataset = plan();
+    other_dataset.dataset = "smart_meters".into();
+    let mut zero_epsilon = plan();
+    zero_epsilon.epsilon = 0.0;
+    let mut over_run_cap = plan();
+    over_run_cap.epsilon = 2.5;
+    let mut no_aggregate = plan();
+    no_aggregate.aggregates.clear();
+    let mut huge = plan();
+    huge.steps = vec![Step::Filter {
+        predicate: col("region").is_in((0..40_000).map(|i| format!("R{i}"))),
+    }];
+    let mut deep = col("region").eq("R01");
+    for _ in 0..200 {
+        deep = !deep;
+    }
+    let mut nested = plan();
+    nested.steps = vec![Step::Filter { predicate: deep }];
+
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "malformed plan"),
+        (json(&unit_key), "privacy unit"),
+        (json(&unit_filter), "privacy unit"),
+        (json(&outside_approval), "outside this module's approval"),
+        (json(&other_dataset), "not in this module's approval"),
+        (json(&zero_epsilon), "epsilon must be positive"),
+        (json(&over_run_cap), "per run"),
+        (json(&no_aggregate), "at least one aggregate"),
+        (json(&huge), "bytes"),
+        (json(&nested), "malformed plan"),
+    ];
+    for (text, why) in &cases {
+        let err = s.query(text).expect_err(why);
+        assert!(err.contains(why), "expected '{why}', got '{err}'");
+    }
+    let record = s.finish();
+    assert_eq!(record.refusals.len(), cases.len());
+    assert!(record.charges.is_empty());
+    assert_eq!(ledger.spent("stats-office", "cdr"), 0.0);
+}
+
+#[test]
+fn schema_is_public_metadata_and_emit_checks_the_manifest() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let mut local =
+        LocalHost::new(host.session("emit-1", "stats-office", verified(&w, "population")));
+    assert_eq!(local.datasets(), vec!["cdr".to_string()]);
+    let schema: oar_guest::DatasetSchema =
+        serde_json::from_str(&local.dataset_schema("cdr").unwrap()).unwrap();
+    assert_eq!(schema.privacy_unit, "subscriber_id");
+    assert!(
+        schema.column("subscriber_id").is_none(),
+        "the unit column is named, never described"
+    );
+    assert!(local.dataset_schema("payroll").is_err());
+    let table = serde_json::to_string(&oar_guest::Table::new(["k"], ["v"])).unwrap();
+    let err = local.emit("secret_dump", &table).unwrap_err();
+    assert!(err.contains("not declared"), "{err}");
+    local.emit("population_by_region_day", &table).unwrap();
+    assert!(local
+        .emit("population_by_region_day", &table)
+        .unwrap_err()
+        .contains("already emitted"));
+}
