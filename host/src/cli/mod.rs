@@ -90,27 +90,13 @@ enum Command {
     },
     /// Check a bundle and its approval against a policy without running anything.
     Verify {
-        /// The bundle.
-        #[arg(long)]
-        bundle: PathBuf,
-        /// The approval.
-        #[arg(long)]
-        approval: PathBuf,
-        /// The holder's policy.
-        #[arg(long)]
-        policy: PathBuf,
+        #[command(flatten)]
+        module: ModuleArgs,
     },
     /// Verify and run a module for a requester; write the release.
     Run {
-        /// The bundle.
-        #[arg(long)]
-        bundle: PathBuf,
-        /// The approval.
-        #[arg(long)]
-        approval: PathBuf,
-        /// The holder's policy.
-        #[arg(long)]
-        policy: PathBuf,
+        #[command(flatten)]
+        module: ModuleArgs,
         /// Dataset descriptors (repeatable).
         #[arg(long = "dataset", required = true)]
         datasets: Vec<PathBuf>,
@@ -144,6 +130,31 @@ enum Command {
         #[arg(long, default_value = "target/oar-bench")]
         dir: PathBuf,
     },
+}
+
+/// A signed module, its approval and the policy to check them against.
+#[derive(clap::Args)]
+struct ModuleArgs {
+    /// The bundle (.oarb).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The approval (JSON).
+    #[arg(long)]
+    approval: PathBuf,
+    /// The holder's policy (TOML).
+    #[arg(long)]
+    policy: PathBuf,
+}
+
+impl ModuleArgs {
+    /// Reads all three and verifies the module now.
+    fn verify(&self) -> anyhow::Result<(oar_host::verify::VerifiedModule, Policy)> {
+        let bundle = Bundle::read(&self.bundle)?;
+        let approval = Approval::read(&self.approval)?;
+        let policy = Policy::load(&self.policy)?;
+        let verified = verify(&bundle, &approval, &policy, chrono::Utc::now())?;
+        Ok((verified, policy))
+    }
 }
 
 #[derive(Subcommand)]
@@ -268,15 +279,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Verify {
-            bundle,
-            approval,
-            policy,
-        } => {
-            let b = Bundle::read(&bundle)?;
-            let a = Approval::read(&approval)?;
-            let p = Policy::load(&policy)?;
-            let v = verify(&b, &a, &p, chrono::Utc::now())?;
+        Command::Verify { module } => {
+            let (v, p) = module.verify()?;
             println!(
                 "OK: {} {} ({}), approved by {} of {} required members until {}",
                 v.manifest().name,
@@ -289,19 +293,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run {
-            bundle,
-            approval,
-            policy,
+            module,
             datasets,
             requester,
             params,
             out,
             cache,
         } => {
-            let b = Bundle::read(&bundle)?;
-            let a = Approval::read(&approval)?;
-            let p = Policy::load(&policy)?;
-            let v = Arc::new(verify(&b, &a, &p, chrono::Utc::now())?);
+            let (v, p) = module.verify()?;
+            let v = Arc::new(v);
             let mut catalog = Catalog::new();
             for d in &datasets {
                 catalog.register(Dataset::open(d)?);
