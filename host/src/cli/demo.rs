@@ -4,6 +4,7 @@
 //! committee (quorum two), a requester and the holder, signs the embedded present-population
 //! module, has two members approve it, verifies, runs it in the sandbox and writes the release.
 
+use anyhow::Context as _;
 use oar_host::approval::{Approval, ApprovalRecord};
 use oar_host::artifacts::{POPULATION_COMPONENT, POPULATION_MANIFEST};
 use oar_host::bundle::{Bundle, Manifest};
@@ -57,7 +58,8 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     let step = |name: &str, t: Instant, progress: &mut dyn FnMut(&str)| {
         progress(&format!("  {name:<44} {:>8.2?}", t.elapsed()));
     };
-    std::fs::create_dir_all(&opts.out)?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create the demo folder {}", opts.out.display()))?;
 
     let t = Instant::now();
     let spec = CdrSpec {
