@@ -130,21 +130,22 @@ impl fmt::Display for BenchReport {
             "  OAR vs OpenDP (query path)           {:.2}x",
             self.oar_query.as_secs_f64() / self.opendp.as_secs_f64()
         )?;
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         writeln!(f, "module start-up:")?;
         writeln!(
             f,
-            "  verify bundle + approval             {:>9.3} ms",
-            ms(self.verify)
+            "  verify bundle + approval             {:>9.1} us",
+            us(self.verify)
         )?;
         writeln!(
             f,
-            "  compiled code from cache             {:>9.3} ms",
-            ms(self.prepare_cached)
+            "  compiled code from cache             {:>9.1} us",
+            us(self.prepare_cached)
         )?;
         writeln!(
             f,
-            "  instantiate                          {:>9.3} ms",
-            ms(self.instantiate)
+            "  instantiate                          {:>9.1} us",
+            us(self.instantiate)
         )?;
         writeln!(
             f,
