@@ -1,10 +1,13 @@
 //! The sandbox: wasmtime components with only our imports, a memory cap and a deadline.
 //!
 //! [`Runtime`] is long-lived and shared (engine, linker, compiled-code cache keyed by the verified
-//! module hash, the epoch ticker). Each run gets a fresh `Store` holding its [`Session`], a locked
-//! down WASI context (no preopens, no environment or arguments, sockets denied, stdin closed,
-//! stdout/stderr captured, a frozen wall clock, a virtual monotonic clock and seeded randomness),
-//! a `StoreLimits` memory cap and an epoch deadline.
+//! module hash, the epoch ticker). The linker holds `oar:runtime/host` and only the WASI interfaces
+//! Rust's standard library needs; filesystem and sockets are not linked at all, and a component
+//! importing anything else is refused before instantiation. Each run gets a fresh `Store` holding
+//! its [`Session`], a locked-down WASI context (no environment or arguments, stdin closed,
+//! stdout/stderr captured, a frozen wall clock, a virtual monotonic clock and randomness seeded from
+//! the job id), a memory cap (a `ResourceLimiter` that also records when it fired) and an epoch
+//! deadline.
 
 mod wasi;
 

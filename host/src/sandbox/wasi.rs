@@ -2,17 +2,46 @@
 
 use super::RunState;
 use std::time::Duration;
-use wasmtime::component::Linker;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
 /// Bytes of stdout/stderr kept per run.
 const CONSOLE_CAPACITY: usize = 64 * 1024;
 
-/// Links the WASI p2 interfaces. Sockets are linked but every use is denied by the context; the
-/// import check refuses components that import them at all.
-pub(super) fn link(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)
+/// Gives the io bindings their view of the store: the resource table.
+struct HasIo;
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Links exactly the WASI interfaces of [`super::ALLOWED_WASI`]: console streams and exit,
+/// environment (empty), clocks (virtual) and randomness (seeded). No filesystem, no sockets: a
+/// component importing them fails the import check, and could not be instantiated anyway.
+pub(super) fn link(l: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::{cli, clocks, io, random, sync};
+    io::error::add_to_linker::<RunState, HasIo>(l, |t| &mut t.table)?;
+    sync::io::poll::add_to_linker::<RunState, HasIo>(l, |t| &mut t.table)?;
+    sync::io::streams::add_to_linker::<RunState, HasIo>(l, |t| &mut t.table)?;
+    clocks::wall_clock::add_to_linker::<RunState, WasiClocks>(l, RunState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<RunState, WasiClocks>(l, RunState::clocks)?;
+    random::random::add_to_linker::<RunState, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<RunState, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<RunState, WasiRandom>(l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::environment::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::stdin::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::stdout::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::stderr::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_input::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_output::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_stdin::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_stdout::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_stderr::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    Ok(())
 }
 
 /// A wall clock frozen at the Unix epoch: modules cannot read the time.
