@@ -115,48 +115,34 @@ fn sign_approve_verify_run_from_the_command_line() {
     approve("member-3");
     assert!(ok(verify()).starts_with("OK:"));
 
-    let run = ok(oar(
-        &[
-            "run",
-            "--bundle",
-            "population.oarb",
-            "--approval",
-            "approval.json",
-            "--policy",
-            "policy.toml",
-            "--dataset",
-            "data/cdr.toml",
-            "--requester",
-            "stats-office",
-            "--params",
-            r#"{"epsilon": 0.5}"#,
-            "--out",
-            "release",
-        ],
-        d,
-    ));
+    let run_as = |requester: &str, out: &str| {
+        oar(
+            &[
+                "run",
+                "--bundle",
+                "population.oarb",
+                "--approval",
+                "approval.json",
+                "--policy",
+                "policy.toml",
+                "--dataset",
+                "data/cdr.toml",
+                "--requester",
+                requester,
+                "--params",
+                r#"{"epsilon": 0.5}"#,
+                "--out",
+                out,
+            ],
+            d,
+        )
+    };
+    let run = ok(run_as("stats-office", "release"));
     assert!(run.contains("released 1 table(s)"), "{run}");
     assert!(d.join("release/population_by_region_day.csv").exists());
 
     // A requester the policy does not know gets nothing.
-    let stranger = oar(
-        &[
-            "run",
-            "--bundle",
-            "population.oarb",
-            "--approval",
-            "approval.json",
-            "--policy",
-            "policy.toml",
-            "--dataset",
-            "data/cdr.toml",
-            "--requester",
-            "nobody",
-            "--out",
-            "release2",
-        ],
-        d,
-    );
+    let stranger = run_as("nobody", "release2");
     assert!(!stranger.status.success());
     assert!(String::from_utf8_lossy(&stranger.stderr).contains("not listed"));
     assert!(!d.join("release2").exists());

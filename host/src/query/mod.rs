@@ -457,13 +457,3 @@ impl CompiledPlan {
         out
     }
 }
-
-impl CompiledPlan {
-    /// The optimised Polars plan (for diagnostics; shows no data).
-    pub fn explain(&self) -> String {
-        self.frame
-            .clone()
-            .explain(true)
-            .unwrap_or_else(|e| format!("cannot explain: {e}"))
-    }
-}
