@@ -5,7 +5,6 @@ mod common;
 
 use common::{bundle, host, verified, World};
 use oar_host::job::JobError;
-use oar_host::ledger::Ledger;
 use oar_host::sandbox::SandboxError;
 use oar_host::verify::verify;
 use std::sync::Arc;
@@ -37,7 +36,7 @@ fn population_module_releases_a_gated_table() {
         }
     }
     assert!(t.released().count() > 0);
-    assert!((ledger.spent("stats-office", "cdr") - 1.0).abs() < 1e-12);
+    assert!((common::spent(&ledger, "stats-office") - 1.0).abs() < 1e-12);
     assert_eq!(release.epsilon_total, 1.0);
 }
 
@@ -58,7 +57,7 @@ fn module_that_loops_forever_is_stopped_by_the_deadline() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(out.record.charges.is_empty());
-    assert_eq!(ledger.spent("stats-office", "cdr"), 0.0);
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
 }
 
 #[test]
@@ -71,7 +70,7 @@ fn module_that_allocates_past_the_cap_traps_and_charges_nothing() {
         "{:?}",
         out.result.err()
     );
-    assert_eq!(ledger.spent("stats-office", "cdr"), 0.0);
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
 }
 
 #[test]
@@ -86,7 +85,7 @@ fn module_that_traps_after_a_query_releases_nothing_but_keeps_the_charge() {
     assert!(out.result.is_err());
     // It saw one gated table, so that charge stands (fail closed); its emitted table is not released.
     assert_eq!(out.record.charges.len(), 1);
-    assert!((ledger.spent("stats-office", "cdr") - 0.5).abs() < 1e-12);
+    assert!((common::spent(&ledger, "stats-office") - 0.5).abs() < 1e-12);
 }
 
 #[test]
@@ -103,12 +102,12 @@ fn budget_exhaustion_refuses_the_query_and_releases_nothing() {
     }
     assert_eq!(out.record.charges.len(), 3);
     assert_eq!(out.record.refusals.len(), 1);
-    assert!((ledger.spent("stats-office", "cdr") - 1.5).abs() < 1e-9);
+    assert!((common::spent(&ledger, "stats-office") - 1.5).abs() < 1e-9);
     // A later run is refused at its first query and spends nothing more.
     let again = host.run(module, "stats-office", r#"{"epsilon": 0.1}"#);
     assert!(again.result.is_err());
     assert!(again.record.charges.is_empty());
-    assert!((ledger.spent("stats-office", "cdr") - 1.5).abs() < 1e-9);
+    assert!((common::spent(&ledger, "stats-office") - 1.5).abs() < 1e-9);
 }
 
 #[test]
@@ -128,7 +127,7 @@ fn per_run_epsilon_cap_from_the_approval_is_enforced() {
         "{:?}",
         out.record.refusals
     );
-    assert!((ledger.spent("stats-office", "cdr") - 2.0).abs() < 1e-9);
+    assert!((common::spent(&ledger, "stats-office") - 2.0).abs() < 1e-9);
 }
 
 #[test]
@@ -137,7 +136,7 @@ fn unknown_requester_is_refused_before_anything_runs() {
     let (host, ledger) = host(&w, 10.0);
     let out = host.run(verified(&w, "population"), "someone-else", "{}");
     assert!(matches!(out.result, Err(JobError::UnknownRequester(_))));
-    assert_eq!(ledger.spent("someone-else", "cdr"), 0.0);
+    assert_eq!(common::spent(&ledger, "someone-else"), 0.0);
 }
 
 #[test]

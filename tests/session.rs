@@ -6,7 +6,6 @@ mod common;
 use common::{host, verified, World};
 use oar_guest::plan::{Aggregate, ContributionBounds, Plan, Step};
 use oar_guest::{col, Host as _};
-use oar_host::ledger::Ledger;
 use oar_host::local::LocalHost;
 
 fn plan() -> Plan {
@@ -41,7 +40,7 @@ fn module_code_runs_natively_through_the_same_gate() {
         .iter()
         .filter(|r| r.keys[0].as_str() == Some("R21"))
         .all(|r| r.suppressed.is_some()));
-    assert!((ledger.spent("stats-office", "cdr") - 0.5).abs() < 1e-12);
+    assert!((common::spent(&ledger, "stats-office") - 0.5).abs() < 1e-12);
 }
 
 #[test]
@@ -98,7 +97,7 @@ fn hostile_plans_are_refused_with_a_reason_and_charge_nothing() {
     let record = s.finish();
     assert_eq!(record.refusals.len(), cases.len());
     assert!(record.charges.is_empty());
-    assert_eq!(ledger.spent("stats-office", "cdr"), 0.0);
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
 }
 
 #[test]
@@ -124,4 +123,50 @@ fn schema_is_public_metadata_and_emit_checks_the_manifest() {
         .emit("population_by_region_day", &table)
         .unwrap_err()
         .contains("already emitted"));
+}
+
+#[test]
+fn the_approvals_total_epsilon_binds_across_requesters() {
+    use oar_host::approval::{Approval, ApprovalRecord};
+    use oar_host::keys::KeyPair;
+    use oar_host::policy::Requester;
+    use std::sync::Arc;
+
+    let mut w = World::new(1, 1);
+    let council = KeyPair::from_seed("city-council", "test council");
+    w.policy.requesters.push(Requester {
+        name: "city-council".into(),
+        key: council.public(),
+        datasets: vec!["cdr".into()],
+    });
+    let b = common::bundle(&w, common::component("population"));
+    let now = chrono::Utc::now();
+    let mut record = ApprovalRecord::for_bundle(
+        &b,
+        1.0,
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::days(1),
+    );
+    record.epsilon_per_run = 0.6;
+    let mut a = Approval::new(record);
+    a.sign(&w.members[0]);
+    let module = Arc::new(oar_host::verify::verify(&b, &a, &w.policy, now).unwrap());
+    let (host, ledger) = host(&w, 10.0);
+
+    let mut p = plan();
+    p.epsilon = 0.6;
+    let mut office = host.session("t-1", "stats-office", module.clone());
+    office
+        .query(&json(&p))
+        .expect("first release under the approval");
+    let mut council = host.session("t-2", "city-council", module.clone());
+    assert!((council.budget_remaining("cdr") - 0.4).abs() < 1e-9);
+    let err = council.query(&json(&p)).unwrap_err();
+    assert!(err.contains("approval's total"), "{err}");
+    p.epsilon = 0.4;
+    council
+        .query(&json(&p))
+        .expect("what is left of the approval's total");
+    assert_eq!(common::spent(&ledger, "city-council"), 0.4);
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.6);
 }

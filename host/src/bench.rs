@@ -308,7 +308,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             .prepare(&verified)
             .map_err(|e| BenchError::Oar(e.to_string()))
     })?;
-    let host = Host::new(runtime, catalog, policy, Arc::new(MemoryLedger::new(1e9)));
+    let host = Host::new(runtime, catalog, policy, Arc::new(MemoryLedger::new()));
     let mut instantiate = Vec::new();
     let oar_module = time(opts.repeat, || {
         let outcome = host.run(verified.clone(), "bench", r#"{"epsilon": 1.0}"#);

@@ -7,7 +7,7 @@
 
 use crate::dataset::Catalog;
 use crate::gate::{self, GateConfig};
-use crate::ledger::Ledger;
+use crate::ledger::{Account, Ledger};
 use crate::policy::Policy;
 use crate::query::{self, PlanLimits};
 use crate::verify::VerifiedModule;
@@ -146,9 +146,27 @@ impl Session {
             return 0.0;
         }
         let per_run = self.run_cap() - self.run_spent;
-        per_run
-            .min(self.ledger.remaining(&self.requester, dataset))
+        self.accounts(dataset)
+            .iter()
+            .map(|a| self.ledger.remaining(a))
+            .fold(per_run, f64::min)
             .max(0.0)
+    }
+
+    /// The accounts a query on `dataset` is charged to: the requester's budget on the dataset
+    /// (policy) and the approval's total across all runs (signed by the committee).
+    fn accounts(&self, dataset: &str) -> [Account; 2] {
+        [
+            Account::requester(
+                &self.requester,
+                dataset,
+                self.policy.budget.epsilon_per_requester_dataset,
+            ),
+            Account::approval(
+                self.module.approval_digest(),
+                self.module.approval().epsilon_total,
+            ),
+        ]
     }
 
     fn run_cap(&self) -> f64 {
@@ -201,12 +219,16 @@ impl Session {
                 self.run_cap()
             ));
         }
-        let ledger_left = self.ledger.remaining(&self.requester, &plan.dataset);
-        if plan.epsilon > ledger_left + 1e-12 {
-            return Err(format!(
-                "privacy budget exhausted: {ledger_left:.4} left for '{}' on '{}', {} requested",
-                self.requester, plan.dataset, plan.epsilon
-            ));
+        // Refuse before touching data when an account is already too low (the charge below is
+        // the authoritative, atomic check).
+        for a in self.accounts(&plan.dataset) {
+            let left = self.ledger.remaining(&a);
+            if plan.epsilon > left + 1e-12 {
+                return Err(format!(
+                    "privacy budget exhausted for {}: {left:.4} of {} left, {} requested",
+                    a.label, a.total, plan.epsilon
+                ));
+            }
         }
         let dataset = self
             .catalog
@@ -252,7 +274,7 @@ impl Session {
         drop(stats);
         // The charge is committed before the table leaves this function.
         self.ledger
-            .charge(&self.requester, &plan.dataset, plan.epsilon)
+            .charge(&self.accounts(&plan.dataset), plan.epsilon)
             .map_err(|e| e.to_string())?;
         self.run_spent += plan.epsilon;
         self.record.charges.push(Charge {

@@ -145,14 +145,22 @@ pub fn cache_dir() -> PathBuf {
 
 /// A host over the small CDR set with a ledger of `budget` per (requester, dataset).
 pub fn host(world: &World, budget: f64) -> (Host, Arc<MemoryLedger>) {
+    let mut policy = world.policy.clone();
+    policy.budget.epsilon_per_requester_dataset = budget;
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(small_cdr()).expect("dataset opens"));
-    let ledger = Arc::new(MemoryLedger::new(budget));
+    let ledger = Arc::new(MemoryLedger::new());
     let host = Host::new(
         Runtime::new(Some(cache_dir())).expect("runtime"),
         catalog,
-        world.policy.clone(),
+        policy,
         ledger.clone(),
     );
     (host, ledger)
+}
+
+/// Epsilon `requester` has spent on the `cdr` dataset.
+pub fn spent(ledger: &MemoryLedger, requester: &str) -> f64 {
+    use oar_host::ledger::Ledger;
+    ledger.spent(&oar_host::ledger::requester_key(requester, "cdr"))
 }

@@ -110,9 +110,7 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     let verified = Arc::new(verify(&bundle, &approval, &policy, chrono::Utc::now())?);
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(&descriptor)?);
-    let ledger = Arc::new(MemoryLedger::new(
-        policy.budget.epsilon_per_requester_dataset,
-    ));
+    let ledger = Arc::new(MemoryLedger::new());
     let host = Host::new(
         Runtime::new(Some(opts.out.join("cache")))?,
         catalog,
@@ -184,14 +182,22 @@ pub fn summary(report: &DemoReport) -> String {
                 ));
             }
             s.push_str(&format!(
-                "  privacy: epsilon {} , delta {:.1e}\n",
+                "  privacy: epsilon {}, delta {:.1e}\n",
                 i.epsilon, i.delta
             ));
         }
         for row in t.table.rows.iter().take(5) {
             let keys: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
             match row.suppressed {
-                None => s.push_str(&format!("    {:<24} {:?}\n", keys.join(" "), row.values)),
+                None => {
+                    let values: Vec<String> =
+                        row.values.iter().map(|v| format!("{v:.0}")).collect();
+                    s.push_str(&format!(
+                        "    {:<24} {}\n",
+                        keys.join(" "),
+                        values.join(" ")
+                    ))
+                }
                 Some(_) => s.push_str(&format!("    {:<24} suppressed\n", keys.join(" "))),
             }
         }

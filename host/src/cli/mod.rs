@@ -306,7 +306,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             for d in &datasets {
                 catalog.register(Dataset::open(d)?);
             }
-            let ledger = Arc::new(MemoryLedger::new(p.budget.epsilon_per_requester_dataset));
+            let ledger = Arc::new(MemoryLedger::new());
             let host = Host::new(Runtime::new(cache)?, catalog, p, ledger);
             let outcome = host.run(v, &requester, &params);
             for line in &outcome.record.log {

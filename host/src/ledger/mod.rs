@@ -1,22 +1,66 @@
-//! The privacy ledger: how much epsilon each (requester, dataset) has spent.
+//! The privacy ledger: how much epsilon each account has spent.
 //!
-//! [`Ledger`] is the seam; [`MemoryLedger`] keeps budgets in memory for one process (the
-//! persistent SQLite ledger implements the same trait). A charge is all or nothing: it either fits
-//! under the budget and is recorded, or nothing changes and the query is refused.
+//! A run's query is charged to several accounts at once: the requester's budget on the dataset
+//! (from the policy) and the approval's total (signed by the committee). [`Ledger::charge`] is all
+//! or nothing: either every account has room and all are charged, or nothing changes and the
+//! query is refused. [`Ledger`] is the seam; [`MemoryLedger`] keeps accounts in memory for one
+//! process (a persistent ledger implements the same trait).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// An account a charge is recorded against, with its total budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    /// Stable key (see [`Account::requester`] and [`Account::approval`]).
+    pub key: String,
+    /// Total epsilon the account may spend.
+    pub total: f64,
+    /// What the account is, for refusal messages.
+    pub label: String,
+}
+
+impl Account {
+    /// The budget of `requester` on `dataset`.
+    pub fn requester(requester: &str, dataset: &str, total: f64) -> Self {
+        Account {
+            key: requester_key(requester, dataset),
+            total,
+            label: format!("requester '{requester}' on dataset '{dataset}'"),
+        }
+    }
+
+    /// The total an approval allows across all runs and requesters.
+    pub fn approval(approval_digest: &str, total: f64) -> Self {
+        Account {
+            key: approval_key(approval_digest),
+            total,
+            label: format!(
+                "the approval's total ({}…)",
+                &approval_digest[..approval_digest.len().min(12)]
+            ),
+        }
+    }
+}
+
+/// Key of a requester's account on a dataset.
+pub fn requester_key(requester: &str, dataset: &str) -> String {
+    format!("requester/{requester}/dataset/{dataset}")
+}
+
+/// Key of an approval's account.
+pub fn approval_key(approval_digest: &str) -> String {
+    format!("approval/{approval_digest}")
+}
+
 /// Why a charge was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LedgerError {
-    /// The charge would overspend.
-    #[error("privacy budget exhausted for requester '{requester}' on dataset '{dataset}': {remaining:.4} of {total} left, {requested} requested")]
+    /// The charge would overspend an account.
+    #[error("privacy budget exhausted for {label}: {remaining:.4} of {total} left, {requested} requested")]
     Exhausted {
-        /// Who.
-        requester: String,
-        /// Which dataset.
-        dataset: String,
+        /// Which account.
+        label: String,
         /// Budget left.
         remaining: f64,
         /// Total budget.
@@ -31,27 +75,26 @@ pub enum LedgerError {
 
 /// Where charges are recorded.
 pub trait Ledger: Send + Sync {
-    /// Records `epsilon` against `(requester, dataset)` if it fits under the budget.
-    fn charge(&self, requester: &str, dataset: &str, epsilon: f64) -> Result<(), LedgerError>;
-    /// Epsilon left for `(requester, dataset)`.
-    fn remaining(&self, requester: &str, dataset: &str) -> f64;
-    /// Epsilon spent by `(requester, dataset)`.
-    fn spent(&self, requester: &str, dataset: &str) -> f64;
+    /// Records `epsilon` against every account if each has room; otherwise changes nothing.
+    fn charge(&self, accounts: &[Account], epsilon: f64) -> Result<(), LedgerError>;
+    /// Epsilon spent by the account with `key`.
+    fn spent(&self, key: &str) -> f64;
+    /// Epsilon left on `account`.
+    fn remaining(&self, account: &Account) -> f64 {
+        (account.total - self.spent(&account.key)).max(0.0)
+    }
 }
 
-/// An in-memory ledger with one total budget per (requester, dataset).
+/// An in-memory ledger.
+#[derive(Default)]
 pub struct MemoryLedger {
-    total: f64,
-    spent: Mutex<HashMap<(String, String), f64>>,
+    spent: Mutex<HashMap<String, f64>>,
 }
 
 impl MemoryLedger {
-    /// A ledger giving every (requester, dataset) `total` epsilon.
-    pub fn new(total: f64) -> Self {
-        MemoryLedger {
-            total,
-            spent: Mutex::new(HashMap::new()),
-        }
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 
@@ -59,37 +102,31 @@ impl MemoryLedger {
 const SLACK: f64 = 1e-9;
 
 impl Ledger for MemoryLedger {
-    fn charge(&self, requester: &str, dataset: &str, epsilon: f64) -> Result<(), LedgerError> {
+    fn charge(&self, accounts: &[Account], epsilon: f64) -> Result<(), LedgerError> {
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(LedgerError::InvalidAmount(epsilon));
         }
         let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = spent
-            .entry((requester.to_string(), dataset.to_string()))
-            .or_insert(0.0);
-        if *entry + epsilon > self.total + SLACK {
-            return Err(LedgerError::Exhausted {
-                requester: requester.to_string(),
-                dataset: dataset.to_string(),
-                remaining: (self.total - *entry).max(0.0),
-                total: self.total,
-                requested: epsilon,
-            });
+        for a in accounts {
+            let used = spent.get(&a.key).copied().unwrap_or(0.0);
+            if used + epsilon > a.total + SLACK {
+                return Err(LedgerError::Exhausted {
+                    label: a.label.clone(),
+                    remaining: (a.total - used).max(0.0),
+                    total: a.total,
+                    requested: epsilon,
+                });
+            }
         }
-        *entry += epsilon;
+        for a in accounts {
+            *spent.entry(a.key.clone()).or_insert(0.0) += epsilon;
+        }
         Ok(())
     }
 
-    fn remaining(&self, requester: &str, dataset: &str) -> f64 {
-        (self.total - self.spent(requester, dataset)).max(0.0)
-    }
-
-    fn spent(&self, requester: &str, dataset: &str) -> f64 {
+    fn spent(&self, key: &str) -> f64 {
         let spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
-        spent
-            .get(&(requester.to_string(), dataset.to_string()))
-            .copied()
-            .unwrap_or(0.0)
+        spent.get(key).copied().unwrap_or(0.0)
     }
 }
 
@@ -97,36 +134,60 @@ impl Ledger for MemoryLedger {
 mod tests {
     use super::*;
 
+    fn acct(r: &str, d: &str, total: f64) -> Account {
+        Account::requester(r, d, total)
+    }
+
     #[test]
     fn charge_past_budget_is_refused_and_changes_nothing() {
-        let l = MemoryLedger::new(1.0);
-        l.charge("r", "d", 0.6).unwrap();
-        let err = l.charge("r", "d", 0.5).unwrap_err();
+        let l = MemoryLedger::new();
+        let a = acct("r", "d", 1.0);
+        l.charge(std::slice::from_ref(&a), 0.6).unwrap();
+        let err = l.charge(std::slice::from_ref(&a), 0.5).unwrap_err();
         assert!(matches!(err, LedgerError::Exhausted { .. }));
-        assert!((l.spent("r", "d") - 0.6).abs() < 1e-12);
-        l.charge("r", "d", 0.4).unwrap();
-        assert!(l.remaining("r", "d") < 1e-9);
+        assert!((l.spent(&a.key) - 0.6).abs() < 1e-12);
+        l.charge(std::slice::from_ref(&a), 0.4).unwrap();
+        assert!(l.remaining(&a) < 1e-9);
+    }
+
+    #[test]
+    fn a_charge_to_several_accounts_is_all_or_nothing() {
+        let l = MemoryLedger::new();
+        let requester = acct("r", "d", 10.0);
+        let approval = Account::approval("abcdef", 1.0);
+        l.charge(&[requester.clone(), approval.clone()], 0.8)
+            .unwrap();
+        let err = l
+            .charge(&[requester.clone(), approval.clone()], 0.5)
+            .unwrap_err();
+        assert!(err.to_string().contains("approval"), "{err}");
+        assert!(
+            (l.spent(&requester.key) - 0.8).abs() < 1e-12,
+            "the requester was charged anyway"
+        );
     }
 
     #[test]
     fn budgets_are_per_requester_and_dataset() {
-        let l = MemoryLedger::new(1.0);
-        l.charge("a", "d", 1.0).unwrap();
-        l.charge("b", "d", 1.0).unwrap();
-        l.charge("a", "e", 1.0).unwrap();
-        assert!(l.charge("a", "d", 0.1).is_err());
+        let l = MemoryLedger::new();
+        l.charge(&[acct("a", "d", 1.0)], 1.0).unwrap();
+        l.charge(&[acct("b", "d", 1.0)], 1.0).unwrap();
+        l.charge(&[acct("a", "e", 1.0)], 1.0).unwrap();
+        assert!(l.charge(&[acct("a", "d", 1.0)], 0.1).is_err());
     }
 
     #[test]
     fn concurrent_charges_never_overspend() {
-        let l = std::sync::Arc::new(MemoryLedger::new(5.0));
+        let l = std::sync::Arc::new(MemoryLedger::new());
         let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (l, ok) = (l.clone(), ok.clone());
                 std::thread::spawn(move || {
                     for _ in 0..100 {
-                        if l.charge("r", "d", 0.1).is_ok() {
+                        if l.charge(&[acct("r", "d", 5.0), Account::approval("x", 100.0)], 0.1)
+                            .is_ok()
+                        {
                             ok.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
                     }
