@@ -29,6 +29,27 @@ fn public_key(dir: &Path, name: &str) -> String {
     v["public"].as_str().unwrap().to_string()
 }
 
+/// `oar sign` of the population component with its manifest, using `key`, into `out`.
+fn sign(dir: &Path, key: &str, out: &str) -> Output {
+    let component = oar_host::artifacts::component_path("population");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../example-algorithms/population/manifest.toml");
+    oar(
+        &[
+            "sign",
+            "--component",
+            component.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--key",
+            key,
+            "--out",
+            out,
+        ],
+        dir,
+    )
+}
+
 #[test]
 fn sign_approve_verify_run_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -54,23 +75,7 @@ fn sign_approve_verify_run_from_the_command_line() {
     );
     std::fs::write(d.join("policy.toml"), policy).unwrap();
 
-    let component = oar_host::artifacts::component_path("population");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../example-algorithms/population/manifest.toml");
-    let signed = ok(oar(
-        &[
-            "sign",
-            "--component",
-            component.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--key",
-            "keys/author.key",
-            "--out",
-            "population.oarb",
-        ],
-        d,
-    ));
+    let signed = ok(sign(d, "keys/author.key", "population.oarb"));
     assert!(signed.contains("module hash"), "{signed}");
 
     let approve = |member: &str| {
@@ -153,23 +158,7 @@ fn signing_with_a_public_key_file_is_refused_with_a_hint() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     ok(oar(&["keygen", "author", "--out", "keys"], d));
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../example-algorithms/population/manifest.toml");
-    let component = oar_host::artifacts::component_path("population");
-    let out = oar(
-        &[
-            "sign",
-            "--component",
-            component.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--key",
-            "keys/author.pub",
-            "--out",
-            "x.oarb",
-        ],
-        d,
-    );
+    let out = sign(d, "keys/author.pub", "x.oarb");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is this a .pub file?"));
 }

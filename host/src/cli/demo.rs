@@ -13,7 +13,7 @@ use oar_host::job::Host;
 use oar_host::keys::KeyPair;
 use oar_host::ledger::MemoryLedger;
 use oar_host::policy::Policy;
-use oar_host::release::Release;
+use oar_host::release::{format_value, Release};
 use oar_host::sandbox::Runtime;
 use oar_host::synth::cdr::CdrSpec;
 use oar_host::verify::verify;
@@ -190,8 +190,7 @@ pub fn summary(report: &DemoReport) -> String {
             let keys: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
             match row.suppressed {
                 None => {
-                    let values: Vec<String> =
-                        row.values.iter().map(|v| format!("{v:.0}")).collect();
+                    let values: Vec<String> = row.values.iter().map(|v| format_value(*v)).collect();
                     s.push_str(&format!(
                         "    {:<24} {}\n",
                         keys.join(" "),

@@ -357,13 +357,6 @@ pub fn compile(
     // on this unit's rows alone, so adding or removing another unit cannot change it. It is a
     // no-op (and skipped) when the domain has no more cells than the bound.
     let truncate = (n_groups as usize) < cells;
-    let bounded = |e: Expr| {
-        if truncate {
-            e.head(Some(n_groups as usize))
-        } else {
-            e
-        }
-    };
     let value_names: Vec<String> = (0..value_exprs.len()).map(|i| format!("__v{i}")).collect();
     let per_unit_cell = if value_names.is_empty() {
         // Count-only plans: one group-by on the unit collects its distinct cells. Only units with
@@ -386,12 +379,14 @@ pub fn compile(
     } else {
         let per = rows.group_by([col(UNIT), col(CELL)]).agg(unit_stage);
         if truncate {
+            // Each unit's cells in index order, cut to the bound; its values follow its cells.
+            let n = Some(n_groups as usize);
             let order = SortMultipleOptions::default();
-            let mut kept = vec![bounded(col(CELL).sort_by([col(CELL)], order.clone()))];
+            let mut kept = vec![col(CELL).sort(SortOptions::default()).head(n)];
             kept.extend(
                 value_names
                     .iter()
-                    .map(|v| bounded(col(v.as_str()).sort_by([col(CELL)], order.clone()))),
+                    .map(|v| col(v.as_str()).sort_by([col(CELL)], order.clone()).head(n)),
             );
             let mut exploded = vec![CELL.to_string()];
             exploded.extend(value_names.iter().cloned());

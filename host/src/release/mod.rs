@@ -117,7 +117,8 @@ pub fn to_csv(t: &Table) -> String {
     out
 }
 
-fn format_value(v: f64) -> String {
+/// A released value as text: whole numbers without decimals, others to four places.
+pub fn format_value(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {

@@ -83,7 +83,7 @@ impl Console {
 }
 
 /// A WASI context with no preopens, arguments or environment, closed stdin, captured
-/// stdout/stderr, denied sockets, virtual clocks and randomness seeded from the job id.
+/// stdout/stderr, virtual clocks and randomness seeded from the job id.
 pub(super) fn locked_down_ctx(job_id: &str) -> (WasiCtx, Console) {
     let stdout = MemoryOutputPipe::new(CONSOLE_CAPACITY);
     let stderr = MemoryOutputPipe::new(CONSOLE_CAPACITY);
@@ -91,9 +91,6 @@ pub(super) fn locked_down_ctx(job_id: &str) -> (WasiCtx, Console) {
     let mut b = WasiCtx::builder();
     b.stdout(stdout.clone())
         .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
         .wall_clock(FrozenWallClock)
         .monotonic_clock(VirtualMonotonicClock(Default::default()))
         .secure_random(wasmtime_wasi::Deterministic::new(seed.clone()))
