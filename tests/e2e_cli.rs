@@ -1,5 +1,5 @@
 //! The command-line path a researcher, two committee members and a data holder take, one
-//! command at a time: keygen, synth, sign, approve (k of n), verify, run.
+//! command at a time: keygen, synth, sign, review, approve (k of n), verify, run, revoke.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -62,7 +62,7 @@ fn sign_approve_verify_run_from_the_command_line() {
         d,
     ));
     let policy = format!(
-        "[[authors]]\nname = \"author\"\nkey = \"{}\"\n\n[committee]\nquorum = 2\n{}\n\
+        "[[authors]]\nname = \"author\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n[committee]\nquorum = 2\n{}\n\
          [[requesters]]\nname = \"stats-office\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
         public_key(d, "author"),
         (1..=3)
@@ -77,6 +77,24 @@ fn sign_approve_verify_run_from_the_command_line() {
 
     let signed = ok(sign(d, "keys/author.key", "population.oarb"));
     assert!(signed.contains("module hash"), "{signed}");
+
+    // What a committee member reads before signing, as text and as JSON.
+    let review = ok(oar(
+        &["review", "population.oarb", "--policy", "policy.toml"],
+        d,
+    ));
+    assert!(
+        review.contains("PURPOSE") && review.contains("dataset 'cdr': columns timestamp, region"),
+        "{review}"
+    );
+    assert!(
+        review.contains("signed by trusted author 'author'"),
+        "{review}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(oar(&["review", "population.oarb", "--json"], d))).unwrap();
+    assert_eq!(json["max_epsilon_per_run"], 2.0);
+    assert!(signed.contains(json["module_hash"].as_str().unwrap()));
 
     let approve = |member: &str| {
         ok(oar(
@@ -151,6 +169,77 @@ fn sign_approve_verify_run_from_the_command_line() {
     assert!(!stranger.status.success());
     assert!(String::from_utf8_lossy(&stranger.stderr).contains("not listed"));
     assert!(!d.join("release2").exists());
+
+    // Revocation: one member's signature is not enough to install a list; two are.
+    let module_hash = json["module_hash"].as_str().unwrap().to_string();
+    ok(oar(
+        &[
+            "revoke",
+            "add",
+            "--list",
+            "revoked.json",
+            "--kind",
+            "module",
+            "--id",
+            &module_hash,
+            "--reason",
+            "bounding bug found after approval",
+        ],
+        d,
+    ));
+    let verify_revoked = || {
+        oar(
+            &[
+                "verify",
+                "--bundle",
+                "population.oarb",
+                "--approval",
+                "approval.json",
+                "--policy",
+                "policy.toml",
+                "--revocations",
+                "revoked.json",
+            ],
+            d,
+        )
+    };
+    let sign_list = |member: &str| {
+        ok(oar(
+            &[
+                "revoke",
+                "sign",
+                "--list",
+                "revoked.json",
+                "--key",
+                &format!("keys/{member}.key"),
+            ],
+            d,
+        ))
+    };
+    sign_list("member-1");
+    let unsigned = verify_revoked();
+    assert!(!unsigned.status.success());
+    assert!(
+        String::from_utf8_lossy(&unsigned.stderr).contains("not signed by the holder or by 2"),
+        "{}",
+        String::from_utf8_lossy(&unsigned.stderr)
+    );
+    sign_list("member-2");
+    ok(oar(
+        &[
+            "revoke",
+            "check",
+            "--list",
+            "revoked.json",
+            "--policy",
+            "policy.toml",
+        ],
+        d,
+    ));
+    let revoked = verify_revoked();
+    assert!(!revoked.status.success());
+    let stderr = String::from_utf8_lossy(&revoked.stderr);
+    assert!(stderr.contains("was revoked: bounding bug"), "{stderr}");
 }
 
 #[test]

@@ -123,7 +123,10 @@ fn per_run_epsilon_cap_from_the_approval_is_enforced() {
     assert!(out.result.is_err());
     assert_eq!(out.record.charges.len(), 4);
     assert!(
-        out.record.refusals[0].contains("per run"),
+        matches!(
+            out.record.refusals[0],
+            oar_host::session::Refusal::OverRunCap { .. }
+        ),
         "{:?}",
         out.record.refusals
     );
@@ -188,7 +191,16 @@ fn module_importing_anything_else_is_refused() {
     ] {
         let b = bundle(&w, text.as_bytes().to_vec());
         let a = common::approval(&w, &b, 1);
-        let v = Arc::new(verify(&b, &a, &w.policy, chrono::Utc::now()).unwrap());
+        let v = Arc::new(
+            verify(
+                &b,
+                &a,
+                &w.policy,
+                &oar_host::revocation::RevocationList::empty(),
+                chrono::Utc::now(),
+            )
+            .unwrap(),
+        );
         match host.runtime().prepare(&v) {
             Err(SandboxError::ForbiddenImport(import)) => {
                 assert!(import.starts_with(name), "{import}")
@@ -209,7 +221,16 @@ fn malformed_component_is_refused_with_a_clear_error() {
     let (host, _) = host(&w, 10.0);
     let b = bundle(&w, b"\0asm\x0d\0\x01\0garbage".to_vec());
     let a = common::approval(&w, &b, 1);
-    let v = Arc::new(verify(&b, &a, &w.policy, chrono::Utc::now()).unwrap());
+    let v = Arc::new(
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            chrono::Utc::now(),
+        )
+        .unwrap(),
+    );
     let out = host.run(v, "stats-office", "{}");
     assert!(matches!(
         out.result,

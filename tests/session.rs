@@ -150,7 +150,16 @@ fn the_approvals_total_epsilon_binds_across_requesters() {
     record.epsilon_per_run = 0.6;
     let mut a = Approval::new(record);
     a.sign(&w.members[0]);
-    let module = Arc::new(oar_host::verify::verify(&b, &a, &w.policy, now).unwrap());
+    let module = Arc::new(
+        oar_host::verify::verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now,
+        )
+        .unwrap(),
+    );
     let (host, ledger) = host(&w, 10.0);
 
     let mut p = plan();

@@ -16,7 +16,14 @@ fn signed_and_approved_module_verifies() {
     let w = World::new(1, 1);
     let b = bundle(&w, component("population"));
     let a = approval(&w, &b, 1);
-    let v = verify(&b, &a, &w.policy, now()).expect("verifies");
+    let v = verify(
+        &b,
+        &a,
+        &w.policy,
+        &oar_host::revocation::RevocationList::empty(),
+        now(),
+    )
+    .expect("verifies");
     assert_eq!(v.module_hash(), b.module_hash);
     assert_eq!(v.signers(), &[w.members[0].public()]);
 }
@@ -29,7 +36,13 @@ fn tampered_component_bytes_are_refused() {
     let last = b.component.len() - 1;
     b.component[last] ^= 0x01;
     assert!(matches!(
-        verify(&b, &a, &w.policy, now()),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        ),
         Err(VerifyError::ComponentTampered { .. })
     ));
 }
@@ -42,7 +55,14 @@ fn tampered_component_with_updated_hash_fails_the_author_signature() {
     b.component.push(0);
     b.module_hash = hex::encode(oar_host::keys::sha256(&b.component));
     assert_eq!(
-        verify(&b, &a, &w.policy, now()).unwrap_err(),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        )
+        .unwrap_err(),
         VerifyError::BadAuthorSignature
     );
 }
@@ -54,7 +74,14 @@ fn manifest_edited_after_signing_is_refused() {
     let a = approval(&w, &b, 1);
     b.manifest.datasets[0].columns.push("cell_id".into());
     assert_eq!(
-        verify(&b, &a, &w.policy, now()).unwrap_err(),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        )
+        .unwrap_err(),
         VerifyError::BadAuthorSignature
     );
 }
@@ -66,7 +93,13 @@ fn bundle_signed_by_an_untrusted_author_is_refused() {
     let b = oar_host::bundle::Bundle::sign(component("population"), common::manifest(), &stranger);
     let a = approval(&w, &b, 1);
     assert!(matches!(
-        verify(&b, &a, &w.policy, now()),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        ),
         Err(VerifyError::UntrustedAuthor { .. })
     ));
 }
@@ -77,7 +110,15 @@ fn approval_signed_by_a_key_outside_the_committee_is_refused() {
     let b = bundle(&w, component("population"));
     let mut a = approval(&w, &b, 0);
     a.sign(&KeyPair::from_seed("impostor", "not a member"));
-    match verify(&b, &a, &w.policy, now()).unwrap_err() {
+    match verify(
+        &b,
+        &a,
+        &w.policy,
+        &oar_host::revocation::RevocationList::empty(),
+        now(),
+    )
+    .unwrap_err()
+    {
         VerifyError::QuorumNotMet {
             valid: 0,
             quorum: 1,
@@ -99,7 +140,13 @@ fn approval_for_another_module_is_refused() {
     let other = bundle(&w, component("oar_test_guest_greedy"));
     let a = approval(&w, &other, 1);
     assert!(matches!(
-        verify(&b, &a, &w.policy, now()),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        ),
         Err(VerifyError::ApprovalForOtherModule { .. })
     ));
 }
@@ -111,7 +158,13 @@ fn expired_approval_is_refused() {
     let a = approval(&w, &b, 1);
     let later = a.record.valid_until + chrono::Duration::seconds(1);
     assert!(matches!(
-        verify(&b, &a, &w.policy, later),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            later
+        ),
         Err(VerifyError::ApprovalExpired { .. })
     ));
 }
@@ -123,7 +176,13 @@ fn approval_not_yet_valid_is_refused() {
     let a = approval(&w, &b, 1);
     let earlier = a.record.valid_from - chrono::Duration::seconds(1);
     assert!(matches!(
-        verify(&b, &a, &w.policy, earlier),
+        verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            earlier
+        ),
         Err(VerifyError::ApprovalNotYetValid { .. })
     ));
 }
@@ -134,7 +193,15 @@ fn extending_the_approval_after_signing_invalidates_the_signatures() {
     let b = bundle(&w, component("population"));
     let mut a = approval(&w, &b, 1);
     a.record.valid_until += chrono::Duration::days(365);
-    match verify(&b, &a, &w.policy, now()).unwrap_err() {
+    match verify(
+        &b,
+        &a,
+        &w.policy,
+        &oar_host::revocation::RevocationList::empty(),
+        now(),
+    )
+    .unwrap_err()
+    {
         VerifyError::QuorumNotMet {
             valid: 0, ignored, ..
         } => assert!(ignored[0].contains("does not verify")),
@@ -148,7 +215,13 @@ fn quorum_needs_k_distinct_members() {
     let b = bundle(&w, component("population"));
     let one = approval(&w, &b, 1);
     assert!(matches!(
-        verify(&b, &one, &w.policy, now()),
+        verify(
+            &b,
+            &one,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        ),
         Err(VerifyError::QuorumNotMet {
             valid: 1,
             quorum: 2,
@@ -159,12 +232,27 @@ fn quorum_needs_k_distinct_members() {
     let mut twice: Approval = one.clone();
     twice.signatures.push(twice.signatures[0].clone());
     assert!(matches!(
-        verify(&b, &twice, &w.policy, now()),
+        verify(
+            &b,
+            &twice,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        ),
         Err(VerifyError::QuorumNotMet { valid: 1, .. })
     ));
     let two = approval(&w, &b, 2);
     assert_eq!(
-        verify(&b, &two, &w.policy, now()).unwrap().signers().len(),
+        verify(
+            &b,
+            &two,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            now()
+        )
+        .unwrap()
+        .signers()
+        .len(),
         2
     );
 }
@@ -179,7 +267,14 @@ fn bundle_and_approval_files_round_trip() {
     a.write(&dir.path().join("a.json")).unwrap();
     let b2 = oar_host::bundle::Bundle::read(&dir.path().join("m.oarb")).unwrap();
     let a2 = Approval::read(&dir.path().join("a.json")).unwrap();
-    verify(&b2, &a2, &w.policy, now()).expect("verifies after a round trip through files");
+    verify(
+        &b2,
+        &a2,
+        &w.policy,
+        &oar_host::revocation::RevocationList::empty(),
+        now(),
+    )
+    .expect("verifies after a round trip through files");
     std::fs::write(dir.path().join("bad.oarb"), b"{not json").unwrap();
     assert!(oar_host::bundle::Bundle::read(&dir.path().join("bad.oarb")).is_err());
 }

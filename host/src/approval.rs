@@ -2,10 +2,11 @@
 //!
 //! The record names the exact module (component hash and manifest hash), the purpose, the datasets
 //! and columns in scope, epsilon per run and in total, and a validity window. Members sign the
-//! digest of its canonical JSON in context [`APPROVAL_CONTEXT`]; the verifier counts distinct
+//! digest of its canonical JSON ([`crate::canonical`]) in context [`APPROVAL_CONTEXT`]; the verifier counts distinct
 //! valid signatures from the policy's committee roster against the quorum.
 
 use crate::bundle::{Bundle, DatasetUse};
+use crate::canonical::{timestamp::whole_seconds, to_canonical_json};
 use crate::keys::{sha256_parts, KeyPair, PublicKey, Signature};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,10 @@ pub struct ApprovalRecord {
     /// The most epsilon all runs under this approval may spend.
     pub epsilon_total: f64,
     /// Not valid before this instant.
+    #[serde(with = "crate::canonical::timestamp")]
     pub valid_from: DateTime<Utc>,
     /// Not valid after this instant.
+    #[serde(with = "crate::canonical::timestamp")]
     pub valid_until: DateTime<Utc>,
     /// Conditions attached by the committee (free text).
     #[serde(default)]
@@ -57,16 +60,20 @@ impl ApprovalRecord {
             datasets: bundle.manifest.datasets.clone(),
             epsilon_per_run: bundle.manifest.max_epsilon_per_run,
             epsilon_total,
-            valid_from,
-            valid_until,
+            valid_from: whole_seconds(valid_from),
+            valid_until: whole_seconds(valid_until),
             conditions: String::new(),
         }
     }
 
-    /// The digest members sign.
+    /// The canonical bytes (RFC 8785 JSON, see [`crate::canonical`]) that signatures cover.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        to_canonical_json(self).expect("approval records have finite numbers")
+    }
+
+    /// The digest members sign: SHA-256 of the context followed by the canonical bytes.
     pub fn digest(&self) -> [u8; 32] {
-        let json = serde_json::to_vec(self).expect("approval records serialize");
-        sha256_parts(&[APPROVAL_CONTEXT.as_bytes(), &json])
+        sha256_parts(&[APPROVAL_CONTEXT.as_bytes(), &self.canonical_bytes()])
     }
 }
 

@@ -259,9 +259,11 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         budget: crate::policy::Budget {
             epsilon_per_requester_dataset: 1e9,
         },
-        authors: vec![Party {
+        holder: None,
+        authors: vec![crate::policy::Author {
             name: "a".into(),
             key: author.public(),
+            datasets: vec!["cdr".into()],
         }],
         committee: Committee {
             quorum: 1,
@@ -275,6 +277,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             key: requester.public(),
             datasets: vec!["cdr".into()],
         }],
+        datasets: Default::default(),
     };
     let manifest =
         Manifest::from_toml(POPULATION_MANIFEST).map_err(|e| BenchError::Oar(e.to_string()))?;
@@ -288,12 +291,24 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
     ));
     approval.sign(&member);
     let verify_time = time(opts.repeat.max(20), || {
-        verify(&bundle, &approval, &policy, chrono::Utc::now())
-            .map_err(|e| BenchError::Oar(e.to_string()))
+        verify(
+            &bundle,
+            &approval,
+            &policy,
+            &crate::revocation::RevocationList::empty(),
+            chrono::Utc::now(),
+        )
+        .map_err(|e| BenchError::Oar(e.to_string()))
     })?;
     let verified = Arc::new(
-        verify(&bundle, &approval, &policy, chrono::Utc::now())
-            .map_err(|e| BenchError::Oar(e.to_string()))?,
+        verify(
+            &bundle,
+            &approval,
+            &policy,
+            &crate::revocation::RevocationList::empty(),
+            chrono::Utc::now(),
+        )
+        .map_err(|e| BenchError::Oar(e.to_string()))?,
     );
     let mut catalog = Catalog::new();
     catalog.register(dataset.clone());

@@ -1,7 +1,7 @@
 //! Module bundles: a component, its manifest, and the author's signature over both.
 //!
 //! The *module hash* is SHA-256 of the component bytes; the *manifest hash* is SHA-256 of the
-//! manifest's canonical JSON (fields in declaration order, no whitespace); the *bundle digest*
+//! manifest's canonical JSON (RFC 8785, see [`crate::canonical`]); the *bundle digest*
 //! binds the two and is what the author signs in context [`BUNDLE_CONTEXT`].
 
 use crate::keys::{sha256, sha256_parts, KeyPair, PublicKey, Signature};
@@ -56,12 +56,19 @@ pub struct Manifest {
 impl Manifest {
     /// Parses a manifest TOML file.
     pub fn from_toml(text: &str) -> Result<Self, BundleError> {
-        toml::from_str(text).map_err(|e| BundleError::Manifest(e.to_string()))
+        let m: Manifest = toml::from_str(text).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        if !(m.max_epsilon_per_run.is_finite() && m.max_epsilon_per_run > 0.0) {
+            return Err(BundleError::Manifest(format!(
+                "max_epsilon_per_run is {}; it must be a positive number",
+                m.max_epsilon_per_run
+            )));
+        }
+        Ok(m)
     }
 
     /// SHA-256 of the canonical JSON form.
     pub fn hash(&self) -> [u8; 32] {
-        sha256(&serde_json::to_vec(self).expect("manifests serialize"))
+        sha256(&crate::canonical::to_canonical_json(self).expect("manifests have finite numbers"))
     }
 }
 

@@ -5,9 +5,10 @@ use crate::dataset::Catalog;
 use crate::ledger::Ledger;
 use crate::policy::Policy;
 use crate::release::{Release, ReleasedTable};
+use crate::revocation::Revocations;
 use crate::sandbox::{RunLimits, RunStats, Runtime, SandboxError};
 use crate::session::{Session, SessionRecord};
-use crate::verify::VerifiedModule;
+use crate::verify::{VerifiedModule, VerifyError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ pub enum JobError {
     /// The requester is not in the policy.
     #[error("requester '{0}' is not listed in the policy's [[requesters]]")]
     UnknownRequester(String),
+    /// The module, its approval, its author, a signer or the requester is revoked.
+    #[error("{0}; the job did not start")]
+    Revoked(VerifyError),
     /// The module failed in the sandbox; nothing it emitted is released.
     #[error("{0}; nothing was released")]
     Sandbox(#[from] SandboxError),
@@ -43,6 +47,7 @@ pub struct Host {
     catalog: Arc<Catalog>,
     policy: Arc<Policy>,
     ledger: Arc<dyn Ledger>,
+    revocations: Arc<Revocations>,
 }
 
 impl Host {
@@ -58,7 +63,20 @@ impl Host {
             catalog: Arc::new(catalog),
             policy: Arc::new(policy),
             ledger,
+            revocations: Arc::new(Revocations::new()),
         }
+    }
+
+    /// Uses `revocations` (e.g. one shared with a server that installs new lists).
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// The installed revocation list; install a newer one with [`Revocations::install`] and it
+    /// applies to the next job and to the next query of every running job.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// The sandbox runtime.
@@ -85,6 +103,7 @@ impl Host {
             self.catalog.clone(),
             self.policy.clone(),
             self.ledger.clone(),
+            self.revocations.clone(),
         )
     }
 
@@ -94,13 +113,23 @@ impl Host {
     /// Charges made before a failure stay charged (the module saw those results).
     pub fn run(&self, module: Arc<VerifiedModule>, requester: &str, params: &str) -> JobOutcome {
         let job_id = new_job_id();
-        if self.policy.requester(requester).is_none() {
-            return JobOutcome {
-                job_id,
-                result: Err(JobError::UnknownRequester(requester.to_string())),
-                record: SessionRecord::default(),
-                stats: None,
-            };
+        let refused = |e| JobOutcome {
+            job_id: job_id.clone(),
+            result: Err(e),
+            record: SessionRecord::default(),
+            stats: None,
+        };
+        let Some(r) = self.policy.requester(requester) else {
+            return refused(JobError::UnknownRequester(requester.to_string()));
+        };
+        // Checked when the job starts, not when it was queued: a revocation stops queued jobs.
+        let revoked = self.revocations.with(|list| {
+            module
+                .check_revocations(list, &self.policy)
+                .and_then(|()| crate::verify::check_requester(&r.key, list))
+        });
+        if let Err(e) = revoked {
+            return refused(JobError::Revoked(e));
         }
         let session = self.session(&job_id, requester, module.clone());
         let limits = RunLimits {

@@ -2,9 +2,11 @@
 //!
 //! Loaded from a TOML file (see `policies/example.toml`, which documents every field). A policy
 //! can only make the system stricter than the built-in floor: `min_units` below 10 is refused.
+//! Every error names the file, the line (where there is one) and what to change.
 
 use crate::keys::PublicKey;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The floor on the minimum number of distinct units per released cell.
@@ -21,20 +23,26 @@ pub struct Policy {
     /// release; the hard check then removes it anyway (see PRIVACY notes in `gate`).
     #[serde(default = "default_delta0")]
     pub delta0: f64,
+    /// The data holder itself: its key signs releases and may sign revocation lists.
+    #[serde(default)]
+    pub holder: Option<Party>,
     /// Resource limits per run.
     #[serde(default)]
     pub limits: Limits,
     /// Privacy budgets.
     #[serde(default)]
     pub budget: Budget,
-    /// Public bodies whose signed modules may be submitted.
+    /// Public bodies whose signed modules may be submitted, and for which datasets.
     #[serde(default)]
-    pub authors: Vec<Party>,
+    pub authors: Vec<Author>,
     /// The ethics committee.
     pub committee: Committee,
     /// Who may request runs, and on which datasets.
     #[serde(default)]
     pub requesters: Vec<Requester>,
+    /// Per-dataset rules, keyed by dataset name (`[datasets.cdr]`).
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetPolicy>,
 }
 
 fn default_min_units() -> u64 {
@@ -102,6 +110,40 @@ pub struct Party {
     pub key: PublicKey,
 }
 
+/// A public body whose researchers author modules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    /// Who.
+    pub name: String,
+    /// Their public key.
+    pub key: PublicKey,
+    /// Datasets their modules may read (`"*"` for any registered dataset).
+    pub datasets: Vec<String>,
+}
+
+impl Author {
+    /// Whether modules by this author may read `dataset`.
+    pub fn may_read(&self, dataset: &str) -> bool {
+        self.datasets.iter().any(|d| d == "*" || d == dataset)
+    }
+}
+
+/// Rules for one dataset, on top of the global ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetPolicy {
+    /// Columns no module may read, whatever its approval says.
+    #[serde(default)]
+    pub deny_columns: Vec<String>,
+    /// A higher minimum cell size for this dataset (at least the global `min_units`).
+    #[serde(default)]
+    pub min_units: Option<u64>,
+    /// A different total epsilon per requester for this dataset.
+    #[serde(default)]
+    pub epsilon_per_requester: Option<f64>,
+}
+
 /// The ethics committee: its members and how many must sign.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,13 +185,15 @@ pub enum PolicyError {
         /// The parser's message.
         message: String,
     },
-    /// A value is out of range.
-    #[error("policy {path}: {field} {problem}")]
+    /// A value is out of range or inconsistent with another.
+    #[error("policy {path}{}: {field} {problem}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: String,
-        /// The field.
-        field: &'static str,
+        /// The 1-based line of the offending field (or its table), when it is in the file.
+        line: Option<usize>,
+        /// The field, as a TOML path (`committee.quorum`, `authors[0].datasets`).
+        field: String,
         /// What is wrong and what to do.
         problem: String,
     },
@@ -170,56 +214,130 @@ impl Policy {
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, PolicyError> {
         let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: origin.to_string(),
-            message: e.to_string(),
+            message: parse_message(text, &e),
         })?;
-        policy.check(origin)?;
+        policy
+            .check()
+            .map_err(|(field, problem)| PolicyError::Invalid {
+                path: origin.to_string(),
+                line: locate(text, &field),
+                field,
+                problem,
+            })?;
         Ok(policy)
     }
 
-    fn check(&self, origin: &str) -> Result<(), PolicyError> {
-        let invalid = |field, problem: String| PolicyError::Invalid {
-            path: origin.to_string(),
-            field,
-            problem,
-        };
+    /// Checks values and cross-references; on failure returns the field path and the fix.
+    fn check(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, problem: String| Err((field.to_string(), problem));
         if self.min_units < MIN_UNITS_FLOOR {
-            return Err(invalid(
+            return bad(
                 "min_units",
                 format!(
-                    "is {}; it may only raise the floor of {MIN_UNITS_FLOOR}",
+                    "is {}; it may only raise the floor of {MIN_UNITS_FLOOR}: set it to {MIN_UNITS_FLOOR} or more",
                     self.min_units
                 ),
-            ));
+            );
         }
         if !(self.delta0 > 0.0 && self.delta0 <= 1e-6) {
-            return Err(invalid(
+            return bad(
                 "delta0",
-                format!("is {}; use a value in (0, 1e-6]", self.delta0),
-            ));
+                format!("is {}; use a value in (0, 1e-6], e.g. 1e-9", self.delta0),
+            );
         }
         let n = self.committee.members.len();
         if self.committee.quorum == 0 || self.committee.quorum > n {
-            return Err(invalid(
+            return bad(
                 "committee.quorum",
                 format!(
-                    "is {} with {n} members; it must be between 1 and {n}",
+                    "is {} with {n} member(s) listed; set it between 1 and {n}, or add [[committee.members]]",
                     self.committee.quorum
                 ),
-            ));
+            );
         }
-        if !(self.budget.epsilon_per_requester_dataset.is_finite()
-            && self.budget.epsilon_per_requester_dataset >= 0.0)
-        {
-            return Err(invalid(
+        let mut member_keys = BTreeSet::new();
+        for (i, m) in self.committee.members.iter().enumerate() {
+            if !member_keys.insert(m.key) {
+                return bad(
+                    &format!("committee.members[{i}].key"),
+                    format!(
+                        "repeats another member's key; each member needs their own key or one person would count twice toward the quorum ({})",
+                        m.name
+                    ),
+                );
+            }
+        }
+        let epsilon_ok = |e: f64| e.is_finite() && e >= 0.0;
+        if !epsilon_ok(self.budget.epsilon_per_requester_dataset) {
+            return bad(
                 "budget.epsilon_per_requester_dataset",
-                "must be a number >= 0".into(),
-            ));
+                format!(
+                    "is {}; it must be a finite number >= 0",
+                    self.budget.epsilon_per_requester_dataset
+                ),
+            );
         }
-        if self.limits.memory_mib == 0 || self.limits.time_ms == 0 {
-            return Err(invalid(
+        if self.limits.memory_mib == 0 {
+            return bad("limits.memory_mib", "must be positive, e.g. 128".into());
+        }
+        if self.limits.time_ms == 0 {
+            return bad("limits.time_ms", "must be positive, e.g. 30000".into());
+        }
+        if self.limits.max_queries_per_run == 0 {
+            return bad(
+                "limits.max_queries_per_run",
+                "must be positive, e.g. 16".into(),
+            );
+        }
+        if self.limits.max_output_cells == 0 || self.limits.max_output_tables == 0 {
+            return bad(
                 "limits",
-                "memory_mib and time_ms must be positive".into(),
-            ));
+                "max_output_cells and max_output_tables must be positive".into(),
+            );
+        }
+        for (i, a) in self.authors.iter().enumerate() {
+            if a.datasets.is_empty() {
+                return bad(
+                    &format!("authors[{i}].datasets"),
+                    format!(
+                        "is empty, so {} could submit nothing; list dataset names, or \"*\" for any",
+                        a.name
+                    ),
+                );
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (i, r) in self.requesters.iter().enumerate() {
+            if !names.insert(r.name.as_str()) {
+                return bad(
+                    &format!("requesters[{i}].name"),
+                    format!(
+                        "'{}' is listed twice; requester names must be unique",
+                        r.name
+                    ),
+                );
+            }
+        }
+        for (name, d) in &self.datasets {
+            if let Some(m) = d.min_units {
+                if m < self.min_units {
+                    return bad(
+                        &format!("datasets.{name}.min_units"),
+                        format!(
+                            "is {m}, below the global min_units {}; a dataset may only raise it",
+                            self.min_units
+                        ),
+                    );
+                }
+            }
+            if let Some(e) = d.epsilon_per_requester {
+                if !epsilon_ok(e) {
+                    return bad(
+                        &format!("datasets.{name}.epsilon_per_requester"),
+                        format!("is {e}; it must be a finite number >= 0"),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -230,7 +348,7 @@ impl Policy {
     }
 
     /// The trusted author with `key`, if any.
-    pub fn author(&self, key: &PublicKey) -> Option<&Party> {
+    pub fn author(&self, key: &PublicKey) -> Option<&Author> {
         self.authors.iter().find(|a| &a.key == key)
     }
 
@@ -238,6 +356,86 @@ impl Policy {
     pub fn requester(&self, name: &str) -> Option<&Requester> {
         self.requesters.iter().find(|r| r.name == name)
     }
+
+    /// The minimum cell size on `dataset` (the dataset's own rule if it raises the global one).
+    pub fn min_units_for(&self, dataset: &str) -> u64 {
+        self.datasets
+            .get(dataset)
+            .and_then(|d| d.min_units)
+            .unwrap_or(self.min_units)
+            .max(self.min_units)
+    }
+
+    /// The total epsilon each requester may spend on `dataset`.
+    pub fn epsilon_per_requester(&self, dataset: &str) -> f64 {
+        self.datasets
+            .get(dataset)
+            .and_then(|d| d.epsilon_per_requester)
+            .unwrap_or(self.budget.epsilon_per_requester_dataset)
+    }
+
+    /// Whether the policy forbids reading `column` of `dataset`.
+    pub fn column_denied(&self, dataset: &str, column: &str) -> bool {
+        self.datasets
+            .get(dataset)
+            .is_some_and(|d| d.deny_columns.iter().any(|c| c == column))
+    }
+}
+
+/// The parser's message, with a hint for the mistakes people make most.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().to_string();
+    if let Some(span) = e.span() {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        message = format!("line {line}: {message}");
+    }
+    if message.contains("unknown field") {
+        message.push_str(
+            " (check the spelling against policies/example.toml, which documents every field)",
+        );
+    } else if message.contains("missing field") {
+        message.push_str(" (add it; policies/example.toml shows each field with an example)");
+    } else if message.contains("public key") || message.contains("hex") {
+        message.push_str(" (keys are 64 hex digits; `oar keygen NAME` prints one)");
+    }
+    message
+}
+
+/// The 1-based line where the TOML path `field` (e.g. `committee.quorum`, `authors[1].datasets`,
+/// `datasets.cdr.min_units`) is set, or where its nearest enclosing table starts.
+pub fn locate(text: &str, field: &str) -> Option<usize> {
+    let mut table = String::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut best: Option<usize> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            let name = name.trim().to_string();
+            let n = counts.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+            // Nested arrays of tables inherit their parent's index (`committee.members[2]`).
+            if field == table || field.starts_with(&format!("{table}.")) {
+                best = Some(i + 1);
+            }
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.trim().to_string();
+            if field == table || field.starts_with(&format!("{table}.")) {
+                best = Some(i + 1);
+            }
+        } else if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            let path = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
+            if path == field {
+                return Some(i + 1);
+            }
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -308,6 +506,11 @@ mod example_policy {
             p.requesters[0].key,
             KeyPair::from_seed("r", "example requester").public()
         );
+        assert_eq!(
+            p.holder.as_ref().unwrap().key,
+            KeyPair::from_seed("h", "example holder").public()
+        );
         assert_eq!((p.committee.quorum, p.min_units), (2, 10));
+        assert!(p.column_denied("cdr", "cell_id"));
     }
 }

@@ -10,7 +10,8 @@ use crate::gate::{self, GateConfig};
 use crate::ledger::{Account, Ledger};
 use crate::policy::Policy;
 use crate::query::{self, PlanLimits};
-use crate::verify::VerifiedModule;
+use crate::revocation::Revocations;
+use crate::verify::{VerifiedModule, VerifyError};
 use oar_guest::plan::Plan;
 use oar_guest::table::Table;
 use std::sync::Arc;
@@ -25,6 +26,115 @@ pub struct Charge {
     pub epsilon: f64,
 }
 
+/// Why a query was refused. Each refusal has its own variant; its message is what the module
+/// receives, and it never contains a data value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The run's wall-clock deadline passed.
+    #[error("the run's deadline has passed")]
+    Deadline,
+    /// The run used up its queries.
+    #[error("this run has made its {limit} queries, the policy's limit")]
+    TooManyQueries {
+        /// The policy's limit.
+        limit: u32,
+    },
+    /// The plan is too large to parse.
+    #[error("the plan is {bytes} bytes; the host accepts at most {MAX_PLAN_BYTES}")]
+    PlanTooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// The plan is not valid plan JSON.
+    #[error("malformed plan: {0}")]
+    MalformedPlan(String),
+    /// The dataset is not in the approval's scope.
+    #[error("dataset '{dataset}' is not in this module's approval")]
+    DatasetNotApproved {
+        /// The dataset.
+        dataset: String,
+    },
+    /// The policy does not let this requester query the dataset.
+    #[error("requester '{requester}' may not query dataset '{dataset}'")]
+    RequesterNotAllowed {
+        /// The requester.
+        requester: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// The dataset is approved but not registered on this host.
+    #[error("dataset '{dataset}' is not registered on this host")]
+    DatasetNotRegistered {
+        /// The dataset.
+        dataset: String,
+    },
+    /// Epsilon is not a positive number.
+    #[error("epsilon must be positive, got {epsilon}")]
+    InvalidEpsilon {
+        /// What was asked.
+        epsilon: f64,
+    },
+    /// The query would take the run past the approval's per-run epsilon.
+    #[error("epsilon {requested} exceeds what this run may still spend ({left:.4} of the approved {cap} per run)")]
+    OverRunCap {
+        /// Asked for.
+        requested: f64,
+        /// Left in this run.
+        left: f64,
+        /// The per-run cap.
+        cap: f64,
+    },
+    /// A budget account cannot cover the query.
+    #[error(
+        "privacy budget exhausted for {account}: {left:.4} of {total} left, {requested} requested"
+    )]
+    BudgetExhausted {
+        /// The account's label.
+        account: String,
+        /// Left.
+        left: f64,
+        /// Its total.
+        total: f64,
+        /// Asked for.
+        requested: f64,
+    },
+    /// The plan does not type-check against the dataset's public schema or the policy's limits.
+    #[error("{0}")]
+    InvalidPlan(String),
+    /// The plan reads a column outside the approval.
+    #[error("column '{column}' of '{dataset}' is outside this module's approval")]
+    ColumnNotApproved {
+        /// The dataset.
+        dataset: String,
+        /// The column.
+        column: String,
+    },
+    /// The plan reads a column the holder's policy denies to every module.
+    #[error("column '{column}' of '{dataset}' may not be read under the holder's policy")]
+    ColumnDenied {
+        /// The dataset.
+        dataset: String,
+        /// The column.
+        column: String,
+    },
+    /// Polars failed; only the kind of failure is given.
+    #[error("the query failed while running next to the data ({kind}); the holder can rerun it to see the details")]
+    ExecutionFailed {
+        /// The kind of error.
+        kind: &'static str,
+    },
+    /// The gate refused to release.
+    #[error("{0}")]
+    Gate(String),
+    /// The ledger could not record the charge, so nothing is released.
+    #[error("the privacy ledger could not record the charge ({0}); nothing was released")]
+    Ledger(String),
+    /// The module, its approval, its author, a signer or the requester was revoked after the
+    /// run started.
+    #[error("{0}; the run is stopped")]
+    Revoked(VerifyError),
+}
+
 /// What a finished session leaves behind.
 #[derive(Debug, Default)]
 pub struct SessionRecord {
@@ -33,7 +143,7 @@ pub struct SessionRecord {
     /// Charges made (already committed to the ledger).
     pub charges: Vec<Charge>,
     /// Queries refused, with the reason given to the module.
-    pub refusals: Vec<String>,
+    pub refusals: Vec<Refusal>,
     /// The module's log lines.
     pub log: Vec<String>,
     /// Queries answered.
@@ -48,6 +158,7 @@ pub struct Session {
     catalog: Arc<Catalog>,
     policy: Arc<Policy>,
     ledger: Arc<dyn Ledger>,
+    revocations: Arc<Revocations>,
     deadline: Instant,
     run_spent: f64,
     record: SessionRecord,
@@ -69,6 +180,7 @@ impl Session {
         catalog: Arc<Catalog>,
         policy: Arc<Policy>,
         ledger: Arc<dyn Ledger>,
+        revocations: Arc<Revocations>,
     ) -> Self {
         let deadline = Instant::now() + std::time::Duration::from_millis(policy.limits.time_ms);
         Session {
@@ -78,6 +190,7 @@ impl Session {
             catalog,
             policy,
             ledger,
+            revocations,
             deadline,
             run_spent: 0.0,
             record: SessionRecord::default(),
@@ -94,7 +207,7 @@ impl Session {
         self.record
     }
 
-    fn in_scope(&self, dataset: &str) -> Result<(), String> {
+    fn in_scope(&self, dataset: &str) -> Result<(), Refusal> {
         let approved = self
             .module
             .approval()
@@ -102,24 +215,39 @@ impl Session {
             .iter()
             .any(|d| d.name == dataset);
         if !approved {
-            return Err(format!(
-                "dataset '{dataset}' is not in this module's approval"
-            ));
+            return Err(Refusal::DatasetNotApproved {
+                dataset: dataset.to_string(),
+            });
         }
-        if let Some(r) = self.policy.requester(&self.requester) {
-            if !r.datasets.iter().any(|d| d == dataset) {
-                return Err(format!(
-                    "requester '{}' may not query dataset '{dataset}'",
-                    self.requester
-                ));
-            }
+        let allowed = self
+            .policy
+            .requester(&self.requester)
+            .is_some_and(|r| r.datasets.iter().any(|d| d == dataset));
+        if !allowed {
+            return Err(Refusal::RequesterNotAllowed {
+                requester: self.requester.clone(),
+                dataset: dataset.to_string(),
+            });
         }
         if self.catalog.get(dataset).is_none() {
-            return Err(format!(
-                "dataset '{dataset}' is not registered on this host"
-            ));
+            return Err(Refusal::DatasetNotRegistered {
+                dataset: dataset.to_string(),
+            });
         }
         Ok(())
+    }
+
+    /// Refuses if the module, approval, author, a needed signer or the requester was revoked.
+    fn check_revocations(&self) -> Result<(), Refusal> {
+        self.revocations.with(|list| {
+            self.module
+                .check_revocations(list, &self.policy)
+                .and_then(|()| match self.policy.requester(&self.requester) {
+                    Some(r) => crate::verify::check_requester(&r.key, list),
+                    None => Ok(()),
+                })
+                .map_err(Refusal::Revoked)
+        })
     }
 
     /// Datasets this run may read.
@@ -135,7 +263,7 @@ impl Session {
 
     /// Public schema JSON of `name`.
     pub fn dataset_schema(&self, name: &str) -> Result<String, String> {
-        self.in_scope(name)?;
+        self.in_scope(name).map_err(|r| r.to_string())?;
         let ds = self.catalog.get(name).expect("checked in scope");
         Ok(serde_json::to_string(&ds.schema()).expect("schemas serialize"))
     }
@@ -160,7 +288,7 @@ impl Session {
             Account::requester(
                 &self.requester,
                 dataset,
-                self.policy.budget.epsilon_per_requester_dataset,
+                self.policy.epsilon_per_requester(dataset),
             ),
             Account::approval(
                 self.module.approval_digest(),
@@ -179,55 +307,62 @@ impl Session {
     /// Answers a plan with a gated table, or refuses with a reason (and releases nothing).
     pub fn query(&mut self, plan_json: &str) -> Result<String, String> {
         let result = self.query_inner(plan_json);
-        match &result {
-            Ok(_) => self.record.queries += 1,
-            Err(reason) => {
+        match result {
+            Ok(table) => {
+                self.record.queries += 1;
+                Ok(table)
+            }
+            Err(refusal) => {
+                let reason = refusal.to_string();
                 tracing::info!(job = %self.job_id, %reason, "query refused");
-                self.record.refusals.push(reason.clone());
+                self.record.refusals.push(refusal);
+                Err(reason)
             }
         }
-        result
     }
 
-    fn query_inner(&mut self, plan_json: &str) -> Result<String, String> {
+    fn query_inner(&mut self, plan_json: &str) -> Result<String, Refusal> {
         if Instant::now() > self.deadline {
-            return Err("the run's deadline has passed".into());
+            return Err(Refusal::Deadline);
         }
+        self.check_revocations()?;
         if self.record.queries >= self.policy.limits.max_queries_per_run {
-            return Err(format!(
-                "this run has made its {} queries, the policy's limit",
-                self.policy.limits.max_queries_per_run
-            ));
+            return Err(Refusal::TooManyQueries {
+                limit: self.policy.limits.max_queries_per_run,
+            });
         }
         if plan_json.len() > MAX_PLAN_BYTES {
-            return Err(format!(
-                "the plan is {} bytes; the host accepts at most {MAX_PLAN_BYTES}",
-                plan_json.len()
-            ));
+            return Err(Refusal::PlanTooLarge {
+                bytes: plan_json.len(),
+            });
         }
         let plan: Plan =
-            serde_json::from_str(plan_json).map_err(|e| format!("malformed plan: {e}"))?;
+            serde_json::from_str(plan_json).map_err(|e| Refusal::MalformedPlan(e.to_string()))?;
         self.in_scope(&plan.dataset)?;
         if !(plan.epsilon.is_finite() && plan.epsilon > 0.0) {
-            return Err(format!("epsilon must be positive, got {}", plan.epsilon));
+            return Err(Refusal::InvalidEpsilon {
+                epsilon: plan.epsilon,
+            });
         }
         let run_left = self.run_cap() - self.run_spent;
         if plan.epsilon > run_left + 1e-12 {
-            return Err(format!(
-                "epsilon {} exceeds what this run may still spend ({run_left:.4} of the approved {} per run)",
-                plan.epsilon,
-                self.run_cap()
-            ));
+            return Err(Refusal::OverRunCap {
+                requested: plan.epsilon,
+                left: run_left,
+                cap: self.run_cap(),
+            });
         }
         // Refuse before touching data when an account is already too low (the charge below is
         // the authoritative, atomic check).
         for a in self.accounts(&plan.dataset) {
             let left = self.ledger.remaining(&a);
             if plan.epsilon > left + 1e-12 {
-                return Err(format!(
-                    "privacy budget exhausted for {}: {left:.4} of {} left, {} requested",
-                    a.label, a.total, plan.epsilon
-                ));
+                return Err(Refusal::BudgetExhausted {
+                    account: a.label.clone(),
+                    left,
+                    total: a.total,
+                    requested: plan.epsilon,
+                });
             }
         }
         let dataset = self
@@ -239,7 +374,8 @@ impl Session {
             max_output_cells: self.policy.limits.max_output_cells,
             max_groups_per_unit: self.policy.limits.max_groups_per_unit,
         };
-        let compiled = query::compile(&plan, &dataset, limits).map_err(|e| e.to_string())?;
+        let compiled = query::compile(&plan, &dataset, limits)
+            .map_err(|e| Refusal::InvalidPlan(e.to_string()))?;
         // (Plan validation errors name columns and types from the public schema, never values.)
         let approved_columns = &self
             .module
@@ -254,28 +390,54 @@ impl Session {
             .iter()
             .find(|c| !approved_columns.contains(c))
         {
-            return Err(format!(
-                "column '{c}' of '{}' is outside this module's approval",
-                plan.dataset
-            ));
+            return Err(Refusal::ColumnNotApproved {
+                dataset: plan.dataset.clone(),
+                column: c.clone(),
+            });
+        }
+        if let Some(c) = compiled
+            .columns_read
+            .iter()
+            .find(|c| self.policy.column_denied(&plan.dataset, c))
+        {
+            return Err(Refusal::ColumnDenied {
+                dataset: plan.dataset.clone(),
+                column: c.clone(),
+            });
         }
         // Polars messages can quote data values (a failed cast lists the strings), so neither the
         // module nor the log gets more than the kind of failure.
         let stats = compiled.execute().map_err(|e| {
             let kind = polars_error_kind(&e);
             tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
-            format!("the query failed while running next to the data ({kind}); the holder can rerun it to see the details")
+            Refusal::ExecutionFailed { kind }
         })?;
         let config = GateConfig {
-            min_units: self.policy.min_units,
+            min_units: self.policy.min_units_for(&plan.dataset),
             delta0: self.policy.delta0,
         };
-        let table = gate::release(&compiled, &stats, config).map_err(|e| e.to_string())?;
+        let table =
+            gate::release(&compiled, &stats, config).map_err(|e| Refusal::Gate(e.to_string()))?;
         drop(stats);
+        // A revocation that arrived while the query ran stops the release here.
+        self.check_revocations()?;
         // The charge is committed before the table leaves this function.
         self.ledger
             .charge(&self.accounts(&plan.dataset), plan.epsilon)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                crate::ledger::LedgerError::Exhausted {
+                    label,
+                    remaining,
+                    total,
+                    requested,
+                } => Refusal::BudgetExhausted {
+                    account: label,
+                    left: remaining,
+                    total,
+                    requested,
+                },
+                other => Refusal::Ledger(other.to_string()),
+            })?;
         self.run_spent += plan.epsilon;
         self.record.charges.push(Charge {
             dataset: plan.dataset.clone(),

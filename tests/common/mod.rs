@@ -7,7 +7,7 @@ use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
 use oar_host::keys::KeyPair;
 use oar_host::ledger::MemoryLedger;
-use oar_host::policy::{Budget, Committee, Limits, Party, Policy, Requester};
+use oar_host::policy::{Author, Budget, Committee, Limits, Party, Policy, Requester};
 use oar_host::sandbox::Runtime;
 use oar_host::synth::cdr::CdrSpec;
 use oar_host::verify::{verify, VerifiedModule};
@@ -41,9 +41,11 @@ impl World {
             budget: Budget {
                 epsilon_per_requester_dataset: 10.0,
             },
-            authors: vec![Party {
+            holder: None,
+            authors: vec![Author {
                 name: "author".into(),
                 key: author.public(),
+                datasets: vec!["*".into()],
             }],
             committee: Committee {
                 quorum: k,
@@ -60,6 +62,7 @@ impl World {
                 key: requester.public(),
                 datasets: vec!["cdr".into()],
             }],
+            datasets: Default::default(),
         };
         World {
             author,
@@ -120,7 +123,16 @@ pub fn approval(world: &World, bundle: &Bundle, signers: usize) -> Approval {
 pub fn verified(world: &World, name: &str) -> Arc<VerifiedModule> {
     let b = bundle(world, component(name));
     let a = approval(world, &b, world.policy.committee.quorum);
-    Arc::new(verify(&b, &a, &world.policy, chrono::Utc::now()).expect("fixture verifies"))
+    Arc::new(
+        verify(
+            &b,
+            &a,
+            &world.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            chrono::Utc::now(),
+        )
+        .expect("fixture verifies"),
+    )
 }
 
 /// A small synthetic CDR set (shared by all tests in a binary), returning its descriptor path.

@@ -84,7 +84,10 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
         k.write(&keys_dir)?;
     }
     let policy_path = opts.out.join("policy.toml");
-    std::fs::write(&policy_path, demo_policy(&author, &members, &requester))?;
+    std::fs::write(
+        &policy_path,
+        demo_policy(&author, &members, &requester, &holder),
+    )?;
     let policy = Policy::load(&policy_path)?;
     step("made keys and the holder's policy", t, progress);
 
@@ -107,7 +110,13 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     step("signed the module; 2 of 3 members approved", t, progress);
 
     let t = Instant::now();
-    let verified = Arc::new(verify(&bundle, &approval, &policy, chrono::Utc::now())?);
+    let verified = Arc::new(verify(
+        &bundle,
+        &approval,
+        &policy,
+        &oar_host::revocation::RevocationList::empty(),
+        chrono::Utc::now(),
+    )?);
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(&descriptor)?);
     let ledger = Arc::new(MemoryLedger::new());
@@ -133,7 +142,12 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     })
 }
 
-fn demo_policy(author: &KeyPair, members: &[KeyPair], requester: &KeyPair) -> String {
+fn demo_policy(
+    author: &KeyPair,
+    members: &[KeyPair],
+    requester: &KeyPair,
+    holder: &KeyPair,
+) -> String {
     let mut s = String::from(
         "# Holder policy written by `oar demo` (see policies/example.toml for every field).\n\
          min_units = 10\ndelta0 = 1e-9\n\n[limits]\nmemory_mib = 128\ntime_ms = 30000\n\
@@ -141,7 +155,12 @@ fn demo_policy(author: &KeyPair, members: &[KeyPair], requester: &KeyPair) -> St
          [budget]\nepsilon_per_requester_dataset = 10.0\n\n",
     );
     s.push_str(&format!(
-        "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\n\n",
+        "[holder]\nname = \"{}\"\nkey = \"{}\"\n\n",
+        holder.name(),
+        holder.public()
+    ));
+    s.push_str(&format!(
+        "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n",
         author.public()
     ));
     s.push_str("[committee]\nquorum = 2\n");

@@ -11,6 +11,8 @@ use oar_host::job::Host;
 use oar_host::keys::KeyPair;
 use oar_host::ledger::MemoryLedger;
 use oar_host::policy::Policy;
+use oar_host::review::Review;
+use oar_host::revocation::{RevocationList, Revocations, RevokedKind, SignedRevocations};
 use oar_host::sandbox::Runtime;
 use oar_host::synth::cdr::CdrSpec;
 use oar_host::verify::verify;
@@ -88,6 +90,26 @@ enum Command {
         #[arg(long, default_value = "")]
         conditions: String,
     },
+    /// Show what a committee member needs to decide on a module: purpose, data it can read,
+    /// largest epsilon, tables, what it cannot do, and the hashes an approval binds.
+    Review {
+        /// The bundle (.oarb).
+        bundle: PathBuf,
+        /// The holder's policy, to show trust, denied columns and minimum cell sizes.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// An approval in progress, to show its digest and signatures.
+        #[arg(long)]
+        approval: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the signed revocation list: revoke a module, approval or key, or sign the list.
+    Revoke {
+        #[command(subcommand)]
+        action: RevokeAction,
+    },
     /// Check a bundle and its approval against a policy without running anything.
     Verify {
         #[command(flatten)]
@@ -144,16 +166,139 @@ struct ModuleArgs {
     /// The holder's policy (TOML).
     #[arg(long)]
     policy: PathBuf,
+    /// The signed revocation list; it must verify against the policy, or nothing runs.
+    #[arg(long)]
+    revocations: Option<PathBuf>,
 }
 
 impl ModuleArgs {
-    /// Reads all three and verifies the module now.
-    fn verify(&self) -> anyhow::Result<(oar_host::verify::VerifiedModule, Policy)> {
+    /// Reads all of them and verifies the module now.
+    fn verify(&self) -> anyhow::Result<(oar_host::verify::VerifiedModule, Policy, Revocations)> {
         let bundle = Bundle::read(&self.bundle)?;
         let approval = Approval::read(&self.approval)?;
         let policy = Policy::load(&self.policy)?;
-        let verified = verify(&bundle, &approval, &policy, chrono::Utc::now())?;
-        Ok((verified, policy))
+        let revocations = Revocations::new();
+        if let Some(path) = &self.revocations {
+            revocations
+                .install(&SignedRevocations::read(path)?, &policy)
+                .with_context(|| format!("installing {}", path.display()))?;
+        }
+        let verified = revocations
+            .with(|list| verify(&bundle, &approval, &policy, list, chrono::Utc::now()))?;
+        Ok((verified, policy, revocations))
+    }
+}
+
+#[derive(Subcommand)]
+enum RevokeAction {
+    /// Add an item to the list (creating the list if needed). This starts a new version of the
+    /// list: earlier signatures no longer apply and it must be signed again.
+    Add {
+        /// The revocation list file (JSON).
+        #[arg(long)]
+        list: PathBuf,
+        /// What to revoke.
+        #[arg(long, value_enum)]
+        kind: RevokeKindArg,
+        /// Its id: module hash, approval digest or public key (hex).
+        #[arg(long)]
+        id: String,
+        /// Why (shown in refusals).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Add your signature (holder or committee member) to the current version of the list.
+    Sign {
+        /// The revocation list file (JSON).
+        #[arg(long)]
+        list: PathBuf,
+        /// Your secret key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check the list's signatures against a policy and print its entries.
+    Check {
+        /// The revocation list file (JSON).
+        #[arg(long)]
+        list: PathBuf,
+        /// The holder's policy.
+        #[arg(long)]
+        policy: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RevokeKindArg {
+    Module,
+    Approval,
+    Key,
+}
+
+impl From<RevokeKindArg> for RevokedKind {
+    fn from(k: RevokeKindArg) -> Self {
+        match k {
+            RevokeKindArg::Module => RevokedKind::Module,
+            RevokeKindArg::Approval => RevokedKind::Approval,
+            RevokeKindArg::Key => RevokedKind::Key,
+        }
+    }
+}
+
+fn revoke(action: RevokeAction) -> anyhow::Result<()> {
+    match action {
+        RevokeAction::Add {
+            list,
+            kind,
+            id,
+            reason,
+        } => {
+            if !(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit())) {
+                bail!("--id must be 64 hex digits (a module hash, approval digest or public key), got '{id}'");
+            }
+            let mut signed = if list.exists() {
+                SignedRevocations::read(&list)?
+            } else {
+                SignedRevocations::new(RevocationList::empty())
+            };
+            signed
+                .list
+                .add(kind.into(), &id, &reason, chrono::Utc::now());
+            signed.signatures.clear();
+            signed.write(&list)?;
+            println!(
+                "{}: serial {} with {} entr(ies); unsigned: have it signed with `oar revoke sign` by the holder or a committee quorum",
+                list.display(),
+                signed.list.serial,
+                signed.list.entries.len()
+            );
+            Ok(())
+        }
+        RevokeAction::Sign { list, key } => {
+            let mut signed = SignedRevocations::read(&list)?;
+            let signer = KeyPair::read(&key)?;
+            signed.sign(&signer);
+            signed.write(&list)?;
+            println!(
+                "{} signed serial {} ({} signature(s) now)",
+                signer.name(),
+                signed.list.serial,
+                signed.signatures.len()
+            );
+            Ok(())
+        }
+        RevokeAction::Check { list, policy } => {
+            let signed = SignedRevocations::read(&list)?;
+            let policy = Policy::load(&policy)?;
+            signed.check(&policy)?;
+            println!(
+                "OK: serial {} issued {}",
+                signed.list.serial, signed.list.issued_at
+            );
+            for e in &signed.list.entries {
+                println!("  {:?} {}: {}", e.kind, e.id, e.reason);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -279,8 +424,26 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Review {
+            bundle,
+            policy,
+            approval,
+            json,
+        } => {
+            let b = Bundle::read(&bundle)?;
+            let policy = policy.as_deref().map(Policy::load).transpose()?;
+            let approval = approval.as_deref().map(Approval::read).transpose()?;
+            let review = Review::of(&b, policy.as_ref(), approval.as_ref());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&review)?);
+            } else {
+                print!("{review}");
+            }
+            Ok(())
+        }
+        Command::Revoke { action } => revoke(action),
         Command::Verify { module } => {
-            let (v, p) = module.verify()?;
+            let (v, p, _) = module.verify()?;
             println!(
                 "OK: {} {} ({}), approved by {} of {} required members until {}",
                 v.manifest().name,
@@ -300,14 +463,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             out,
             cache,
         } => {
-            let (v, p) = module.verify()?;
+            let (v, p, revocations) = module.verify()?;
             let v = Arc::new(v);
             let mut catalog = Catalog::new();
             for d in &datasets {
                 catalog.register(Dataset::open(d)?);
             }
             let ledger = Arc::new(MemoryLedger::new());
-            let host = Host::new(Runtime::new(cache)?, catalog, p, ledger);
+            let host = Host::new(Runtime::new(cache)?, catalog, p, ledger)
+                .with_revocations(Arc::new(revocations));
             let outcome = host.run(v, &requester, &params);
             for line in &outcome.record.log {
                 eprintln!("module: {line}");

@@ -8,6 +8,7 @@ use crate::approval::{Approval, ApprovalRecord, APPROVAL_CONTEXT};
 use crate::bundle::{Bundle, Manifest, BUNDLE_CONTEXT};
 use crate::keys::{sha256, PublicKey};
 use crate::policy::Policy;
+use crate::revocation::RevocationList;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -74,6 +75,46 @@ pub enum VerifyError {
     /// The approval is malformed (negative epsilon, window ends before it starts).
     #[error("approval record is invalid: {0}")]
     InvalidApproval(String),
+    /// The manifest reads a dataset the policy does not let this author's modules read.
+    #[error("module by {author} reads dataset '{dataset}', which the policy does not allow this author's modules to read; add it to the author's `datasets` in the policy if intended")]
+    AuthorNotAllowed {
+        /// The author's name in the policy.
+        author: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// The approval's scope is wider than what the module declares.
+    #[error("approval covers {what}, which the module's manifest does not declare; the committee can only approve what the manifest asks for")]
+    ApprovalWiderThanManifest {
+        /// The dataset or column.
+        what: String,
+    },
+    /// The module (its component hash) is on the revocation list.
+    #[error("module {module_hash} was revoked: {reason}")]
+    ModuleRevoked {
+        /// The module hash.
+        module_hash: String,
+        /// The reason on the list.
+        reason: String,
+    },
+    /// The approval is on the revocation list.
+    #[error("approval {digest} was revoked: {reason}")]
+    ApprovalRevoked {
+        /// The approval digest.
+        digest: String,
+        /// The reason on the list.
+        reason: String,
+    },
+    /// A key the run depends on (the author's or the requester's) is on the revocation list.
+    #[error("the {role}'s key {key} was revoked: {reason}")]
+    KeyRevoked {
+        /// "author" or "requester".
+        role: &'static str,
+        /// The key.
+        key: PublicKey,
+        /// The reason on the list.
+        reason: String,
+    },
 }
 
 fn ignored_note(ignored: &[String]) -> String {
@@ -88,6 +129,8 @@ fn ignored_note(ignored: &[String]) -> String {
 #[derive(Debug, Clone)]
 pub struct VerifiedModule {
     module_hash: String,
+    author_key: PublicKey,
+    signatures: Approval,
     manifest: Manifest,
     approval: ApprovalRecord,
     approval_digest: String,
@@ -120,19 +163,81 @@ impl VerifiedModule {
     pub fn component(&self) -> &[u8] {
         &self.component
     }
+
+    /// Checks the module against a (possibly newer) revocation list: the module, its approval,
+    /// its author and the members whose signatures made the quorum. Hosts call this when a job
+    /// starts and before every query, so a revocation stops queued and running jobs alike.
+    pub fn check_revocations(
+        &self,
+        revoked: &RevocationList,
+        policy: &Policy,
+    ) -> Result<(), VerifyError> {
+        check_revoked(
+            &self.module_hash,
+            &self.approval_digest,
+            &self.author_key,
+            revoked,
+        )?;
+        count_quorum(&self.signatures, policy, revoked).map(|_| ())
+    }
 }
 
-/// Checks `bundle` and `approval` against `policy` at time `now`.
+/// Refuses a revoked module, approval or author key.
+fn check_revoked(
+    module_hash: &str,
+    approval_digest: &str,
+    author: &PublicKey,
+    revoked: &RevocationList,
+) -> Result<(), VerifyError> {
+    use crate::revocation::RevokedKind;
+    if let Some(e) = revoked.find(RevokedKind::Module, module_hash) {
+        return Err(VerifyError::ModuleRevoked {
+            module_hash: module_hash.to_string(),
+            reason: e.reason.clone(),
+        });
+    }
+    if let Some(e) = revoked.find(RevokedKind::Approval, approval_digest) {
+        return Err(VerifyError::ApprovalRevoked {
+            digest: approval_digest.to_string(),
+            reason: e.reason.clone(),
+        });
+    }
+    if let Some(e) = revoked.key(author) {
+        return Err(VerifyError::KeyRevoked {
+            role: "author",
+            key: *author,
+            reason: e.reason.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a requester whose key was revoked.
+pub fn check_requester(key: &PublicKey, revoked: &RevocationList) -> Result<(), VerifyError> {
+    match revoked.key(key) {
+        Some(e) => Err(VerifyError::KeyRevoked {
+            role: "requester",
+            key: *key,
+            reason: e.reason.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks `bundle` and `approval` against `policy` and the revocation list `revoked` at time `now`.
 ///
 /// Guarantees, if it returns `Ok`: the component bytes hash to the declared module hash; a trusted
-/// author signed the component and manifest together; the approval names exactly this component
-/// and manifest; at least `policy.committee.quorum` distinct roster members signed the approval
-/// record (signatures by others, or repeated by one member, do not count); and `now` lies inside the
-/// approval's validity window.
+/// author signed the component and manifest together, and the policy lets that author's modules
+/// read every dataset the manifest names; the approval names exactly this component and manifest
+/// and its scope lies within the manifest's; at least `policy.committee.quorum` distinct roster
+/// members signed the approval record (signatures by others, repeated by one member, or by a
+/// revoked key do not count); neither the module, the approval nor the author's key is revoked;
+/// and `now` lies inside the approval's validity window.
 pub fn verify(
     bundle: &Bundle,
     approval: &Approval,
     policy: &Policy,
+    revoked: &RevocationList,
     now: DateTime<Utc>,
 ) -> Result<VerifiedModule, VerifyError> {
     let actual = hex::encode(sha256(&bundle.component));
@@ -142,16 +247,27 @@ pub fn verify(
             actual,
         });
     }
-    if policy.author(&bundle.author_key).is_none() {
+    let Some(author) = policy.author(&bundle.author_key) else {
         return Err(VerifyError::UntrustedAuthor {
             key: bundle.author_key,
         });
-    }
+    };
     if !bundle
         .author_key
         .verify(BUNDLE_CONTEXT, &bundle.digest(), &bundle.signature)
     {
         return Err(VerifyError::BadAuthorSignature);
+    }
+    if let Some(d) = bundle
+        .manifest
+        .datasets
+        .iter()
+        .find(|d| !author.may_read(&d.name))
+    {
+        return Err(VerifyError::AuthorNotAllowed {
+            author: author.name.clone(),
+            dataset: d.name.clone(),
+        });
     }
     let record = &approval.record;
     if record.module_hash != actual {
@@ -178,7 +294,10 @@ pub fn verify(
             "valid_until is not after valid_from".into(),
         ));
     }
-    let signers = count_quorum(approval, policy)?;
+    check_scope_within_manifest(record, &bundle.manifest)?;
+    let approval_digest = hex::encode(record.digest());
+    check_revoked(&actual, &approval_digest, &bundle.author_key, revoked)?;
+    let signers = count_quorum(approval, policy, revoked)?;
     if now < record.valid_from {
         return Err(VerifyError::ApprovalNotYetValid {
             valid_from: record.valid_from,
@@ -191,16 +310,42 @@ pub fn verify(
     }
     Ok(VerifiedModule {
         module_hash: bundle.module_hash.clone(),
+        author_key: bundle.author_key,
+        signatures: approval.clone(),
         manifest: bundle.manifest.clone(),
         approval: record.clone(),
-        approval_digest: hex::encode(record.digest()),
+        approval_digest,
         signers,
         component: Arc::from(bundle.component.as_slice()),
     })
 }
 
-/// Distinct roster members with a valid signature; errors if fewer than the quorum.
-fn count_quorum(approval: &Approval, policy: &Policy) -> Result<Vec<PublicKey>, VerifyError> {
+/// Refuses an approval that covers datasets or columns the manifest does not declare.
+fn check_scope_within_manifest(
+    record: &ApprovalRecord,
+    manifest: &Manifest,
+) -> Result<(), VerifyError> {
+    for d in &record.datasets {
+        let Some(declared) = manifest.datasets.iter().find(|m| m.name == d.name) else {
+            return Err(VerifyError::ApprovalWiderThanManifest {
+                what: format!("dataset '{}'", d.name),
+            });
+        };
+        if let Some(c) = d.columns.iter().find(|c| !declared.columns.contains(c)) {
+            return Err(VerifyError::ApprovalWiderThanManifest {
+                what: format!("column '{c}' of '{}'", d.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Distinct roster members with a valid, unrevoked signature; errors if fewer than the quorum.
+fn count_quorum(
+    approval: &Approval,
+    policy: &Policy,
+    revoked: &RevocationList,
+) -> Result<Vec<PublicKey>, VerifyError> {
     let digest = approval.record.digest();
     let mut valid = BTreeSet::new();
     let mut ignored = Vec::new();
@@ -208,6 +353,8 @@ fn count_quorum(approval: &Approval, policy: &Policy) -> Result<Vec<PublicKey>, 
         let short = &s.member.to_hex()[..12];
         if policy.member(&s.member).is_none() {
             ignored.push(format!("{short}… is not on the committee roster"));
+        } else if let Some(e) = revoked.key(&s.member) {
+            ignored.push(format!("{short}…'s key was revoked ({})", e.reason));
         } else if !s.member.verify(APPROVAL_CONTEXT, &digest, &s.signature) {
             ignored.push(format!("{short}…'s signature does not verify"));
         } else if !valid.insert(s.member) {
