@@ -18,7 +18,7 @@ use crate::bundle::{Bundle, Manifest};
 use crate::dataset::{Catalog, Dataset};
 use crate::job::Host;
 use crate::keys::KeyPair;
-use crate::ledger::MemoryLedger;
+use crate::ledger::SqliteLedger;
 use crate::policy::{Committee, Party, Policy, Requester};
 use crate::query::{self, PlanLimits};
 use crate::sandbox::Runtime;
@@ -258,6 +258,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         limits: Default::default(),
         budget: crate::policy::Budget {
             epsilon_per_requester_dataset: 1e9,
+            ..Default::default()
         },
         holder: None,
         authors: vec![crate::policy::Author {
@@ -323,7 +324,12 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             .prepare(&verified)
             .map_err(|e| BenchError::Oar(e.to_string()))
     })?;
-    let host = Host::new(runtime, catalog, policy, Arc::new(MemoryLedger::new()));
+    let host = Host::new(
+        runtime,
+        catalog,
+        policy,
+        Arc::new(SqliteLedger::in_memory()),
+    );
     let mut instantiate = Vec::new();
     let oar_module = time(opts.repeat, || {
         let outcome = host.run(verified.clone(), "bench", r#"{"epsilon": 1.0}"#);

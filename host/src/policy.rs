@@ -90,13 +90,29 @@ impl Default for Limits {
 pub struct Budget {
     /// Total epsilon each requester may spend on each dataset.
     pub epsilon_per_requester_dataset: f64,
+    /// The calendar period over which `epsilon_per_period` renews (`day`, `month`, `year`).
+    pub period: Option<crate::ledger::Period>,
+    /// Epsilon each requester may spend on each dataset per period (needs `period`).
+    pub epsilon_per_period: Option<f64>,
 }
 
 impl Default for Budget {
     fn default() -> Self {
         Budget {
             epsilon_per_requester_dataset: 10.0,
+            period: None,
+            epsilon_per_period: None,
         }
+    }
+}
+
+impl Budget {
+    /// The per-period cap, if the policy sets one.
+    pub fn period_cap(&self) -> Option<crate::ledger::PeriodCap> {
+        Some(crate::ledger::PeriodCap {
+            period: self.period?,
+            epsilon: self.epsilon_per_period?,
+        })
     }
 }
 
@@ -276,6 +292,21 @@ impl Policy {
                     self.budget.epsilon_per_requester_dataset
                 ),
             );
+        }
+        match (self.budget.period, self.budget.epsilon_per_period) {
+            (Some(_), None) | (None, Some(_)) => {
+                return bad(
+                    "budget.epsilon_per_period",
+                    "and budget.period go together: set both (e.g. period = \"month\", epsilon_per_period = 2.0) or neither".into(),
+                )
+            }
+            (_, Some(e)) if !epsilon_ok(e) => {
+                return bad(
+                    "budget.epsilon_per_period",
+                    format!("is {e}; it must be a finite number >= 0"),
+                )
+            }
+            _ => {}
         }
         if self.limits.memory_mib == 0 {
             return bad("limits.memory_mib", "must be positive, e.g. 128".into());

@@ -7,7 +7,7 @@
 
 use crate::dataset::Catalog;
 use crate::gate::{self, GateConfig};
-use crate::ledger::{Account, Ledger};
+use crate::ledger::{Account, ChargeId, Ledger};
 use crate::policy::Policy;
 use crate::query::{self, PlanLimits};
 use crate::revocation::Revocations;
@@ -276,7 +276,7 @@ impl Session {
         let per_run = self.run_cap() - self.run_spent;
         self.accounts(dataset)
             .iter()
-            .map(|a| self.ledger.remaining(a))
+            .map(|a| self.ledger.remaining(a, chrono::Utc::now()).unwrap_or(0.0))
             .fold(per_run, f64::min)
             .max(0.0)
     }
@@ -289,7 +289,8 @@ impl Session {
                 &self.requester,
                 dataset,
                 self.policy.epsilon_per_requester(dataset),
-            ),
+            )
+            .with_period(self.policy.budget.period_cap()),
             Account::approval(
                 self.module.approval_digest(),
                 self.module.approval().epsilon_total,
@@ -352,19 +353,6 @@ impl Session {
                 cap: self.run_cap(),
             });
         }
-        // Refuse before touching data when an account is already too low (the charge below is
-        // the authoritative, atomic check).
-        for a in self.accounts(&plan.dataset) {
-            let left = self.ledger.remaining(&a);
-            if plan.epsilon > left + 1e-12 {
-                return Err(Refusal::BudgetExhausted {
-                    account: a.label.clone(),
-                    left,
-                    total: a.total,
-                    requested: plan.epsilon,
-                });
-            }
-        }
         let dataset = self
             .catalog
             .get(&plan.dataset)
@@ -405,46 +393,78 @@ impl Session {
                 column: c.clone(),
             });
         }
+        // Reserve the budget before touching data: atomic across accounts and across concurrent
+        // runs, durable before the query executes.
+        let charge = self
+            .ledger
+            .reserve(
+                &self.job_id,
+                &self.accounts(&plan.dataset),
+                plan.epsilon,
+                chrono::Utc::now(),
+            )
+            .map_err(ledger_refusal)?;
         // Polars messages can quote data values (a failed cast lists the strings), so neither the
-        // module nor the log gets more than the kind of failure.
-        let stats = compiled.execute().map_err(|e| {
-            let kind = polars_error_kind(&e);
-            tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
-            Refusal::ExecutionFailed { kind }
-        })?;
+        // module nor the log gets more than the kind of failure. Whether a query fails can itself
+        // depend on the data, so the charge stands (fail closed).
+        let stats = match compiled.execute() {
+            Ok(stats) => stats,
+            Err(e) => {
+                let kind = polars_error_kind(&e);
+                tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
+                self.settle(charge, &plan.dataset, plan.epsilon)?;
+                return Err(Refusal::ExecutionFailed { kind });
+            }
+        };
         let config = GateConfig {
             min_units: self.policy.min_units_for(&plan.dataset),
             delta0: self.policy.delta0,
         };
-        let table =
-            gate::release(&compiled, &stats, config).map_err(|e| Refusal::Gate(e.to_string()))?;
+        let released = gate::release(&compiled, &stats, config);
         drop(stats);
-        // A revocation that arrived while the query ran stops the release here.
-        self.check_revocations()?;
-        // The charge is committed before the table leaves this function.
-        self.ledger
-            .charge(&self.accounts(&plan.dataset), plan.epsilon)
-            .map_err(|e| match e {
-                crate::ledger::LedgerError::Exhausted {
-                    label,
-                    remaining,
-                    total,
-                    requested,
-                } => Refusal::BudgetExhausted {
-                    account: label,
-                    left: remaining,
-                    total,
-                    requested,
-                },
-                other => Refusal::Ledger(other.to_string()),
-            })?;
-        self.run_spent += plan.epsilon;
-        self.record.charges.push(Charge {
-            dataset: plan.dataset.clone(),
-            epsilon: plan.epsilon,
-        });
+        // A gate failure ran on the data, so like an execution failure it keeps the charge, and
+        // OpenDP's message (which may quote a value) is not forwarded.
+        let table = match released {
+            Ok(table) => table,
+            Err(e) => {
+                self.settle(charge, &plan.dataset, plan.epsilon)?;
+                return Err(Refusal::Gate(match e {
+                    gate::GateError::Mechanism(_) => {
+                        "the noise mechanism failed; nothing was released".to_string()
+                    }
+                    other => other.to_string(),
+                }));
+            }
+        };
+        // A revocation that arrived while the query ran: the module gets nothing from this
+        // query, so the reservation is refunded.
+        if let Err(refusal) = self.check_revocations() {
+            self.refund(charge);
+            return Err(refusal);
+        }
+        // Settled before the table leaves this function.
+        self.settle(charge, &plan.dataset, plan.epsilon)?;
         tracing::info!(job = %self.job_id, dataset = %plan.dataset, epsilon = plan.epsilon, cells = compiled.cells, "query released");
         Ok(serde_json::to_string(&table).expect("tables serialize"))
+    }
+
+    /// Cancels a reservation whose result will not reach the module. If the ledger cannot, the
+    /// charge stands (fail closed).
+    fn refund(&self, charge: ChargeId) {
+        if let Err(e) = self.ledger.refund(charge) {
+            tracing::error!(job = %self.job_id, error = %e, "refund failed; the charge stands");
+        }
+    }
+
+    /// Makes a reservation final and records it as this run's charge.
+    fn settle(&mut self, charge: ChargeId, dataset: &str, epsilon: f64) -> Result<(), Refusal> {
+        self.ledger.settle(charge).map_err(ledger_refusal)?;
+        self.run_spent += epsilon;
+        self.record.charges.push(Charge {
+            dataset: dataset.to_string(),
+            epsilon,
+        });
+        Ok(())
     }
 
     /// Publishes a table under `name`.
@@ -493,6 +513,24 @@ impl Session {
             }
             self.record.log.push(line);
         }
+    }
+}
+
+/// A ledger failure as the module sees it.
+fn ledger_refusal(e: crate::ledger::LedgerError) -> Refusal {
+    match e {
+        crate::ledger::LedgerError::Exhausted {
+            label,
+            remaining,
+            total,
+            requested,
+        } => Refusal::BudgetExhausted {
+            account: label,
+            left: remaining,
+            total,
+            requested,
+        },
+        other => Refusal::Ledger(other.to_string()),
     }
 }
 

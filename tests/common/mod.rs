@@ -6,7 +6,7 @@ use oar_host::bundle::{Bundle, DatasetUse, Manifest, OutputDecl};
 use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
 use oar_host::keys::KeyPair;
-use oar_host::ledger::MemoryLedger;
+use oar_host::ledger::SqliteLedger;
 use oar_host::policy::{Author, Budget, Committee, Limits, Party, Policy, Requester};
 use oar_host::sandbox::Runtime;
 use oar_host::synth::cdr::CdrSpec;
@@ -40,6 +40,7 @@ impl World {
             },
             budget: Budget {
                 epsilon_per_requester_dataset: 10.0,
+                ..Budget::default()
             },
             holder: None,
             authors: vec![Author {
@@ -156,12 +157,12 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// A host over the small CDR set with a ledger of `budget` per (requester, dataset).
-pub fn host(world: &World, budget: f64) -> (Host, Arc<MemoryLedger>) {
+pub fn host(world: &World, budget: f64) -> (Host, Arc<SqliteLedger>) {
     let mut policy = world.policy.clone();
     policy.budget.epsilon_per_requester_dataset = budget;
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(small_cdr()).expect("dataset opens"));
-    let ledger = Arc::new(MemoryLedger::new());
+    let ledger = Arc::new(SqliteLedger::in_memory());
     let host = Host::new(
         Runtime::new(Some(cache_dir())).expect("runtime"),
         catalog,
@@ -172,7 +173,9 @@ pub fn host(world: &World, budget: f64) -> (Host, Arc<MemoryLedger>) {
 }
 
 /// Epsilon `requester` has spent on the `cdr` dataset.
-pub fn spent(ledger: &MemoryLedger, requester: &str) -> f64 {
+pub fn spent(ledger: &SqliteLedger, requester: &str) -> f64 {
     use oar_host::ledger::Ledger;
-    ledger.spent(&oar_host::ledger::requester_key(requester, "cdr"))
+    ledger
+        .spent(&oar_host::ledger::requester_key(requester, "cdr"))
+        .expect("ledger readable")
 }

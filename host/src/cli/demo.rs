@@ -11,7 +11,7 @@ use oar_host::bundle::{Bundle, Manifest};
 use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
 use oar_host::keys::KeyPair;
-use oar_host::ledger::MemoryLedger;
+use oar_host::ledger::SqliteLedger;
 use oar_host::policy::Policy;
 use oar_host::release::{format_value, Release};
 use oar_host::sandbox::Runtime;
@@ -119,7 +119,7 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     )?);
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(&descriptor)?);
-    let ledger = Arc::new(MemoryLedger::new());
+    let ledger = Arc::new(SqliteLedger::in_memory());
     let host = Host::new(
         Runtime::new(Some(opts.out.join("cache")))?,
         catalog,

@@ -9,7 +9,7 @@ use oar_host::bundle::{Bundle, Manifest};
 use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
 use oar_host::keys::KeyPair;
-use oar_host::ledger::MemoryLedger;
+use oar_host::ledger::{Ledger as _, SqliteLedger};
 use oar_host::policy::Policy;
 use oar_host::review::Review;
 use oar_host::revocation::{RevocationList, Revocations, RevokedKind, SignedRevocations};
@@ -134,6 +134,10 @@ enum Command {
         /// Folder for compiled code.
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// The privacy ledger (SQLite; created if missing). Budgets, runs and reusable releases
+        /// persist here between runs.
+        #[arg(long, default_value = "oar-ledger.db")]
+        ledger: PathBuf,
     },
     /// Write a synthetic dataset and its descriptor.
     Synth {
@@ -462,6 +466,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             params,
             out,
             cache,
+            ledger,
         } => {
             let (v, p, revocations) = module.verify()?;
             let v = Arc::new(v);
@@ -469,7 +474,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             for d in &datasets {
                 catalog.register(Dataset::open(d)?);
             }
-            let ledger = Arc::new(MemoryLedger::new());
+            let ledger = Arc::new(SqliteLedger::open(&ledger)?);
+            let recovery = ledger.recover()?;
+            if !recovery.failed_runs.is_empty() {
+                eprintln!(
+                    "ledger: {} run(s) interrupted earlier are marked failed; {} unsettled reservation(s) refunded",
+                    recovery.failed_runs.len(),
+                    recovery.refunded
+                );
+            }
             let host = Host::new(Runtime::new(cache)?, catalog, p, ledger)
                 .with_revocations(Arc::new(revocations));
             let outcome = host.run(v, &requester, &params);
@@ -480,13 +493,20 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .result
                 .with_context(|| format!("job {}", outcome.job_id))?;
             let files = release.write(&out)?;
-            println!(
-                "job {}: released {} table(s), {} cell(s) suppressed, epsilon {}",
-                release.job_id,
-                release.tables.len(),
-                release.suppressed_cells(),
-                release.epsilon_total
-            );
+            if release.reused_by.is_some() {
+                println!(
+                    "job {}: identical to job {} (same module, approval, parameters and data); its release is returned again and nothing was charged",
+                    outcome.job_id, release.job_id
+                );
+            } else {
+                println!(
+                    "job {}: released {} table(s), {} cell(s) suppressed, epsilon {}",
+                    release.job_id,
+                    release.tables.len(),
+                    release.suppressed_cells(),
+                    release.epsilon_total
+                );
+            }
             for f in files {
                 println!("  {}", f.display());
             }

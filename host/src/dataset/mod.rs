@@ -239,6 +239,23 @@ impl Dataset {
         }
     }
 
+    /// Identifies this snapshot of the data: a digest of the descriptor and each file's path,
+    /// size and modification time. A changed file gives a new id (and so a fresh release).
+    pub fn snapshot_id(&self) -> std::io::Result<String> {
+        let mut parts = vec![serde_json::to_vec(&self.descriptor).expect("descriptors serialize")];
+        for f in &self.files {
+            let meta = std::fs::metadata(f)?;
+            let modified = meta
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            parts.push(format!("{}|{}|{modified}", f.display(), meta.len()).into_bytes());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        Ok(hex::encode(crate::keys::sha256_parts(&refs)))
+    }
+
     /// A lazy scan of all files.
     pub fn scan(&self) -> PolarsResult<LazyFrame> {
         let frames = self

@@ -47,6 +47,11 @@ pub struct Release {
     pub epsilon_total: f64,
     /// The tables.
     pub tables: Vec<ReleasedTable>,
+    /// Set when this release was returned again for an identical later run (same module,
+    /// approval, parameters and data snapshot) instead of being recomputed: that run charged
+    /// nothing and drew no new noise. Holds that later run's job id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_by: Option<String>,
 }
 
 impl Release {
