@@ -4,9 +4,10 @@
 //! people plus one with 5000 rows; E has nobody.
 
 use oar_guest::plan::{Aggregate, ContributionBounds, Plan};
+use oar_guest::table::Suppression;
 use oar_guest::{col, Value};
 use oar_host::dataset::Dataset;
-use oar_host::gate::{self, GateConfig};
+use oar_host::gate::{self, Dominance, GateConfig};
 use oar_host::query::{self, PlanLimits, QueryError};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,6 +15,7 @@ use std::path::Path;
 const CONFIG: GateConfig = GateConfig {
     min_units: 10,
     delta0: 1e-9,
+    dominance: Some(Dominance { n: 2, k: 0.9 }),
 };
 const LIMITS: PlanLimits = PlanLimits {
     max_output_cells: 10_000,
@@ -280,4 +282,92 @@ fn too_many_cells_is_refused() {
         query::compile(&count_plan(), &ds, limits).err(),
         Some(QueryError::TooManyCells { cells: 5, max: 4 })
     ));
+}
+
+/// Region X: two big earners (1000 each) and 18 people with 1; region Y: 20 people with 500.
+fn dominated_dataset(dir: &Path) -> Dataset {
+    let mut csv = String::from("person,region,amount\n");
+    for i in 0..20 {
+        let amount = if i < 2 { 1000.0 } else { 1.0 };
+        writeln!(csv, "x{i},X,{amount}").unwrap();
+        writeln!(csv, "y{i},Y,500").unwrap();
+    }
+    std::fs::write(dir.join("firms.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("firms.toml"),
+        r#"
+name = "people"
+privacy_unit = "person"
+max_groups_per_unit = 1
+source = { format = "csv", paths = ["firms.csv"] }
+[[columns]]
+name = "region"
+type = "str"
+domain = ["X", "Y"]
+[[columns]]
+name = "amount"
+type = "float"
+bounds = [0.0, 1000.0]
+"#,
+    )
+    .unwrap();
+    Dataset::open(&dir.join("firms.toml")).unwrap()
+}
+
+#[test]
+fn dominance_rule_suppresses_cells_where_two_units_hold_most_of_the_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dominated_dataset(dir.path());
+    let mut plan = count_plan();
+    plan.aggregates.push(Aggregate::Sum {
+        name: "amount".into(),
+        column: "amount".into(),
+        bounds: None,
+    });
+    plan.epsilon = 50.0; // counts of 20 pass the threshold reliably; the rule is what is tested
+    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    assert_eq!(stats.units, vec![20, 20]);
+    assert_eq!(stats.dominance[0][0].0[..2], [1000.0, 1000.0]);
+    assert_eq!(stats.dominance[0][0].1, 2018.0);
+    for _ in 0..20 {
+        let t = gate::release(&compiled, &stats, CONFIG).unwrap();
+        let x = t.rows.iter().find(|r| r.keys == region("X")).unwrap();
+        assert_eq!(x.suppressed, Some(Suppression::Dominance));
+        assert!(
+            x.values.is_empty(),
+            "a dominated cell shows no value, not even its count"
+        );
+        assert!(t.get(&region("Y"), "amount").is_some());
+        let info = t.release.as_ref().unwrap();
+        assert_eq!(
+            (info.suppressed_dominance, info.suppressed_minimum_units),
+            (1, 0)
+        );
+    }
+    // The rule is the policy's: with k = 1.0 nothing is dominated, and without it X is released.
+    for dominance in [Some(Dominance { n: 2, k: 1.0 }), None] {
+        let config = GateConfig {
+            dominance,
+            ..CONFIG
+        };
+        let t = gate::release(&compiled, &stats, config).unwrap();
+        assert!(t.get(&region("X"), "amount").is_some());
+    }
+    // Counts alone are never subject to the rule.
+    let mut counts = count_plan();
+    counts.epsilon = 50.0;
+    let compiled = query::compile(&counts, &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    let t = gate::release(&compiled, &stats, CONFIG).unwrap();
+    assert!(t.get(&region("X"), "people").is_some());
+}
+
+#[test]
+fn dominance_share_is_measured_on_the_top_n_units() {
+    let rule = Dominance { n: 2, k: 0.9 };
+    assert!(rule.dominated(&[50.0, 45.0, 1.0], 100.0));
+    assert!(!rule.dominated(&[50.0, 40.0, 10.0], 100.0));
+    assert!(!rule.dominated(&[], 0.0));
+    assert!(Dominance { n: 1, k: 0.5 }.dominated(&[60.0, 40.0], 100.0));
 }

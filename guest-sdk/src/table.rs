@@ -10,6 +10,9 @@ pub enum Suppression {
     /// Fewer distinct units than the gate's rule allows (noisy threshold, then the hard minimum).
     /// The release never says which of the two steps applied, nor the count.
     MinimumUnits,
+    /// A few units hold most of a sum (the dominance rule: the top `n` units' share of the
+    /// cell's total exceeds `k`), so the value would describe those units.
+    Dominance,
     /// Computed by the module from a suppressed cell.
     Derived,
 }
@@ -56,6 +59,12 @@ pub struct ReleaseInfo {
     pub released_cells: usize,
     /// How many cells were suppressed.
     pub suppressed_cells: usize,
+    /// Of those, how many by the minimum-units rule.
+    #[serde(default)]
+    pub suppressed_minimum_units: usize,
+    /// Of those, how many by the dominance rule.
+    #[serde(default)]
+    pub suppressed_dominance: usize,
 }
 
 /// A table of cells keyed by public values.

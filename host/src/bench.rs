@@ -235,6 +235,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
     let config = crate::gate::GateConfig {
         min_units: 10,
         delta0: 1e-9,
+        dominance: Some(crate::gate::Dominance::default()),
     };
     let oar_execute = time(opts.repeat, || {
         let compiled =
@@ -261,6 +262,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             ..Default::default()
         },
         holder: None,
+        dominance: Default::default(),
         authors: vec![crate::policy::Author {
             name: "a".into(),
             key: author.public(),

@@ -23,6 +23,10 @@ pub struct Policy {
     /// release; the hard check then removes it anyway (see PRIVACY notes in `gate`).
     #[serde(default = "default_delta0")]
     pub delta0: f64,
+    /// The dominance rule for sums and means (`[dominance] n = 2, k = 0.9`, the default);
+    /// `dominance = false` is not accepted: to relax it, raise `k` to 1.0.
+    #[serde(default)]
+    pub dominance: crate::gate::Dominance,
     /// The data holder itself: its key signs releases and may sign revocation lists.
     #[serde(default)]
     pub holder: Option<Party>,
@@ -269,6 +273,23 @@ impl Policy {
                     "is {} with {n} member(s) listed; set it between 1 and {n}, or add [[committee.members]]",
                     self.committee.quorum
                 ),
+            );
+        }
+        let d = self.dominance;
+        if !(1..=crate::query::DOMINANCE_TOP).contains(&d.n) {
+            return bad(
+                "dominance.n",
+                format!(
+                    "is {}; use 1 to {} (the default is 2)",
+                    d.n,
+                    crate::query::DOMINANCE_TOP
+                ),
+            );
+        }
+        if !(d.k > 0.0 && d.k <= 1.0) {
+            return bad(
+                "dominance.k",
+                format!("is {}; use a share in (0, 1] (the default is 0.9)", d.k),
             );
         }
         let mut member_keys = BTreeSet::new();

@@ -419,6 +419,7 @@ impl Session {
         let config = GateConfig {
             min_units: self.policy.min_units_for(&plan.dataset),
             delta0: self.policy.delta0,
+            dominance: Some(self.policy.dominance),
         };
         let released = gate::release(&compiled, &stats, config);
         drop(stats);

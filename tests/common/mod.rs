@@ -43,6 +43,7 @@ impl World {
                 ..Budget::default()
             },
             holder: None,
+            dominance: Default::default(),
             authors: vec![Author {
                 name: "author".into(),
                 key: author.public(),

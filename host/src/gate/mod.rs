@@ -32,6 +32,34 @@ pub struct GateConfig {
     pub min_units: u64,
     /// Bound on the probability that any cell below `min_units` passes the noisy threshold.
     pub delta0: f64,
+    /// The dominance rule for sums and means, if any.
+    pub dominance: Option<Dominance>,
+}
+
+/// The (n, k) dominance rule: a sum or mean cell is suppressed when its `n` largest units hold
+/// more than a share `k` of the cell's total (absolute contributions). ACRO's defaults are
+/// n = 2, k = 0.9.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dominance {
+    /// How many of the largest contributors are looked at (1 to [`crate::query::DOMINANCE_TOP`]).
+    pub n: usize,
+    /// The share of the total they may hold, in (0, 1].
+    pub k: f64,
+}
+
+impl Default for Dominance {
+    fn default() -> Self {
+        Dominance { n: 2, k: 0.9 }
+    }
+}
+
+impl Dominance {
+    /// Whether a cell with these contributions is dominated.
+    pub fn dominated(&self, top: &[f64], abs_total: f64) -> bool {
+        let top: f64 = top.iter().take(self.n).sum();
+        abs_total > 0.0 && top > self.k * abs_total
+    }
 }
 
 /// Why the gate could not produce a release.
@@ -153,6 +181,16 @@ pub fn release(
             table.push_suppressed(keys, Suppression::MinimumUnits);
             continue;
         }
+        let dominated = config.dominance.is_some_and(|rule| {
+            stats
+                .dominance
+                .iter()
+                .any(|per_cell| rule.dominated(&per_cell[cell].0, per_cell[cell].1))
+        });
+        if dominated {
+            table.push_suppressed(keys, Suppression::Dominance);
+            continue;
+        }
         let mut values = Vec::with_capacity(plan.aggregates.len());
         let mut s = 0;
         for agg in &plan.aggregates {
@@ -212,8 +250,18 @@ pub fn release(
         accuracy,
         released_cells: released,
         suppressed_cells: plan.cells - released,
+        suppressed_minimum_units: count_suppressed(&table, Suppression::MinimumUnits),
+        suppressed_dominance: count_suppressed(&table, Suppression::Dominance),
     });
     Ok(table)
+}
+
+fn count_suppressed(table: &Table, why: Suppression) -> usize {
+    table
+        .rows
+        .iter()
+        .filter(|r| r.suppressed == Some(why))
+        .count()
 }
 
 /// How much one unit can change one cell's value of `agg`.

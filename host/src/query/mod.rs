@@ -128,7 +128,15 @@ pub struct CellStats {
     pub units: Vec<i64>,
     /// Per sum/mean aggregate (in plan order), the per-cell total of per-unit values.
     pub sums: Vec<Vec<f64>>,
+    /// Per sum/mean aggregate, per cell: the largest [`DOMINANCE_TOP`] per-unit absolute
+    /// contributions (descending), and all per-unit absolute contributions added up (for the
+    /// dominance rule).
+    pub dominance: Vec<Vec<(Vec<f64>, f64)>>,
 }
+
+/// How many of a cell's largest contributors the query measures for the dominance rule (the
+/// policy's `n` may be at most this).
+pub const DOMINANCE_TOP: usize = 5;
 
 /// Limits the policy puts on plans.
 #[derive(Debug, Clone, Copy)]
@@ -397,6 +405,20 @@ pub fn compile(
     };
     let mut cell_aggs = vec![len().alias(UNITS)];
     cell_aggs.extend(value_names.iter().map(|v| col(v.as_str()).sum()));
+    // For the dominance rule: each cell's largest per-unit contributions, sorted, and the
+    // total of absolute contributions.
+    cell_aggs.extend(value_names.iter().map(|v| {
+        col(v.as_str())
+            .abs()
+            .sort(SortOptions::default().with_order_descending(true))
+            .head(Some(DOMINANCE_TOP))
+            .alias(format!("{v}_top"))
+    }));
+    cell_aggs.extend(
+        value_names
+            .iter()
+            .map(|v| col(v.as_str()).abs().sum().alias(format!("{v}_abs"))),
+    );
     let frame = per_unit_cell.group_by([col(CELL)]).agg(cell_aggs);
 
     Ok(CompiledPlan {
@@ -418,12 +440,19 @@ impl CompiledPlan {
         let df = self.frame.clone().collect()?;
         let mut units = vec![0i64; self.cells];
         let mut sums = vec![vec![0f64; self.cells]; self.value_columns];
+        let mut dominance = vec![vec![(Vec::new(), 0f64); self.cells]; self.value_columns];
         let cell = df.column(CELL)?.cast(&DataType::UInt64)?;
         let cell = cell.u64()?;
         let count = df.column(UNITS)?.cast(&DataType::Int64)?;
         let count = count.i64()?;
         let values: Vec<Float64Chunked> = (0..self.value_columns)
             .map(|i| Ok(df.column(&format!("__v{i}"))?.f64()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        let tops: Vec<ListChunked> = (0..self.value_columns)
+            .map(|i| Ok(df.column(&format!("__v{i}_top"))?.list()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        let abs: Vec<Float64Chunked> = (0..self.value_columns)
+            .map(|i| Ok(df.column(&format!("__v{i}_abs"))?.f64()?.clone()))
             .collect::<PolarsResult<_>>()?;
         for row in 0..df.height() {
             let (Some(c), Some(n)) = (cell.get(row), count.get(row)) else {
@@ -436,9 +465,18 @@ impl CompiledPlan {
             units[c] = n;
             for (i, v) in values.iter().enumerate() {
                 sums[i][c] = v.get(row).unwrap_or(0.0);
+                let top: Vec<f64> = match tops[i].get_as_series(row) {
+                    Some(s) => s.f64()?.into_no_null_iter().collect(),
+                    None => Vec::new(),
+                };
+                dominance[i][c] = (top, abs[i].get(row).unwrap_or(0.0));
             }
         }
-        Ok(CellStats { units, sums })
+        Ok(CellStats {
+            units,
+            sums,
+            dominance,
+        })
     }
 
     /// Key values of cell `index`.
