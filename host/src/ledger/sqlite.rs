@@ -96,6 +96,19 @@ impl SqliteLedger {
         })
     }
 
+    /// Moves a pending reservation to `state` (settled or refunded); anything else is an error.
+    fn close_reservation(&self, charge: ChargeId, state: &str) -> Result<(), LedgerError> {
+        let n = self.conn().execute(
+            "UPDATE reservations SET state = ?2 WHERE id = ?1 AND state = 'reserved'",
+            params![charge.0, state],
+        )?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(LedgerError::NotReserved(charge.0))
+        }
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -175,27 +188,11 @@ impl Ledger for SqliteLedger {
     }
 
     fn settle(&self, charge: ChargeId) -> Result<(), LedgerError> {
-        let n = self.conn().execute(
-            "UPDATE reservations SET state = 'settled' WHERE id = ?1 AND state = 'reserved'",
-            params![charge.0],
-        )?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(LedgerError::NotReserved(charge.0))
-        }
+        self.close_reservation(charge, "settled")
     }
 
     fn refund(&self, charge: ChargeId) -> Result<(), LedgerError> {
-        let n = self.conn().execute(
-            "UPDATE reservations SET state = 'refunded' WHERE id = ?1 AND state = 'reserved'",
-            params![charge.0],
-        )?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(LedgerError::NotReserved(charge.0))
-        }
+        self.close_reservation(charge, "refunded")
     }
 
     fn spent(&self, key: &str) -> Result<f64, LedgerError> {
