@@ -148,13 +148,17 @@ fn a_killed_process_loses_and_doubles_no_charge() {
     assert_eq!(l.recover().unwrap().refunded, 0);
 }
 
-fn host_with(ledger: Arc<SqliteLedger>, world: &World, descriptor: &std::path::Path) -> Host {
+fn host_with(
+    ledger: Arc<SqliteLedger>,
+    policy: &oar_host::policy::Policy,
+    descriptor: &std::path::Path,
+) -> Host {
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(descriptor).unwrap());
     Host::new(
         Runtime::new(Some(common::cache_dir())).unwrap(),
         catalog,
-        world.policy.clone(),
+        policy.clone(),
         ledger,
     )
 }
@@ -171,7 +175,7 @@ fn an_identical_run_returns_the_same_release_and_charges_nothing() {
     .write(&dir.path().join("data"))
     .unwrap();
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.db")).unwrap());
-    let host = host_with(ledger.clone(), &w, &desc);
+    let host = host_with(ledger.clone(), &w.policy, &desc);
     let module = verified(&w, "population");
     let spent = || ledger.spent(&requester_key("stats-office", "cdr")).unwrap();
 
@@ -190,6 +194,23 @@ fn an_identical_run_returns_the_same_release_and_charges_nothing() {
     );
     assert!((spent() - 0.5).abs() < 1e-12, "the repeat charged nothing");
 
+    // A requester not allowed on the dataset gets no stored release (and no answer).
+    let mut with_stranger = w.policy.clone();
+    with_stranger.requesters.push(oar_host::policy::Requester {
+        name: "stranger".into(),
+        key: oar_host::keys::KeyPair::from_seed("s", "stranger").public(),
+        datasets: vec!["other".into()],
+    });
+    let stranger_host = host_with(ledger.clone(), &with_stranger, &desc);
+    let stranger = stranger_host.run(module.clone(), "stranger", r#"{"epsilon": 0.5}"#);
+    let err = stranger
+        .result
+        .err()
+        .expect("no stored release for a requester outside its scope");
+    assert!(
+        err.to_string().contains("may not query dataset 'cdr'"),
+        "{err}"
+    );
     // Different parameters: a new release, charged.
     let other = host.run(module.clone(), "stats-office", r#"{"epsilon": 0.25}"#);
     assert!(other.result.unwrap().reused_by.is_none());
@@ -204,7 +225,7 @@ fn an_identical_run_returns_the_same_release_and_charges_nothing() {
         .unwrap()
         .set_modified(later)
         .unwrap();
-    let host = host_with(ledger.clone(), &w, &desc);
+    let host = host_with(ledger.clone(), &w.policy, &desc);
     let fresh = host.run(module, "stats-office", r#"{"epsilon": 0.5}"#);
     assert!(fresh.result.unwrap().reused_by.is_none());
     assert!((spent() - 1.25).abs() < 1e-12);

@@ -139,7 +139,17 @@ impl Host {
         let _entered = span.enter();
         // An identical earlier run (same module, approval, parameters and data snapshot) is
         // answered with its release: repeating a run cannot average the noise away.
-        let cache_key = self.cache_key(&module, params);
+        // Only a requester allowed on every dataset in the approval's scope may receive a stored
+        // release (its tables may come from any of them); others run, and the session refuses
+        // what they may not query.
+        let allowed_everywhere = module
+            .approval()
+            .datasets
+            .iter()
+            .all(|d| r.datasets.contains(&d.name));
+        let cache_key = allowed_everywhere
+            .then(|| self.cache_key(&module, params))
+            .flatten();
         if let Some(key) = &cache_key {
             match self.ledger.cached_release(key) {
                 Ok(Some(json)) => {
