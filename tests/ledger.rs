@@ -205,8 +205,7 @@ fn an_identical_run_returns_the_same_release_and_charges_nothing() {
     let stranger = stranger_host.run(module.clone(), "stranger", r#"{"epsilon": 0.5}"#);
     let err = stranger
         .result
-        .err()
-        .expect("no stored release for a requester outside its scope");
+        .expect_err("no stored release for a requester outside its scope");
     assert!(
         err.to_string().contains("may not query dataset 'cdr'"),
         "{err}"
