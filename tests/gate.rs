@@ -371,3 +371,113 @@ fn dominance_share_is_measured_on_the_top_n_units() {
     assert!(!rule.dominated(&[], 0.0));
     assert!(Dominance { n: 1, k: 0.5 }.dominated(&[60.0, 40.0], 100.0));
 }
+
+/// 1000 people in region B with amounts 0.05, 0.15, …, 99.95 (uniform over [0, 100]).
+fn uniform_dataset(dir: &Path) -> Dataset {
+    let mut csv = String::from("person,region,amount\n");
+    for i in 0..1000 {
+        writeln!(csv, "u{i},B,{}", 0.05 + f64::from(i) * 0.1).unwrap();
+    }
+    std::fs::write(dir.join("uniform.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("uniform.toml"),
+        r#"
+name = "people"
+privacy_unit = "person"
+max_groups_per_unit = 1
+source = { format = "csv", paths = ["uniform.csv"] }
+[[columns]]
+name = "region"
+type = "str"
+domain = ["A", "B"]
+[[columns]]
+name = "amount"
+type = "float"
+bounds = [0.0, 100.0]
+"#,
+    )
+    .unwrap();
+    Dataset::open(&dir.join("uniform.toml")).unwrap()
+}
+
+#[test]
+fn median_and_p90_come_from_a_noisy_histogram_of_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = uniform_dataset(dir.path());
+    let mut plan = count_plan();
+    for (name, q) in [("median", 0.5), ("p90", 0.9)] {
+        plan.aggregates.push(Aggregate::Quantile {
+            name: name.into(),
+            column: "amount".into(),
+            q,
+            bounds: None,
+            bins: Some(50),
+        });
+    }
+    plan.epsilon = 3.0;
+    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let stats = compiled.execute().unwrap();
+    // Cell B (index 1) holds 1000 units, 20 per bin of width 2.
+    assert_eq!(stats.histograms[0][50..100].iter().sum::<i64>(), 1000);
+    assert!(stats.histograms[0][50..100].iter().all(|&c| c == 20));
+    let mut medians = Vec::new();
+    for _ in 0..200 {
+        let t = gate::release(&compiled, &stats, CONFIG).unwrap();
+        let median = t.get(&region("B"), "median").unwrap();
+        let p90 = t.get(&region("B"), "p90").unwrap();
+        assert!((median - 50.0).abs() < 6.0, "median {median}");
+        assert!((p90 - 90.0).abs() < 6.0, "p90 {p90}");
+        assert!(
+            t.get(&region("A"), "median").is_none(),
+            "the empty cell is suppressed"
+        );
+        medians.push(median);
+        let info = t.release.as_ref().unwrap();
+        assert_eq!(info.accuracy[1].ci95_half_width, 2.0, "one bin width");
+    }
+    assert!(
+        medians.iter().any(|m| (m - medians[0]).abs() > 1e-9),
+        "the quantile carries noise"
+    );
+}
+
+#[test]
+fn quantile_reading_interpolates_and_ignores_negative_noise() {
+    use oar_host::gate::quantile_from_histogram;
+    assert_eq!(quantile_from_histogram(&[10, 10], 0.5, [0.0, 2.0]), 1.0);
+    assert_eq!(quantile_from_histogram(&[10, 10], 0.25, [0.0, 2.0]), 0.5);
+    assert_eq!(quantile_from_histogram(&[-5, 10, 0], 0.5, [0.0, 3.0]), 1.5);
+    assert_eq!(quantile_from_histogram(&[-3, -1], 0.5, [0.0, 2.0]), 1.0);
+}
+
+#[test]
+fn histograms_group_by_declared_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = uniform_dataset(dir.path());
+    let mut plan = count_plan();
+    plan.steps = vec![oar_guest::plan::Step::Derive {
+        name: "band".into(),
+        expr: col("amount").bin([0.0, 25.0, 50.0, 75.0, 100.0]),
+    }];
+    plan.group_by = vec!["band".into()];
+    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    assert_eq!(
+        compiled.keys[0].domain,
+        ["[0, 25)", "[25, 50)", "[50, 75)", "[75, 100]"]
+            .map(|s| Value::Str(s.into()))
+            .to_vec()
+    );
+    let stats = compiled.execute().unwrap();
+    assert_eq!(stats.units, vec![250, 250, 250, 250]);
+    // Edges that are not increasing, or too many bins, are refused before touching data.
+    for edges in [vec![0.0, 0.0], vec![1.0], (0..300).map(f64::from).collect()] {
+        plan.steps = vec![oar_guest::plan::Step::Derive {
+            name: "band".into(),
+            expr: col("amount").bin(edges),
+        }];
+        assert!(matches!(
+            query::compile(&plan, &ds, LIMITS),
+            Err(QueryError::Invalid(_))
+        ));
+    }
+}

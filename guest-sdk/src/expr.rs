@@ -123,6 +123,20 @@ impl Expr {
         }
     }
 
+    /// The bin of a number as a key `"[lo, hi)"`, for histograms over declared bins.
+    ///
+    /// ```
+    /// use oar_guest::col;
+    /// let kwh_band = col("kwh").bin([0.0, 0.5, 1.0, 2.0]);
+    /// assert_eq!(kwh_band.columns(), vec!["kwh"]);
+    /// ```
+    pub fn bin(self, edges: impl IntoIterator<Item = f64>) -> Expr {
+        Expr::Bin {
+            expr: Box::new(self),
+            edges: edges.into_iter().collect(),
+        }
+    }
+
     /// Names of the columns this expression reads.
     pub fn columns(&self) -> Vec<&str> {
         let mut out = Vec::new();
@@ -144,7 +158,8 @@ impl Expr {
             Expr::Not { expr }
             | Expr::IsIn { expr, .. }
             | Expr::Date { expr }
-            | Expr::Hour { expr } => expr.collect_columns(out),
+            | Expr::Hour { expr }
+            | Expr::Bin { expr, .. } => expr.collect_columns(out),
         }
     }
 }

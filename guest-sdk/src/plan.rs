@@ -114,6 +114,15 @@ pub enum Expr {
         /// A datetime expression.
         expr: Box<Expr>,
     },
+    /// The bin a number falls in, as a key `"[lo, hi)"` (the last bin includes its upper
+    /// edge). `edges` are increasing; values outside `[first, last]` have no bin and their rows
+    /// drop out. The bins are a public domain, so a histogram is a group-by on this key.
+    Bin {
+        /// A numeric expression.
+        expr: Box<Expr>,
+        /// Bin edges, strictly increasing, at least two.
+        edges: Vec<f64>,
+    },
 }
 
 /// Comparison operators.
@@ -179,6 +188,24 @@ pub enum Aggregate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bounds: Option<[f64; 2]>,
     },
+    /// The `q`-quantile (0.5 = median, 0.9 = p90) of the units' values per cell: each unit
+    /// contributes one value per cell (its mean there, clamped to `bounds`), the host counts
+    /// units per bin of `bins` equal-width bins over `bounds` with noise, and the quantile is
+    /// read off the noisy cumulative counts (interpolated within its bin).
+    Quantile {
+        /// Output column name.
+        name: String,
+        /// The numeric column.
+        column: String,
+        /// The quantile, in (0, 1).
+        q: f64,
+        /// Clamping bounds `[lower, upper]`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bounds: Option<[f64; 2]>,
+        /// Number of bins (resolution); 64 when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bins: Option<u32>,
+    },
 }
 
 impl Aggregate {
@@ -187,7 +214,8 @@ impl Aggregate {
         match self {
             Aggregate::CountUnits { name }
             | Aggregate::Sum { name, .. }
-            | Aggregate::Mean { name, .. } => name,
+            | Aggregate::Mean { name, .. }
+            | Aggregate::Quantile { name, .. } => name,
         }
     }
 }

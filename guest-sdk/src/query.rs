@@ -133,6 +133,33 @@ impl<'c, 'h> Query<'c, 'h> {
         self
     }
 
+    /// Adds the `q`-quantile of `column` as `name` (bounds from the schema, 64 bins): `0.5` is
+    /// the median, `0.9` the 90th percentile.
+    pub fn quantile(mut self, name: &str, column: &str, q: f64) -> Self {
+        self.check_column(column);
+        self.plan.aggregates.push(Aggregate::Quantile {
+            name: name.to_string(),
+            column: column.to_string(),
+            q,
+            bounds: None,
+            bins: None,
+        });
+        self
+    }
+
+    /// Adds the median of `column` as `name`.
+    pub fn median(self, name: &str, column: &str) -> Self {
+        self.quantile(name, column, 0.5)
+    }
+
+    /// Adds a histogram: derives `key` as the bin of `column` over `edges` and groups by it, so
+    /// each cell is one bin (count its units with [`Query::count_units`]).
+    pub fn histogram(self, key: &str, column: &str, edges: impl IntoIterator<Item = f64>) -> Self {
+        let edges: Vec<f64> = edges.into_iter().collect();
+        self.derive(key, crate::col(column).bin(edges))
+            .group_by([key])
+    }
+
     /// Caps the number of cells one unit may contribute to.
     pub fn max_groups_per_unit(mut self, n: u32) -> Self {
         self.plan.bounds.max_groups_per_unit = Some(n);

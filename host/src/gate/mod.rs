@@ -120,26 +120,23 @@ pub fn release(
     let eps_each = epsilon / (1 + sum_aggs.len()) as f64;
 
     // 1. Noisy counts of units over every cell of the domain.
-    let (count_meas, count_scale) = calibrate(
-        |scale| {
-            make_laplace::<_, _, MaxDivergence>(
-                VectorDomain::new(AtomDomain::<i64>::default()),
-                L1Distance::<i64>::default(),
-                scale,
-                None,
-            )
-        },
-        n as f64 / eps_each,
-        &n,
-        eps_each,
-    )?;
+    let (count_meas, count_scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
     let noisy_counts = count_meas.invoke(&stats.units).map_err(mech)?;
     let mut certified = count_meas.map(&n).map_err(mech)?;
 
-    // Noisy sums.
-    let mut noisy_sums = Vec::new();
-    let mut sum_scales = Vec::new();
-    for (agg, values) in sum_aggs.iter().zip(&stats.sums) {
+    // Noisy sums, and noisy histograms for quantiles (one per value column, in order).
+    let mut noisy_values: Vec<NoisyValues> = Vec::new();
+    let mut value_scales = Vec::new();
+    for (s_index, agg) in sum_aggs.iter().enumerate() {
+        if let ResolvedAggregate::Quantile { .. } = agg {
+            // Each unit adds one to one bin in at most N cells: L1 sensitivity N.
+            let (meas, scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
+            let noisy = meas.invoke(&stats.histograms[s_index]).map_err(mech)?;
+            certified += meas.map(&n).map_err(mech)?;
+            noisy_values.push(NoisyValues::Histogram(noisy));
+            value_scales.push(scale);
+            continue;
+        }
         let delta = per_cell_sensitivity(agg, plan.max_rows_per_group);
         let d_in = n as f64 * delta;
         let (meas, scale) = calibrate(
@@ -155,9 +152,11 @@ pub fn release(
             &d_in,
             eps_each,
         )?;
-        noisy_sums.push(meas.invoke(values).map_err(mech)?);
+        noisy_values.push(NoisyValues::Sums(
+            meas.invoke(&stats.sums[s_index]).map_err(mech)?,
+        ));
         certified += meas.map(&d_in).map_err(mech)?;
-        sum_scales.push(scale);
+        value_scales.push(scale);
     }
     if certified > epsilon * (1.0 + 1e-9) {
         return Err(GateError::OverBudget {
@@ -182,10 +181,13 @@ pub fn release(
             continue;
         }
         let dominated = config.dominance.is_some_and(|rule| {
-            stats
-                .dominance
+            sum_aggs
                 .iter()
-                .any(|per_cell| rule.dominated(&per_cell[cell].0, per_cell[cell].1))
+                .zip(&stats.dominance)
+                .any(|(agg, per_cell)| {
+                    !matches!(agg, ResolvedAggregate::Quantile { .. })
+                        && rule.dominated(&per_cell[cell].0, per_cell[cell].1)
+                })
         });
         if dominated {
             table.push_suppressed(keys, Suppression::Dominance);
@@ -198,11 +200,17 @@ pub fn release(
                 ResolvedAggregate::CountUnits { .. } => noisy_count as f64,
                 ResolvedAggregate::Sum { .. } => {
                     s += 1;
-                    noisy_sums[s - 1][cell]
+                    noisy_values[s - 1].sum(cell)
                 }
                 ResolvedAggregate::Mean { bounds, .. } => {
                     s += 1;
-                    (noisy_sums[s - 1][cell] / noisy_count as f64).clamp(bounds[0], bounds[1])
+                    (noisy_values[s - 1].sum(cell) / noisy_count as f64).clamp(bounds[0], bounds[1])
+                }
+                ResolvedAggregate::Quantile {
+                    q, bounds, bins, ..
+                } => {
+                    s += 1;
+                    noisy_values[s - 1].quantile(cell, *bins, *q, *bounds)
                 }
             });
         }
@@ -224,8 +232,8 @@ pub fn release(
                 Accuracy {
                     column: name.clone(),
                     mechanism: "Laplace (OpenDP make_laplace)".into(),
-                    noise_scale: sum_scales[s - 1],
-                    ci95_half_width: sum_scales[s - 1] * LN_20,
+                    noise_scale: value_scales[s - 1],
+                    ci95_half_width: value_scales[s - 1] * LN_20,
                 }
             }
             ResolvedAggregate::Mean { name, bounds } => {
@@ -234,9 +242,22 @@ pub fn release(
                 Accuracy {
                     column: name.clone(),
                     mechanism: "Laplace sum / discrete Laplace count (OpenDP make_laplace)".into(),
-                    noise_scale: sum_scales[s - 1],
+                    noise_scale: value_scales[s - 1],
                     // Delta-method bound at the smallest released count, τ.
-                    ci95_half_width: (sum_scales[s - 1] + b * count_scale) * LN_20 / tau,
+                    ci95_half_width: (value_scales[s - 1] + b * count_scale) * LN_20 / tau,
+                }
+            }
+            ResolvedAggregate::Quantile {
+                name, bounds, bins, ..
+            } => {
+                s += 1;
+                Accuracy {
+                    column: name.clone(),
+                    mechanism: format!(
+                        "quantile read off a noisy histogram of {bins} bins (discrete Laplace, OpenDP make_laplace); the interval is one bin width, the resolution"
+                    ),
+                    noise_scale: value_scales[s - 1],
+                    ci95_half_width: (bounds[1] - bounds[0]) / *bins as f64,
                 }
             }
         });
@@ -256,6 +277,71 @@ pub fn release(
     Ok(table)
 }
 
+/// Noisy per-cell values of one sum, mean or quantile aggregate.
+enum NoisyValues {
+    /// Noisy sums, one per cell.
+    Sums(Vec<f64>),
+    /// Noisy unit counts per (cell, bin), at `cell * bins + bin`.
+    Histogram(Vec<i64>),
+}
+
+impl NoisyValues {
+    fn sum(&self, cell: usize) -> f64 {
+        match self {
+            NoisyValues::Sums(v) => v[cell],
+            NoisyValues::Histogram(_) => f64::NAN,
+        }
+    }
+
+    /// The `q`-quantile of `cell` from its noisy histogram: negative counts are read as zero,
+    /// then the value where the cumulative count reaches `q` of the total, interpolated
+    /// linearly within its bin. Post-processing of the noisy counts only.
+    fn quantile(&self, cell: usize, bins: usize, q: f64, bounds: [f64; 2]) -> f64 {
+        let NoisyValues::Histogram(h) = self else {
+            return f64::NAN;
+        };
+        quantile_from_histogram(&h[cell * bins..(cell + 1) * bins], q, bounds)
+    }
+}
+
+/// The `q`-quantile of values spread over equal-width bins of `bounds` with these counts.
+pub fn quantile_from_histogram(counts: &[i64], q: f64, bounds: [f64; 2]) -> f64 {
+    let width = (bounds[1] - bounds[0]) / counts.len() as f64;
+    let total: f64 = counts.iter().map(|&c| c.max(0) as f64).sum();
+    if total <= 0.0 {
+        return (bounds[0] + bounds[1]) / 2.0;
+    }
+    let target = q * total;
+    let mut before = 0.0;
+    for (b, &c) in counts.iter().enumerate() {
+        let c = c.max(0) as f64;
+        if c > 0.0 && before + c >= target {
+            let within = ((target - before) / c).clamp(0.0, 1.0);
+            return bounds[0] + (b as f64 + within) * width;
+        }
+        before += c;
+    }
+    bounds[1]
+}
+
+/// Discrete Laplace noise over a vector of integer counts.
+type CountsMeasurement = opendp::core::Measurement<
+    VectorDomain<AtomDomain<i64>>,
+    L1Distance<i64>,
+    MaxDivergence,
+    Vec<i64>,
+>;
+
+/// The discrete Laplace measurement over a vector of integer counts with this scale.
+fn discrete_laplace(scale: f64) -> opendp::error::Fallible<CountsMeasurement> {
+    make_laplace::<_, _, MaxDivergence>(
+        VectorDomain::new(AtomDomain::<i64>::default()),
+        L1Distance::<i64>::default(),
+        scale,
+        None,
+    )
+}
+
 fn count_suppressed(table: &Table, why: Suppression) -> usize {
     table
         .rows
@@ -272,6 +358,7 @@ fn per_cell_sensitivity(agg: &ResolvedAggregate, max_rows_per_group: u32) -> f64
             f64::from(max_rows_per_group) * bounds[0].abs().max(bounds[1].abs())
         }
         ResolvedAggregate::Mean { bounds, .. } => bounds[0].abs().max(bounds[1].abs()),
+        ResolvedAggregate::Quantile { .. } => 1.0,
     }
 }
 

@@ -383,7 +383,64 @@ pub(crate) fn lower(
                 },
             )
         }
+        PExpr::Bin { expr, edges } => {
+            let (x, info) = lower(expr, env, ctx, read)?;
+            if !info.ty.is_numeric() {
+                return Err(QueryError::Type(format!(
+                    "bin() needs a number, got {:?}",
+                    info.ty
+                )));
+            }
+            let labels = bin_labels(edges)?;
+            let x = x.cast(DataType::Float64);
+            // Nested when/then from the last bin down: the first matching bin wins.
+            let last = labels.len() - 1;
+            let mut binned = lit(NULL).cast(DataType::String);
+            for (i, label) in labels.iter().enumerate().rev() {
+                let (lo, hi) = (edges[i], edges[i + 1]);
+                let upper = if i == last {
+                    x.clone().lt_eq(lit(hi))
+                } else {
+                    x.clone().lt(lit(hi))
+                };
+                let cond = x.clone().gt_eq(lit(lo)).and(upper);
+                binned = when(cond).then(lit(label.as_str())).otherwise(binned);
+            }
+            (
+                binned,
+                Info {
+                    domain: Some(labels.into_iter().map(Value::Str).collect()),
+                    ..Info::plain(ColumnType::Str)
+                },
+            )
+        }
     })
+}
+
+/// Most bins one `bin()` may declare.
+pub(crate) const MAX_BINS: usize = 256;
+
+/// The labels `"[lo, hi)"` of the bins between `edges` (the last is closed: `"[lo, hi]"`).
+pub(crate) fn bin_labels(edges: &[f64]) -> Result<Vec<String>, QueryError> {
+    if edges.len() < 2 || edges.len() > MAX_BINS + 1 {
+        return Err(QueryError::Invalid(format!(
+            "bin() needs between 2 and {} edges, got {}",
+            MAX_BINS + 1,
+            edges.len()
+        )));
+    }
+    if edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(QueryError::Invalid(
+            "bin() edges must be finite and strictly increasing".into(),
+        ));
+    }
+    let n = edges.len() - 1;
+    Ok((0..n)
+        .map(|i| {
+            let close = if i + 1 == n { ']' } else { ')' };
+            format!("[{}, {}{close}", edges[i], edges[i + 1])
+        })
+        .collect())
 }
 
 /// Lowers `e`; a string literal compared with a date or datetime becomes a typed constant.

@@ -78,6 +78,18 @@ pub enum ResolvedAggregate {
         /// Clamping bounds of one row's value.
         bounds: [f64; 2],
     },
+    /// The `q`-quantile of per-unit means, read off a noisy histogram of `bins` equal-width bins
+    /// over `bounds`.
+    Quantile {
+        /// Output column.
+        name: String,
+        /// The quantile, in (0, 1).
+        q: f64,
+        /// Clamping bounds of one row's value.
+        bounds: [f64; 2],
+        /// Number of bins.
+        bins: usize,
+    },
 }
 
 impl ResolvedAggregate {
@@ -86,7 +98,8 @@ impl ResolvedAggregate {
         match self {
             ResolvedAggregate::CountUnits { name }
             | ResolvedAggregate::Sum { name, .. }
-            | ResolvedAggregate::Mean { name, .. } => name,
+            | ResolvedAggregate::Mean { name, .. }
+            | ResolvedAggregate::Quantile { name, .. } => name,
         }
     }
 }
@@ -117,8 +130,10 @@ pub struct CompiledPlan {
     /// Columns of the dataset the plan reads (for scope checks).
     pub columns_read: Vec<String>,
     frame: LazyFrame,
-    /// Number of sum/mean value columns in `frame` (`__v0`, `__v1`, ...).
+    /// Number of sum/mean/quantile value columns in `frame` (`__v0`, `__v1`, ...).
     value_columns: usize,
+    /// Per value column: its number of histogram bins if it is a quantile's.
+    quantile_bins: Vec<Option<usize>>,
 }
 
 /// True aggregates per cell; they never leave the host.
@@ -132,7 +147,15 @@ pub struct CellStats {
     /// contributions (descending), and all per-unit absolute contributions added up (for the
     /// dominance rule).
     pub dominance: Vec<Vec<(Vec<f64>, f64)>>,
+    /// Per sum/mean/quantile aggregate: for quantiles, the number of units per (cell, bin) at
+    /// index `cell * bins + bin`; empty for sums and means.
+    pub histograms: Vec<Vec<i64>>,
 }
+
+/// Default number of bins of a quantile's histogram.
+pub const DEFAULT_QUANTILE_BINS: u32 = 64;
+/// Most bins a quantile may ask for.
+pub const MAX_QUANTILE_BINS: u32 = 1024;
 
 /// How many of a cell's largest contributors the query measures for the dominance rule (the
 /// policy's `n` may be at most this).
@@ -286,10 +309,47 @@ pub fn compile(
     let mut aggregates = Vec::new();
     let mut value_exprs = Vec::new();
     let mut unit_stage = Vec::new();
+    let mut quantile_bins: Vec<Option<(f64, f64, usize)>> = Vec::new();
     for a in &plan.aggregates {
         match a {
             Aggregate::CountUnits { name } => {
                 aggregates.push(ResolvedAggregate::CountUnits { name: name.clone() })
+            }
+            Aggregate::Quantile {
+                name,
+                column,
+                q,
+                bounds,
+                bins,
+            } => {
+                if !(*q > 0.0 && *q < 1.0) {
+                    return Err(QueryError::Invalid(format!(
+                        "aggregate '{name}': quantile q must be in (0, 1), got {q}"
+                    )));
+                }
+                let bins = bins.unwrap_or(DEFAULT_QUANTILE_BINS);
+                if !(2..=MAX_QUANTILE_BINS).contains(&bins) {
+                    return Err(QueryError::Invalid(format!(
+                        "aggregate '{name}': bins must be between 2 and {MAX_QUANTILE_BINS}, got {bins}"
+                    )));
+                }
+                let (e, [lo, hi]) =
+                    numeric_input(name, column, *bounds, &env, &ctx, &mut columns_read)?;
+                if lo >= hi {
+                    return Err(QueryError::Invalid(format!(
+                        "aggregate '{name}': a quantile needs lower < upper bounds"
+                    )));
+                }
+                let v = format!("__v{}", value_exprs.len());
+                value_exprs.push(e.alias(v.as_str()));
+                unit_stage.push(col(v.as_str()).mean().alias(v.as_str()));
+                quantile_bins.push(Some((lo, hi, bins as usize)));
+                aggregates.push(ResolvedAggregate::Quantile {
+                    name: name.clone(),
+                    q: *q,
+                    bounds: [lo, hi],
+                    bins: bins as usize,
+                });
             }
             Aggregate::Sum {
                 name,
@@ -301,27 +361,11 @@ pub fn compile(
                 column,
                 bounds,
             } => {
-                let (e, info) = lower(&oar_guest::col(column), &env, &ctx, &mut columns_read)?;
-                if !info.ty.is_numeric() {
-                    return Err(QueryError::Type(format!(
-                        "aggregate '{name}': column '{column}' is {:?}, not numeric",
-                        info.ty
-                    )));
-                }
-                let [lo, hi] = bounds
-                    .or(info.bounds)
-                    .ok_or_else(|| QueryError::MissingBounds(name.clone()))?;
-                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-                    return Err(QueryError::Invalid(format!(
-                        "aggregate '{name}': bounds must be finite with lower <= upper"
-                    )));
-                }
+                let (e, [lo, hi]) =
+                    numeric_input(name, column, *bounds, &env, &ctx, &mut columns_read)?;
                 let v = format!("__v{}", value_exprs.len());
-                value_exprs.push(
-                    e.cast(DataType::Float64)
-                        .clip(lit(lo), lit(hi))
-                        .alias(v.as_str()),
-                );
+                value_exprs.push(e.alias(v.as_str()));
+                quantile_bins.push(None);
                 if matches!(a, Aggregate::Sum { .. }) {
                     let m = f64::from(n_rows);
                     unit_stage.push(
@@ -419,6 +463,18 @@ pub fn compile(
             .iter()
             .map(|v| col(v.as_str()).abs().sum().alias(format!("{v}_abs"))),
     );
+    // For quantiles: each unit's bin, collected per cell.
+    for (v, q) in value_names.iter().zip(&quantile_bins) {
+        if let Some((lo, hi, bins)) = *q {
+            cell_aggs.push(
+                ((col(v.as_str()) - lit(lo)) / lit(hi - lo) * lit(bins as f64))
+                    .floor()
+                    .clip(lit(0.0), lit((bins - 1) as f64))
+                    .cast(DataType::UInt32)
+                    .alias(format!("{v}_bins")),
+            );
+        }
+    }
     let frame = per_unit_cell.group_by([col(CELL)]).agg(cell_aggs);
 
     Ok(CompiledPlan {
@@ -431,7 +487,36 @@ pub fn compile(
         columns_read,
         frame,
         value_columns: value_exprs.len(),
+        quantile_bins: quantile_bins.iter().map(|q| q.map(|(_, _, b)| b)).collect(),
     })
+}
+
+/// Lowers the numeric input `column` of aggregate `name`, clamped to `bounds` (or the column's
+/// declared bounds) as Float64; returns the expression and the bounds.
+fn numeric_input(
+    name: &str,
+    column: &str,
+    bounds: Option<[f64; 2]>,
+    env: &HashMap<String, Info>,
+    ctx: &expr::LowerCtx<'_>,
+    columns_read: &mut Vec<String>,
+) -> Result<(Expr, [f64; 2]), QueryError> {
+    let (e, info) = lower(&oar_guest::col(column), env, ctx, columns_read)?;
+    if !info.ty.is_numeric() {
+        return Err(QueryError::Type(format!(
+            "aggregate '{name}': column '{column}' is {:?}, not numeric",
+            info.ty
+        )));
+    }
+    let [lo, hi] = bounds
+        .or(info.bounds)
+        .ok_or_else(|| QueryError::MissingBounds(name.to_string()))?;
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(QueryError::Invalid(format!(
+            "aggregate '{name}': bounds must be finite with lower <= upper"
+        )));
+    }
+    Ok((e.cast(DataType::Float64).clip(lit(lo), lit(hi)), [lo, hi]))
 }
 
 impl CompiledPlan {
@@ -450,6 +535,20 @@ impl CompiledPlan {
             .collect::<PolarsResult<_>>()?;
         let tops: Vec<ListChunked> = (0..self.value_columns)
             .map(|i| Ok(df.column(&format!("__v{i}_top"))?.list()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        let mut histograms: Vec<Vec<i64>> = self
+            .quantile_bins
+            .iter()
+            .map(|b| b.map_or(Vec::new(), |b| vec![0; self.cells * b]))
+            .collect();
+        let bin_lists: Vec<Option<ListChunked>> = self
+            .quantile_bins
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match b {
+                Some(_) => Ok(Some(df.column(&format!("__v{i}_bins"))?.list()?.clone())),
+                None => Ok(None),
+            })
             .collect::<PolarsResult<_>>()?;
         let abs: Vec<Float64Chunked> = (0..self.value_columns)
             .map(|i| Ok(df.column(&format!("__v{i}_abs"))?.f64()?.clone()))
@@ -470,12 +569,20 @@ impl CompiledPlan {
                     None => Vec::new(),
                 };
                 dominance[i][c] = (top, abs[i].get(row).unwrap_or(0.0));
+                if let (Some(lists), Some(bins)) = (&bin_lists[i], self.quantile_bins[i]) {
+                    if let Some(series) = lists.get_as_series(row) {
+                        for b in series.u32()?.into_no_null_iter() {
+                            histograms[i][c * bins + (b as usize).min(bins - 1)] += 1;
+                        }
+                    }
+                }
             }
         }
         Ok(CellStats {
             units,
             sums,
             dominance,
+            histograms,
         })
     }
 
