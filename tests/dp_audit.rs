@@ -71,6 +71,7 @@ fn plan(aggregate: Aggregate, epsilon: f64) -> Plan {
         aggregates: vec![aggregate],
         bounds: ContributionBounds::default(),
         epsilon,
+        totals: false,
     }
 }
 

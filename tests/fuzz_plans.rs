@@ -29,6 +29,7 @@ fn valid_plan() -> Plan {
             max_rows_per_group: None,
         },
         epsilon: 0.01,
+        totals: false,
     }
 }
 

@@ -84,6 +84,7 @@ fn count_plan() -> Plan {
         }],
         bounds: ContributionBounds::default(),
         epsilon: 1.0,
+        totals: false,
     }
 }
 

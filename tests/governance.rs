@@ -33,6 +33,7 @@ fn plan(columns_group: &str) -> String {
         aggregates: vec![Aggregate::CountUnits { name: "n".into() }],
         bounds: ContributionBounds::default(),
         epsilon: 0.1,
+        totals: false,
     })
     .unwrap()
 }

@@ -16,6 +16,7 @@ fn plan() -> Plan {
         aggregates: vec![Aggregate::CountUnits { name: "n".into() }],
         bounds: ContributionBounds::default(),
         epsilon: 0.1,
+        totals: false,
     }
 }
 
@@ -178,4 +179,87 @@ fn the_approvals_total_epsilon_binds_across_requesters() {
         .expect("what is left of the approval's total");
     assert_eq!(common::spent(&ledger, "city-council"), 0.4);
     assert_eq!(common::spent(&ledger, "stats-office"), 0.6);
+}
+
+#[test]
+fn totals_are_released_with_secondary_suppression_and_one_charge() {
+    use oar_guest::table::{Suppression, Table};
+    use oar_guest::Value;
+    use oar_host::ledger::Ledger as _;
+    let w = World::new(1, 1);
+    // Enough people per region and day that cells pass the threshold at this epsilon.
+    let dir = tempfile::tempdir().unwrap();
+    let desc = oar_host::synth::cdr::CdrSpec {
+        rows: 400_000,
+        ..Default::default()
+    }
+    .write(dir.path())
+    .unwrap();
+    let mut catalog = oar_host::dataset::Catalog::new();
+    catalog.register(oar_host::dataset::Dataset::open(&desc).unwrap());
+    let ledger = std::sync::Arc::new(oar_host::ledger::SqliteLedger::in_memory());
+    let host = oar_host::job::Host::new(
+        oar_host::sandbox::Runtime::new(Some(common::cache_dir())).unwrap(),
+        catalog,
+        w.policy.clone(),
+        ledger.clone(),
+    );
+    let mut s = host.session("totals-1", "stats-office", verified(&w, "population"));
+    let mut p = plan();
+    p.steps = vec![Step::Derive {
+        name: "day".into(),
+        expr: col("timestamp").date(),
+    }];
+    p.group_by = vec!["region".into(), "day".into()];
+    p.bounds.max_groups_per_unit = Some(7);
+    p.epsilon = 2.0;
+    p.totals = true;
+    let table: Table = serde_json::from_str(&s.query(&json(&p)).unwrap()).unwrap();
+    let spent = ledger
+        .spent(&oar_host::ledger::requester_key("stats-office", "cdr"))
+        .unwrap();
+    assert!((spent - 2.0).abs() < 1e-12, "one charge");
+    // 21 regions and 7 days, each with its total, and the grand total.
+    assert_eq!(table.rows.len(), 22 * 8);
+    let total = Value::Str("Total".into());
+    let grand = table
+        .get(&[total.clone(), total.clone()], "n")
+        .expect("grand total");
+    assert!(grand > 1000.0);
+    // Small cells (the 6-person island, thin region-days) are suppressed while their lines'
+    // totals are released, so the gate withholds partners.
+    let info = table.release.as_ref().unwrap();
+    assert!(info.suppressed_secondary >= 1, "{info:?}");
+    assert_eq!(
+        info.suppressed_cells,
+        info.suppressed_minimum_units + info.suppressed_dominance + info.suppressed_secondary
+    );
+    // No line (one key varying, the other fixed, plus its total) has a released total and
+    // exactly one suppressed member: nothing is recoverable by subtraction.
+    let is_total = |v: &Value| v == &total;
+    for j in 0..2 {
+        let mut lines: std::collections::BTreeMap<String, (Option<bool>, usize)> =
+            Default::default();
+        for r in &table.rows {
+            let mut line = r.keys.clone();
+            line[j] = total.clone();
+            let key = serde_json::to_string(&line).unwrap();
+            let entry = lines.entry(key).or_default();
+            if is_total(&r.keys[j]) {
+                entry.0 = Some(r.suppressed.is_none());
+            } else if r.suppressed.is_some() {
+                entry.1 += 1;
+            }
+        }
+        for (line, (total_released, suppressed)) in lines {
+            assert!(
+                !(total_released == Some(true) && suppressed == 1),
+                "line {line} is recoverable"
+            );
+        }
+    }
+    assert!(table
+        .rows
+        .iter()
+        .any(|r| r.suppressed == Some(Suppression::Secondary)));
 }

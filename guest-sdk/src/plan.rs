@@ -26,6 +26,12 @@ pub struct Plan {
     pub bounds: ContributionBounds,
     /// The privacy budget this release spends, split evenly across its aggregates.
     pub epsilon: f64,
+    /// Also release totals and sub-totals over every subset of the keys (key value `"Total"`).
+    /// The host computes each margin from the data with its own share of `epsilon`, and
+    /// suppresses further cells (secondary suppression) wherever a suppressed cell could be
+    /// recovered by subtracting released cells from a released total. At most 3 keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub totals: bool,
 }
 
 /// A row-level step.

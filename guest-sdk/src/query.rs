@@ -22,6 +22,7 @@ impl<'c, 'h> Query<'c, 'h> {
             aggregates: Vec::new(),
             bounds: ContributionBounds::default(),
             epsilon: 0.0,
+            totals: false,
         };
         Query {
             ctx,
@@ -130,6 +131,13 @@ impl<'c, 'h> Query<'c, 'h> {
             column: column.to_string(),
             bounds: None,
         });
+        self
+    }
+
+    /// Also releases totals and sub-totals over every subset of the keys (key value `"Total"`),
+    /// with secondary suppression so no suppressed cell can be recovered by subtraction.
+    pub fn with_totals(mut self) -> Self {
+        self.plan.totals = true;
         self
     }
 

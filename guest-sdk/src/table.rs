@@ -10,6 +10,9 @@ pub enum Suppression {
     /// Fewer distinct units than the gate's rule allows (noisy threshold, then the hard minimum).
     /// The release never says which of the two steps applied, nor the count.
     MinimumUnits,
+    /// Not small itself, but withheld because a small cell could otherwise be recovered from it
+    /// by subtraction from a released total (secondary suppression).
+    Secondary,
     /// A few units hold most of a sum (the dominance rule: the top `n` units' share of the
     /// cell's total exceeds `k`), so the value would describe those units.
     Dominance,
@@ -65,6 +68,9 @@ pub struct ReleaseInfo {
     /// Of those, how many by the dominance rule.
     #[serde(default)]
     pub suppressed_dominance: usize,
+    /// Of those, how many to protect another suppressed cell (secondary suppression).
+    #[serde(default)]
+    pub suppressed_secondary: usize,
 }
 
 /// A table of cells keyed by public values.

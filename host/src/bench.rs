@@ -190,6 +190,7 @@ pub fn population_plan(epsilon: f64) -> Plan {
             max_rows_per_group: None,
         },
         epsilon,
+        totals: false,
     }
 }
 

@@ -362,8 +362,7 @@ impl Session {
             max_output_cells: self.policy.limits.max_output_cells,
             max_groups_per_unit: self.policy.limits.max_groups_per_unit,
         };
-        let compiled = query::compile(&plan, &dataset, limits)
-            .map_err(|e| Refusal::InvalidPlan(e.to_string()))?;
+        let parts = compile_parts(&plan, &dataset, limits)?;
         // (Plan validation errors name columns and types from the public schema, never values.)
         let approved_columns = &self
             .module
@@ -373,25 +372,20 @@ impl Session {
             .find(|d| d.name == plan.dataset)
             .expect("checked in scope")
             .columns;
-        if let Some(c) = compiled
-            .columns_read
-            .iter()
-            .find(|c| !approved_columns.contains(c))
-        {
-            return Err(Refusal::ColumnNotApproved {
-                dataset: plan.dataset.clone(),
-                column: c.clone(),
-            });
-        }
-        if let Some(c) = compiled
-            .columns_read
-            .iter()
-            .find(|c| self.policy.column_denied(&plan.dataset, c))
-        {
-            return Err(Refusal::ColumnDenied {
-                dataset: plan.dataset.clone(),
-                column: c.clone(),
-            });
+        let columns_read = parts.iter().flat_map(|(_, c)| &c.columns_read);
+        for c in columns_read {
+            if !approved_columns.contains(c) {
+                return Err(Refusal::ColumnNotApproved {
+                    dataset: plan.dataset.clone(),
+                    column: c.clone(),
+                });
+            }
+            if self.policy.column_denied(&plan.dataset, c) {
+                return Err(Refusal::ColumnDenied {
+                    dataset: plan.dataset.clone(),
+                    column: c.clone(),
+                });
+            }
         }
         // Reserve the budget before touching data: atomic across accounts and across concurrent
         // runs, durable before the query executes.
@@ -404,37 +398,18 @@ impl Session {
                 chrono::Utc::now(),
             )
             .map_err(ledger_refusal)?;
-        // Polars messages can quote data values (a failed cast lists the strings), so neither the
-        // module nor the log gets more than the kind of failure. Whether a query fails can itself
-        // depend on the data, so the charge stands (fail closed).
-        let stats = match compiled.execute() {
-            Ok(stats) => stats,
-            Err(e) => {
-                let kind = polars_error_kind(&e);
-                tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
-                self.settle(charge, &plan.dataset, plan.epsilon)?;
-                return Err(Refusal::ExecutionFailed { kind });
-            }
-        };
         let config = GateConfig {
             min_units: self.policy.min_units_for(&plan.dataset),
             delta0: self.policy.delta0,
             dominance: Some(self.policy.dominance),
         };
-        let released = gate::release(&compiled, &stats, config);
-        drop(stats);
-        // A gate failure ran on the data, so like an execution failure it keeps the charge, and
-        // OpenDP's message (which may quote a value) is not forwarded.
-        let table = match released {
+        // A failure while running next to the data (Polars or the noise mechanism) may depend on
+        // the data, so the charge stands (fail closed), and only the kind of failure is told.
+        let table = match self.run_parts(&plan, parts, config) {
             Ok(table) => table,
-            Err(e) => {
+            Err(refusal) => {
                 self.settle(charge, &plan.dataset, plan.epsilon)?;
-                return Err(Refusal::Gate(match e {
-                    gate::GateError::Mechanism(_) => {
-                        "the noise mechanism failed; nothing was released".to_string()
-                    }
-                    other => other.to_string(),
-                }));
+                return Err(refusal);
             }
         };
         // A revocation that arrived while the query ran: the module gets nothing from this
@@ -445,8 +420,40 @@ impl Session {
         }
         // Settled before the table leaves this function.
         self.settle(charge, &plan.dataset, plan.epsilon)?;
-        tracing::info!(job = %self.job_id, dataset = %plan.dataset, epsilon = plan.epsilon, cells = compiled.cells, "query released");
+        tracing::info!(job = %self.job_id, dataset = %plan.dataset, epsilon = plan.epsilon, cells = table.rows.len(), "query released");
         Ok(serde_json::to_string(&table).expect("tables serialize"))
+    }
+
+    /// Executes and gates each part of a plan (one, or one per margin with totals) and merges
+    /// them into the released table.
+    fn run_parts(
+        &self,
+        plan: &Plan,
+        parts: Vec<(Vec<bool>, query::CompiledPlan)>,
+        config: GateConfig,
+    ) -> Result<Table, Refusal> {
+        let mut tables = Vec::with_capacity(parts.len());
+        for (mask, compiled) in parts {
+            // Polars messages can quote data values (a failed cast lists the strings).
+            let stats = compiled.execute().map_err(|e| {
+                let kind = polars_error_kind(&e);
+                tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
+                Refusal::ExecutionFailed { kind }
+            })?;
+            let table = gate::release(&compiled, &stats, config).map_err(|e| {
+                Refusal::Gate(match e {
+                    gate::GateError::Mechanism(_) => {
+                        "the noise mechanism failed; nothing was released".to_string()
+                    }
+                    other => other.to_string(),
+                })
+            })?;
+            tables.push((mask, table));
+        }
+        if !plan.totals {
+            return Ok(tables.pop().expect("one part").1);
+        }
+        Ok(gate::margins::release_with_totals(plan, tables))
     }
 
     /// Cancels a reservation whose result will not reach the module. If the ledger cannot, the
@@ -515,6 +522,57 @@ impl Session {
             self.record.log.push(line);
         }
     }
+}
+
+/// The compiled parts of `plan`: the plan itself, or with `totals` one sub-plan per subset of
+/// its keys (detail first), each with an equal share of the epsilon.
+fn compile_parts(
+    plan: &Plan,
+    dataset: &crate::dataset::Dataset,
+    limits: PlanLimits,
+) -> Result<Vec<(Vec<bool>, query::CompiledPlan)>, Refusal> {
+    let invalid = |e: query::QueryError| Refusal::InvalidPlan(e.to_string());
+    if !plan.totals {
+        let compiled = query::compile(plan, dataset, limits).map_err(invalid)?;
+        return Ok(vec![(vec![true; plan.group_by.len()], compiled)]);
+    }
+    let k = plan.group_by.len();
+    if k == 0 || k > gate::margins::MAX_TOTAL_KEYS {
+        return Err(Refusal::InvalidPlan(format!(
+            "totals need 1 to {} group keys, got {k}",
+            gate::margins::MAX_TOTAL_KEYS
+        )));
+    }
+    let masks = gate::margins::subsets(k);
+    let share = plan.epsilon / masks.len() as f64;
+    let mut parts = Vec::with_capacity(masks.len());
+    for mask in masks {
+        let mut sub = plan.clone();
+        sub.totals = false;
+        sub.epsilon = share;
+        sub.group_by = plan
+            .group_by
+            .iter()
+            .zip(&mask)
+            .filter(|(_, &kept)| kept)
+            .map(|(g, _)| g.clone())
+            .collect();
+        let compiled = query::compile(&sub, dataset, limits).map_err(invalid)?;
+        let clash = compiled.keys.iter().find(|key| {
+            key.domain
+                .iter()
+                .any(|v| v.as_str() == Some(gate::margins::TOTAL))
+        });
+        if let Some(key) = clash {
+            return Err(Refusal::InvalidPlan(format!(
+                "key '{}' has a value \"{}\", which totals use; rename it in a derived key",
+                key.name,
+                gate::margins::TOTAL
+            )));
+        }
+        parts.push((mask, compiled));
+    }
+    Ok(parts)
 }
 
 /// A ledger failure as the module sees it.

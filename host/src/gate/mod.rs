@@ -18,6 +18,8 @@
 //! `δ0`). Suppressed cells are reported as suppressed, without their values or which step
 //! suppressed them.
 
+pub mod margins;
+
 use crate::query::{CellStats, CompiledPlan, ResolvedAggregate};
 use oar_guest::table::{Accuracy, ReleaseInfo, Suppression, Table};
 use opendp::domains::{AtomDomain, VectorDomain};
@@ -273,6 +275,7 @@ pub fn release(
         suppressed_cells: plan.cells - released,
         suppressed_minimum_units: count_suppressed(&table, Suppression::MinimumUnits),
         suppressed_dominance: count_suppressed(&table, Suppression::Dominance),
+        suppressed_secondary: 0,
     });
     Ok(table)
 }
@@ -342,7 +345,7 @@ fn discrete_laplace(scale: f64) -> opendp::error::Fallible<CountsMeasurement> {
     )
 }
 
-fn count_suppressed(table: &Table, why: Suppression) -> usize {
+pub(crate) fn count_suppressed(table: &Table, why: Suppression) -> usize {
     table
         .rows
         .iter()
