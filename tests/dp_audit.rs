@@ -72,6 +72,7 @@ fn plan(aggregate: Aggregate, epsilon: f64) -> Plan {
         bounds: ContributionBounds::default(),
         epsilon,
         totals: false,
+        key_selection: false,
     }
 }
 

@@ -30,6 +30,7 @@ fn valid_plan() -> Plan {
         },
         epsilon: 0.01,
         totals: false,
+        key_selection: false,
     }
 }
 

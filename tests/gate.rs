@@ -85,6 +85,7 @@ fn count_plan() -> Plan {
         bounds: ContributionBounds::default(),
         epsilon: 1.0,
         totals: false,
+        key_selection: false,
     }
 }
 
@@ -480,5 +481,71 @@ fn histograms_group_by_declared_bins() {
             query::compile(&plan, &ds, LIMITS),
             Err(QueryError::Invalid(_))
         ));
+    }
+}
+
+/// Towns are not a public domain: Big has 500 people, Mid 60, Tiny 3.
+fn towns_dataset(dir: &Path) -> Dataset {
+    let mut csv = String::from("person,town\n");
+    for (town, people) in [("Big", 500), ("Mid", 60), ("Tiny", 3)] {
+        for i in 0..people {
+            writeln!(csv, "{town}{i},{town}").unwrap();
+        }
+    }
+    std::fs::write(dir.join("towns.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("towns.toml"),
+        r#"
+name = "people"
+privacy_unit = "person"
+max_groups_per_unit = 1
+source = { format = "csv", paths = ["towns.csv"] }
+[[columns]]
+name = "town"
+type = "str"
+"#,
+    )
+    .unwrap();
+    Dataset::open(&dir.join("towns.toml")).unwrap()
+}
+
+#[test]
+fn key_selection_releases_only_keys_with_enough_people_and_hides_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = towns_dataset(dir.path());
+    let mut plan = count_plan();
+    plan.group_by = vec!["town".into()];
+    plan.epsilon = 2.0;
+    // Without key selection a key with no public domain is refused, with a hint.
+    let err = query::compile(&plan, &ds, LIMITS)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("key_selection"), "{err}");
+    plan.key_selection = true;
+    // Validation alone (no data read) works on a placeholder domain.
+    query::compile(&plan, &ds, LIMITS).unwrap();
+    let observed = query::discover_keys(&plan, &ds).unwrap();
+    assert_eq!(observed["town"].len(), 3);
+    let compiled = query::compile_with_keys(&plan, &ds, LIMITS, Some(&observed)).unwrap();
+    // The threshold is calibrated for the policy's cell limit, not the number of towns found.
+    assert_eq!(compiled.threshold_cells, LIMITS.max_output_cells);
+    let stats = compiled.execute().unwrap();
+    let town = |t: &str| vec![Value::Str(t.into())];
+    for _ in 0..300 {
+        let t = gate::release(&compiled, &stats, CONFIG).unwrap();
+        assert!(t.get(&town("Big"), "people").is_some());
+        assert!(t.get(&town("Mid"), "people").is_some());
+        assert!(
+            t.rows.iter().all(|r| r.keys != town("Tiny")),
+            "a 3-person town must not appear at all, not even as suppressed"
+        );
+        let info = t.release.as_ref().unwrap();
+        assert!(info.keys_selected);
+        assert_eq!(
+            info.suppressed_cells, 0,
+            "how many keys were dropped is not told"
+        );
+        assert!((info.delta - (2.0 + 2f64.exp()) * 1e-9).abs() < 1e-15);
     }
 }

@@ -34,6 +34,7 @@ fn plan(columns_group: &str) -> String {
         bounds: ContributionBounds::default(),
         epsilon: 0.1,
         totals: false,
+        key_selection: false,
     })
     .unwrap()
 }

@@ -17,6 +17,7 @@ fn plan() -> Plan {
         bounds: ContributionBounds::default(),
         epsilon: 0.1,
         totals: false,
+        key_selection: false,
     }
 }
 
@@ -262,4 +263,36 @@ fn totals_are_released_with_secondary_suppression_and_one_charge() {
         .rows
         .iter()
         .any(|r| r.suppressed == Some(Suppression::Secondary)));
+}
+
+#[test]
+fn key_selection_runs_through_the_session_after_the_charge() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let mut s = host.session("keys-1", "stats-office", verified(&w, "population"));
+    let mut p = plan();
+    // An arithmetic result has no public domain: its values are found in the data.
+    p.steps = vec![Step::Derive {
+        name: "hour_x10".into(),
+        expr: col("timestamp").hour() * 10,
+    }];
+    p.group_by = vec!["hour_x10".into()];
+    p.epsilon = 1.0;
+    let refused = s.query(&json(&p)).unwrap_err();
+    assert!(refused.contains("key_selection"), "{refused}");
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
+    p.key_selection = true;
+    let table: oar_guest::table::Table =
+        serde_json::from_str(&s.query(&json(&p)).unwrap()).unwrap();
+    assert!((common::spent(&ledger, "stats-office") - 1.0).abs() < 1e-12);
+    assert!(table.release.as_ref().unwrap().keys_selected);
+    assert!(!table.rows.is_empty());
+    for r in &table.rows {
+        let hour = r.keys[0].as_i64().unwrap();
+        assert!(hour % 10 == 0 && (0..240).contains(&hour), "{hour}");
+    }
+    // Totals need public domains.
+    p.totals = true;
+    let err = s.query(&json(&p)).unwrap_err();
+    assert!(err.contains("cannot be combined"), "{err}");
 }

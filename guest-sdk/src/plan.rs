@@ -32,6 +32,12 @@ pub struct Plan {
     /// recovered by subtracting released cells from a released total. At most 3 keys.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub totals: bool,
+    /// Allow group keys without a public domain (text or integer columns): the host finds their
+    /// values in the data and releases a key only if its noisy count of units passes the
+    /// threshold and its true count the minimum (thresholded key selection). Keys that fail are
+    /// left out entirely, never shown as suppressed. Costs a slightly larger delta.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_selection: bool,
 }
 
 /// A row-level step.

@@ -23,6 +23,7 @@ impl<'c, 'h> Query<'c, 'h> {
             bounds: ContributionBounds::default(),
             epsilon: 0.0,
             totals: false,
+            key_selection: false,
         };
         Query {
             ctx,
@@ -138,6 +139,13 @@ impl<'c, 'h> Query<'c, 'h> {
     /// with secondary suppression so no suppressed cell can be recovered by subtraction.
     pub fn with_totals(mut self) -> Self {
         self.plan.totals = true;
+        self
+    }
+
+    /// Allows group keys without a public domain: their values come from the data, and only
+    /// keys with enough people (noisy threshold, then the minimum) are released at all.
+    pub fn select_keys(mut self) -> Self {
+        self.plan.key_selection = true;
         self
     }
 

@@ -71,6 +71,10 @@ pub struct ReleaseInfo {
     /// Of those, how many to protect another suppressed cell (secondary suppression).
     #[serde(default)]
     pub suppressed_secondary: usize,
+    /// Set when the keys were found in the data (thresholded key selection): keys that did not
+    /// pass are absent, and their number is not reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keys_selected: bool,
 }
 
 /// A table of cells keyed by public values.

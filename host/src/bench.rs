@@ -191,6 +191,7 @@ pub fn population_plan(epsilon: f64) -> Plan {
         },
         epsilon,
         totals: false,
+        key_selection: false,
     }
 }
 

@@ -405,7 +405,7 @@ impl Session {
         };
         // A failure while running next to the data (Polars or the noise mechanism) may depend on
         // the data, so the charge stands (fail closed), and only the kind of failure is told.
-        let table = match self.run_parts(&plan, parts, config) {
+        let table = match self.run_parts(&plan, parts, config, &dataset, limits) {
             Ok(table) => table,
             Err(refusal) => {
                 self.settle(charge, &plan.dataset, plan.epsilon)?;
@@ -429,9 +429,27 @@ impl Session {
     fn run_parts(
         &self,
         plan: &Plan,
-        parts: Vec<(Vec<bool>, query::CompiledPlan)>,
+        mut parts: Vec<(Vec<bool>, query::CompiledPlan)>,
         config: GateConfig,
+        dataset: &crate::dataset::Dataset,
+        limits: PlanLimits,
     ) -> Result<Table, Refusal> {
+        if plan.key_selection {
+            // The keys come from the data, so they are read only now, with the budget reserved;
+            // the plan is compiled again over them (it validated with placeholders).
+            let observed = query::discover_keys(plan, dataset).map_err(|e| {
+                tracing::warn!(job = %self.job_id, "key discovery failed");
+                match e {
+                    query::DiscoverError::Plan(e) => Refusal::InvalidPlan(e.to_string()),
+                    query::DiscoverError::Polars(e) => Refusal::ExecutionFailed {
+                        kind: polars_error_kind(&e),
+                    },
+                }
+            })?;
+            let compiled = query::compile_with_keys(plan, dataset, limits, Some(&observed))
+                .map_err(|e| Refusal::InvalidPlan(e.to_string()))?;
+            parts = vec![(vec![true; plan.group_by.len()], compiled)];
+        }
         let mut tables = Vec::with_capacity(parts.len());
         for (mask, compiled) in parts {
             // Polars messages can quote data values (a failed cast lists the strings).
@@ -532,6 +550,11 @@ fn compile_parts(
     limits: PlanLimits,
 ) -> Result<Vec<(Vec<bool>, query::CompiledPlan)>, Refusal> {
     let invalid = |e: query::QueryError| Refusal::InvalidPlan(e.to_string());
+    if plan.totals && plan.key_selection {
+        return Err(Refusal::InvalidPlan(
+            "totals need public key domains; they cannot be combined with key selection".into(),
+        ));
+    }
     if !plan.totals {
         let compiled = query::compile(plan, dataset, limits).map_err(invalid)?;
         return Ok(vec![(vec![true; plan.group_by.len()], compiled)]);

@@ -168,7 +168,8 @@ pub fn release(
     }
 
     // 2 and 3. Threshold on the noisy count, then the hard minimum on the true count.
-    let delta_cell = config.delta0 / plan.cells as f64;
+    let delta_cell = config.delta0 / plan.threshold_cells as f64;
+    let selecting = plan.plan.key_selection;
     let tau = threshold(count_scale, config.min_units, delta_cell);
     let mut table = Table::new(
         plan.keys.iter().map(|k| k.name.clone()),
@@ -179,7 +180,11 @@ pub fn release(
         let noisy_count = noisy_counts[cell];
         let passes = (noisy_count as f64) >= tau && stats.units[cell] >= config.min_units as i64;
         if !passes {
-            table.push_suppressed(keys, Suppression::MinimumUnits);
+            // With key selection the key itself came from the data: a key that does not pass
+            // is left out, not shown as suppressed.
+            if !selecting {
+                table.push_suppressed(keys, Suppression::MinimumUnits);
+            }
             continue;
         }
         let dominated = config.dominance.is_some_and(|rule| {
@@ -265,17 +270,24 @@ pub fn release(
         });
     }
     let released = table.released().count();
+    // Key selection adds at most N·δ0/C' ≤ δ0 for the keys a neighbouring dataset could add.
+    let delta = if selecting {
+        (2.0 + epsilon.exp()) * config.delta0
+    } else {
+        (1.0 + epsilon.exp()) * config.delta0
+    };
     table.release = Some(ReleaseInfo {
         epsilon,
-        delta: (1.0 + epsilon.exp()) * config.delta0,
+        delta,
         min_units: config.min_units,
         threshold: tau,
         accuracy,
         released_cells: released,
-        suppressed_cells: plan.cells - released,
+        suppressed_cells: table.rows.len() - released,
         suppressed_minimum_units: count_suppressed(&table, Suppression::MinimumUnits),
         suppressed_dominance: count_suppressed(&table, Suppression::Dominance),
         suppressed_secondary: 0,
+        keys_selected: selecting,
     });
     Ok(table)
 }

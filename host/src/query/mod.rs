@@ -37,7 +37,7 @@ pub enum QueryError {
     #[error("type error: {0}")]
     Type(String),
     /// A group key has no public domain.
-    #[error("group key '{0}' has no public domain; group by a column with a declared domain, or derive one (date, hour, a comparison)")]
+    #[error("group key '{0}' has no public domain; group by a column with a declared domain, derive one (date, hour, bin, a comparison), or let the host select keys from the data (key_selection)")]
     KeyWithoutDomain(String),
     /// The key domain is larger than the policy allows.
     #[error("the key domain has {cells} cells; the policy allows at most {max} per query")]
@@ -127,6 +127,9 @@ pub struct CompiledPlan {
     pub max_rows_per_group: u32,
     /// Number of cells in the key domain.
     pub cells: usize,
+    /// The number of cells the threshold is calibrated for: the domain size for public keys,
+    /// the policy's cell limit (independent of the data) with key selection.
+    pub threshold_cells: usize,
     /// Columns of the dataset the plan reads (for scope checks).
     pub columns_read: Vec<String>,
     frame: LazyFrame,
@@ -181,6 +184,18 @@ pub fn compile(
     dataset: &Dataset,
     limits: PlanLimits,
 ) -> Result<CompiledPlan, QueryError> {
+    compile_with_keys(plan, dataset, limits, None)
+}
+
+/// [`compile`], with the key values [`discover_keys`] found for a plan with key selection.
+/// Without them, keys lacking a public domain get a placeholder, which is enough to validate
+/// the plan before any data is touched.
+pub fn compile_with_keys(
+    plan: &Plan,
+    dataset: &Dataset,
+    limits: PlanLimits,
+    observed: Option<&HashMap<String, Vec<Value>>>,
+) -> Result<CompiledPlan, QueryError> {
     let schema = dataset.schema();
     if plan.dataset != schema.name {
         return Err(QueryError::Invalid(format!(
@@ -209,43 +224,11 @@ pub fn compile(
         }
     }
 
-    let mut env: HashMap<String, Info> = schema
-        .columns
-        .iter()
-        .map(|c| (c.name.clone(), Info::of_column(c)))
-        .collect();
-    let mut columns_read = Vec::new();
+    let (lf, env, mut columns_read) = apply_steps(plan, dataset)?;
     let ctx = expr::LowerCtx {
         dataset: &schema.name,
         unit: &schema.privacy_unit,
     };
-    let mut lf = dataset.scan().map_err(|_| {
-        QueryError::Invalid("the dataset's files cannot be opened on this host".into())
-    })?;
-    for step in &plan.steps {
-        match step {
-            Step::Filter { predicate } => {
-                let (e, info) = lower(predicate, &env, &ctx, &mut columns_read)?;
-                if info.ty != oar_guest::ColumnType::Bool {
-                    return Err(QueryError::Type(format!(
-                        "a filter must be boolean, got {:?}",
-                        info.ty
-                    )));
-                }
-                lf = lf.filter(e);
-            }
-            Step::Derive { name, expr } => {
-                if name.starts_with("__") || name == &schema.privacy_unit || name.is_empty() {
-                    return Err(QueryError::Invalid(format!(
-                        "cannot derive a column named '{name}'"
-                    )));
-                }
-                let (e, info) = lower(expr, &env, &ctx, &mut columns_read)?;
-                lf = lf.with_column(e.alias(name.as_str()));
-                env.insert(name.clone(), info);
-            }
-        }
-    }
 
     // Keys and their index expressions.
     let mut keys = Vec::new();
@@ -266,9 +249,31 @@ pub fn compile(
         if !columns_read.contains(k) && schema.column(k).is_some() {
             columns_read.push(k.clone());
         }
-        let (domain, index) = info
-            .key_index()
-            .ok_or_else(|| QueryError::KeyWithoutDomain(k.clone()))?;
+        let (domain, index) = match info.key_index() {
+            Some(found) => found,
+            None if plan.key_selection => {
+                let placeholder = match info.ty {
+                    oar_guest::ColumnType::Str => Value::Str(String::new()),
+                    oar_guest::ColumnType::Int => Value::Int(0),
+                    other => {
+                        return Err(QueryError::Type(format!(
+                            "key selection works on text and integer keys; '{k}' is {other:?}"
+                        )))
+                    }
+                };
+                let values = observed
+                    .and_then(|o| o.get(k))
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| vec![placeholder]);
+                let discovered = Info {
+                    domain: Some(values),
+                    ..info.clone()
+                };
+                discovered.key_index().expect("a domain was just set")
+            }
+            None => return Err(QueryError::KeyWithoutDomain(k.clone())),
+        };
         if domain.is_empty() {
             return Err(QueryError::KeyWithoutDomain(k.clone()));
         }
@@ -484,6 +489,11 @@ pub fn compile(
         max_groups_per_unit: n_groups,
         max_rows_per_group: n_rows,
         cells,
+        threshold_cells: if plan.key_selection {
+            limits.max_output_cells.max(cells)
+        } else {
+            cells
+        },
         columns_read,
         frame,
         value_columns: value_exprs.len(),
@@ -517,6 +527,111 @@ fn numeric_input(
         )));
     }
     Ok((e.cast(DataType::Float64).clip(lit(lo), lit(hi)), [lo, hi]))
+}
+
+/// A scan with a plan's steps applied: the frame, the public facts of every column then
+/// available, and the dataset columns read so far.
+type Stepped = (LazyFrame, HashMap<String, Info>, Vec<String>);
+
+/// The dataset scanned with `plan`'s filters and derived columns applied.
+fn apply_steps(plan: &Plan, dataset: &Dataset) -> Result<Stepped, QueryError> {
+    let schema = dataset.schema();
+    let mut env: HashMap<String, Info> = schema
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), Info::of_column(c)))
+        .collect();
+    let mut columns_read = Vec::new();
+    let ctx = expr::LowerCtx {
+        dataset: &schema.name,
+        unit: &schema.privacy_unit,
+    };
+    let mut lf = dataset.scan().map_err(|_| {
+        QueryError::Invalid("the dataset's files cannot be opened on this host".into())
+    })?;
+    for step in &plan.steps {
+        match step {
+            Step::Filter { predicate } => {
+                let (e, info) = lower(predicate, &env, &ctx, &mut columns_read)?;
+                if info.ty != oar_guest::ColumnType::Bool {
+                    return Err(QueryError::Type(format!(
+                        "a filter must be boolean, got {:?}",
+                        info.ty
+                    )));
+                }
+                lf = lf.filter(e);
+            }
+            Step::Derive { name, expr } => {
+                if name.starts_with("__") || name == &schema.privacy_unit || name.is_empty() {
+                    return Err(QueryError::Invalid(format!(
+                        "cannot derive a column named '{name}'"
+                    )));
+                }
+                let (e, info) = lower(expr, &env, &ctx, &mut columns_read)?;
+                lf = lf.with_column(e.alias(name.as_str()));
+                env.insert(name.clone(), info);
+            }
+        }
+    }
+
+    Ok((lf, env, columns_read))
+}
+
+/// The distinct values of `plan`'s group keys that have no public domain, found in the data
+/// after the plan's steps (for thresholded key selection). Each list is sorted. Runs next to
+/// the data: call it only after the query's budget is reserved.
+pub fn discover_keys(
+    plan: &Plan,
+    dataset: &Dataset,
+) -> Result<HashMap<String, Vec<Value>>, DiscoverError> {
+    let (lf, env, _) = apply_steps(plan, dataset).map_err(DiscoverError::Plan)?;
+    let mut found = HashMap::new();
+    for k in &plan.group_by {
+        let Some(info) = env.get(k) else { continue };
+        if info.domain.is_some() {
+            continue;
+        }
+        let values = lf
+            .clone()
+            .select([col(k.as_str())])
+            .drop_nulls(None)
+            .unique(None, UniqueKeepStrategy::Any)
+            .sort([k.as_str()], SortMultipleOptions::default())
+            .collect()
+            .map_err(DiscoverError::Polars)?;
+        let column = values.column(k).map_err(DiscoverError::Polars)?;
+        let list: Vec<Value> = match info.ty {
+            oar_guest::ColumnType::Int => column
+                .cast(&DataType::Int64)
+                .map_err(DiscoverError::Polars)?
+                .i64()
+                .map_err(DiscoverError::Polars)?
+                .into_no_null_iter()
+                .map(Value::Int)
+                .collect(),
+            _ => column
+                .cast(&DataType::String)
+                .map_err(DiscoverError::Polars)?
+                .str()
+                .map_err(DiscoverError::Polars)?
+                .into_no_null_iter()
+                .map(|s| Value::Str(s.to_string()))
+                .collect(),
+        };
+        found.insert(k.clone(), list);
+    }
+    Ok(found)
+}
+
+/// Why key discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// The plan does not validate.
+    #[error("{0}")]
+    Plan(QueryError),
+    /// Polars failed (the message may quote data: report only its kind).
+    #[error("the data could not be read")]
+    Polars(PolarsError),
 }
 
 impl CompiledPlan {
