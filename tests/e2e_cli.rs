@@ -160,6 +160,41 @@ fn sign_approve_verify_run_from_the_command_line() {
             d,
         )
     };
+    // A dry run first: synthetic data shaped like the real set, nothing spent or written.
+    let dry = ok(oar(
+        &[
+            "run",
+            "--bundle",
+            "population.oarb",
+            "--approval",
+            "approval.json",
+            "--policy",
+            "policy.toml",
+            "--dataset",
+            "data/cdr.toml",
+            "--requester",
+            "stats-office",
+            "--params",
+            r#"{"epsilon": 0.5}"#,
+            "--out",
+            "dry-release",
+            "--dry-run",
+            "--dry-rows",
+            "50000",
+            "--dry-units",
+            "5000",
+        ],
+        d,
+    ));
+    assert!(dry.contains("DRY RUN"), "{dry}");
+    assert!(dry.contains("a real run would cost epsilon 0.5"), "{dry}");
+    assert!(
+        dry.contains("table population_by_region_day: 147 cells"),
+        "{dry}"
+    );
+    assert!(dry.contains("expected error ±"), "{dry}");
+    assert!(!d.join("dry-release").exists() && !d.join("oar-ledger.db").exists());
+
     let run = ok(run_as("stats-office", "release"));
     assert!(run.contains("released 1 table(s)"), "{run}");
     assert!(d.join("release/population_by_region_day.csv").exists());

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bundle;
 pub mod canonical;
 pub mod dataset;
+pub mod dry_run;
 pub mod gate;
 pub mod job;
 pub mod keys;

@@ -138,6 +138,17 @@ enum Command {
         /// persist here between runs.
         #[arg(long, default_value = "oar-ledger.db")]
         ledger: PathBuf,
+        /// Run on synthetic data shaped like the datasets' public schemas instead, and report
+        /// suppressed cells, expected error and the epsilon it would cost; spends nothing and
+        /// writes no release.
+        #[arg(long)]
+        dry_run: bool,
+        /// Synthetic rows per dataset for --dry-run.
+        #[arg(long, default_value_t = 200_000)]
+        dry_rows: usize,
+        /// Synthetic people per dataset for --dry-run.
+        #[arg(long, default_value_t = 20_000)]
+        dry_units: usize,
     },
     /// Write a synthetic dataset and its descriptor.
     Synth {
@@ -246,6 +257,13 @@ impl From<RevokeKindArg> for RevokedKind {
             RevokeKindArg::Key => RevokedKind::Key,
         }
     }
+}
+
+/// A fresh private folder under the system's temporary directory.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("oar-dry-run-{}", oar_host::job::new_job_id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 fn revoke(action: RevokeAction) -> anyhow::Result<()> {
@@ -467,9 +485,39 @@ fn execute(command: Command) -> anyhow::Result<()> {
             out,
             cache,
             ledger,
+            dry_run,
+            dry_rows,
+            dry_units,
         } => {
             let (v, p, revocations) = module.verify()?;
             let v = Arc::new(v);
+            if dry_run {
+                let opened = datasets
+                    .iter()
+                    .map(|d| Dataset::open(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let work = tempfile_dir()?;
+                let spec = oar_host::synth::shaped::ShapedSpec {
+                    rows: dry_rows,
+                    units: dry_units,
+                    seed: 1,
+                };
+                let report = oar_host::dry_run::dry_run(
+                    Runtime::new(cache)?,
+                    oar_host::dry_run::DryRun {
+                        module: v,
+                        policy: p,
+                        datasets: &opened,
+                        requester: &requester,
+                        params: &params,
+                        spec,
+                    },
+                    &work,
+                )?;
+                let _ = std::fs::remove_dir_all(&work);
+                print!("{report}");
+                return Ok(());
+            }
             let mut catalog = Catalog::new();
             for d in &datasets {
                 catalog.register(Dataset::open(d)?);

@@ -1,6 +1,7 @@
 //! Synthetic datasets with known structure, so everything runs with no real data.
 
 pub mod cdr;
+pub mod shaped;
 
 /// Errors writing a synthetic dataset.
 #[derive(Debug, thiserror::Error)]
