@@ -54,7 +54,14 @@ fn sign(dir: &Path, key: &str, out: &str) -> Output {
 fn sign_approve_verify_run_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    for who in ["author", "member-1", "member-2", "member-3", "stats-office"] {
+    for who in [
+        "author",
+        "member-1",
+        "member-2",
+        "member-3",
+        "stats-office",
+        "holder",
+    ] {
         ok(oar(&["keygen", who, "--out", "keys"], d));
     }
     ok(oar(
@@ -156,6 +163,10 @@ fn sign_approve_verify_run_from_the_command_line() {
                 r#"{"epsilon": 0.5}"#,
                 "--out",
                 out,
+                "--holder-key",
+                "keys/holder.key",
+                "--audit",
+                "audit.log",
             ],
             d,
         )
@@ -199,11 +210,44 @@ fn sign_approve_verify_run_from_the_command_line() {
     assert!(run.contains("released 1 table(s)"), "{run}");
     assert!(d.join("release/population_by_region_day.csv").exists());
 
+    // The statistical office checks the release offline; the auditor checks the log.
+    let holder = public_key(d, "holder");
+    let checked = ok(oar(&["verify-release", "release", "--holder", &holder], d));
+    assert!(checked.starts_with("OK: release of job"), "{checked}");
+    let csv = d.join("release/population_by_region_day.csv");
+    let original = std::fs::read(&csv).unwrap();
+    std::fs::write(
+        &csv,
+        [&original[..], b"R99,2026-03-02,1,released\n"].concat(),
+    )
+    .unwrap();
+    let tampered = oar(&["verify-release", "release", "--holder", &holder], d);
+    assert!(!tampered.status.success());
+    assert!(
+        String::from_utf8_lossy(&tampered.stderr).contains("altered after the holder signed it")
+    );
+    std::fs::write(&csv, original).unwrap();
+
     // A requester the policy does not know gets nothing.
     let stranger = run_as("nobody", "release2");
     assert!(!stranger.status.success());
     assert!(String::from_utf8_lossy(&stranger.stderr).contains("not listed"));
     assert!(!d.join("release2").exists());
+    let audited = ok(oar(
+        &["audit", "verify", "audit.log", "--holder", &holder],
+        d,
+    ));
+    assert!(audited.contains("entries chain correctly"), "{audited}");
+    let register = ok(oar(&["audit", "export", "audit.log"], d));
+    assert!(
+        register.starts_with("at,job_id,requester,module"),
+        "{register}"
+    );
+    assert_eq!(register.lines().count(), 2, "one release: {register}");
+    assert!(
+        register.contains(",stats-office,population 0.1.0,"),
+        "{register}"
+    );
 
     // Revocation: one member's signature is not enough to install a list; two are.
     let module_hash = json["module_hash"].as_str().unwrap().to_string();

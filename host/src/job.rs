@@ -1,6 +1,7 @@
 //! Running a verified module for a requester: the in-process path that `oar run`, `oar demo` and
 //! (later) the server share.
 
+use crate::audit::{AuditLog, EntryKind};
 use crate::dataset::Catalog;
 use crate::ledger::{Ledger, RunStatus};
 use crate::policy::Policy;
@@ -30,6 +31,9 @@ pub enum JobError {
     /// The ledger could not record the run; nothing ran.
     #[error("{0}; the job did not start")]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// The audit log could not record a step, so the step did not happen (fail closed).
+    #[error("{0}; nothing was released")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// A job's result and everything needed to account for it.
@@ -51,6 +55,7 @@ pub struct Host {
     policy: Arc<Policy>,
     ledger: Arc<dyn Ledger>,
     revocations: Arc<Revocations>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Host {
@@ -67,6 +72,26 @@ impl Host {
             policy: Arc::new(policy),
             ledger,
             revocations: Arc::new(Revocations::new()),
+            audit: None,
+        }
+    }
+
+    /// Records every run, charge, release and refusal in `log`.
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Appends to the audit log, if there is one.
+    fn audit(
+        &self,
+        kind: EntryKind,
+        actor: &str,
+        details: serde_json::Value,
+    ) -> Result<(), crate::audit::AuditError> {
+        match &self.audit {
+            Some(log) => log.append(kind, actor, details).map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -108,6 +133,7 @@ impl Host {
             self.ledger.clone(),
             self.revocations.clone(),
         )
+        .with_audit(self.audit.clone())
     }
 
     /// Runs `module` for `requester` with JSON `params`.
@@ -117,11 +143,22 @@ impl Host {
     /// earlier run's release is returned instead of running again (see [`Release::reused_by`]).
     pub fn run(&self, module: Arc<VerifiedModule>, requester: &str, params: &str) -> JobOutcome {
         let job_id = new_job_id();
-        let refused = |e| JobOutcome {
-            job_id: job_id.clone(),
-            result: Err(e),
-            record: SessionRecord::default(),
-            stats: None,
+        let refused = |e: JobError| {
+            let details = serde_json::json!({
+                "job_id": job_id,
+                "module_hash": module.module_hash(),
+                "reason": e.to_string(),
+            });
+            let result = match self.audit(EntryKind::Refusal, requester, details) {
+                Ok(()) => Err(e),
+                Err(audit) => Err(JobError::Audit(audit)),
+            };
+            JobOutcome {
+                job_id: job_id.clone(),
+                result,
+                record: SessionRecord::default(),
+                stats: None,
+            }
         };
         let Some(r) = self.policy.requester(requester) else {
             return refused(JobError::UnknownRequester(requester.to_string()));
@@ -156,6 +193,13 @@ impl Host {
                     if let Ok(mut release) = serde_json::from_str::<Release>(&json) {
                         tracing::info!(original = %release.job_id, "identical run: returning the stored release, charging nothing");
                         release.reused_by = Some(job_id.clone());
+                        if let Err(e) = self.audit(
+                            EntryKind::Release,
+                            requester,
+                            release_details(&release, &module, 0.0),
+                        ) {
+                            return refused(JobError::Audit(e));
+                        }
                         return JobOutcome {
                             job_id,
                             result: Ok(release),
@@ -173,6 +217,17 @@ impl Host {
             .begin_run(&job_id, requester, module.module_hash())
         {
             return refused(JobError::Ledger(e));
+        }
+        let started = serde_json::json!({
+            "job_id": job_id,
+            "module": format!("{} {}", module.manifest().name, module.manifest().version),
+            "module_hash": module.module_hash(),
+            "approval_digest": module.approval_digest(),
+            "purpose": module.approval().purpose,
+        });
+        if let Err(e) = self.audit(EntryKind::RunStarted, requester, started) {
+            let _ = self.ledger.finish_run(&job_id, RunStatus::Failed);
+            return refused(JobError::Audit(e));
         }
         let session = self.session(&job_id, requester, module.clone());
         let limits = RunLimits {
@@ -208,6 +263,23 @@ impl Host {
                     reused_by: None,
                 };
                 (Ok(release), Some(stats))
+            }
+        };
+        // The release, or the failure, goes on the record before anything is returned.
+        let result = match result {
+            Ok(release) => {
+                let details = release_details(&release, &module, release.epsilon_total);
+                match self.audit(EntryKind::Release, requester, details) {
+                    Ok(()) => Ok(release),
+                    Err(e) => Err(JobError::Audit(e)),
+                }
+            }
+            Err(e) => {
+                let details = serde_json::json!({"job_id": job_id, "error": e.to_string()});
+                if let Err(audit) = self.audit(EntryKind::RunFailed, requester, details) {
+                    tracing::error!(error = %audit, "could not record the failed run");
+                }
+                Err(e)
             }
         };
         let status = if result.is_ok() {
@@ -255,6 +327,22 @@ impl Host {
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         Some(hex::encode(crate::keys::sha256_parts(&refs)))
     }
+}
+
+/// The audit details of a release: what the public register shows, never a data value.
+fn release_details(release: &Release, module: &VerifiedModule, epsilon: f64) -> serde_json::Value {
+    serde_json::json!({
+        "job_id": release.job_id,
+        "reused_by": release.reused_by,
+        "module": format!("{} {}", release.module, release.module_version),
+        "module_hash": release.module_hash,
+        "approval_digest": release.approval_digest,
+        "purpose": module.approval().purpose,
+        "datasets": module.approval().datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        "epsilon": epsilon,
+        "tables": release.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        "suppressed_cells": release.suppressed_cells(),
+    })
 }
 
 /// A fresh random job id (16 hex digits).

@@ -123,6 +123,7 @@ impl<'de> Deserialize<'de> for Signature {
 }
 
 /// A secret signing key with the name of whoever holds it.
+#[derive(Clone)]
 pub struct KeyPair {
     name: String,
     key: ed25519_dalek::SigningKey,

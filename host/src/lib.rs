@@ -13,6 +13,7 @@
 
 pub mod approval;
 pub mod artifacts;
+pub mod audit;
 pub mod bench;
 pub mod bundle;
 pub mod canonical;

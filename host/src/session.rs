@@ -159,6 +159,7 @@ pub struct Session {
     policy: Arc<Policy>,
     ledger: Arc<dyn Ledger>,
     revocations: Arc<Revocations>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
     deadline: Instant,
     run_spent: f64,
     record: SessionRecord,
@@ -191,10 +192,18 @@ impl Session {
             policy,
             ledger,
             revocations,
+            audit: None,
             deadline,
             run_spent: 0.0,
             record: SessionRecord::default(),
         }
+    }
+
+    /// Records every charge and refusal of this session in `log` (a charge that cannot be
+    /// recorded is not answered).
+    pub fn with_audit(mut self, log: Option<Arc<crate::audit::AuditLog>>) -> Self {
+        self.audit = log;
+        self
     }
 
     /// The job this session belongs to.
@@ -316,6 +325,14 @@ impl Session {
             Err(refusal) => {
                 let reason = refusal.to_string();
                 tracing::info!(job = %self.job_id, %reason, "query refused");
+                if let Some(log) = &self.audit {
+                    let details = serde_json::json!({"job_id": self.job_id, "reason": reason});
+                    if let Err(e) =
+                        log.append(crate::audit::EntryKind::Refusal, &self.requester, details)
+                    {
+                        tracing::error!(job = %self.job_id, error = %e, "could not record a refusal");
+                    }
+                }
                 self.record.refusals.push(refusal);
                 Err(reason)
             }
@@ -485,6 +502,20 @@ impl Session {
     /// Makes a reservation final and records it as this run's charge.
     fn settle(&mut self, charge: ChargeId, dataset: &str, epsilon: f64) -> Result<(), Refusal> {
         self.ledger.settle(charge).map_err(ledger_refusal)?;
+        if let Some(log) = &self.audit {
+            let details = serde_json::json!({
+                "job_id": self.job_id,
+                "dataset": dataset,
+                "epsilon": epsilon,
+                "module_hash": self.module.module_hash(),
+            });
+            // The charge stands either way; an answer whose charge is not on the record is
+            // not given.
+            log.append(crate::audit::EntryKind::Charge, &self.requester, details)
+                .map_err(|e| {
+                    Refusal::Ledger(format!("the audit log could not record the charge: {e}"))
+                })?;
+        }
         self.run_spent += epsilon;
         self.record.charges.push(Charge {
             dataset: dataset.to_string(),

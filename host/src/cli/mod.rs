@@ -138,6 +138,13 @@ enum Command {
         /// persist here between runs.
         #[arg(long, default_value = "oar-ledger.db")]
         ledger: PathBuf,
+        /// The holder's secret key: signs the release (release.sig.json) and the audit head.
+        #[arg(long)]
+        holder_key: Option<PathBuf>,
+        /// Append the run, its charges, refusals and release to this hash-chained audit log
+        /// (needs --holder-key).
+        #[arg(long, requires = "holder_key")]
+        audit: Option<PathBuf>,
         /// Run on synthetic data shaped like the datasets' public schemas instead, and report
         /// suppressed cells, expected error and the epsilon it would cost; spends nothing and
         /// writes no release.
@@ -149,6 +156,18 @@ enum Command {
         /// Synthetic people per dataset for --dry-run.
         #[arg(long, default_value_t = 20_000)]
         dry_units: usize,
+    },
+    /// Check a release folder offline: the holder's signature and every file's hash.
+    VerifyRelease {
+        /// The release folder.
+        dir: PathBuf,
+        #[command(flatten)]
+        holder: HolderArg,
+    },
+    /// Check or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Write a synthetic dataset and its descriptor.
     Synth {
@@ -202,6 +221,51 @@ impl ModuleArgs {
             .with(|list| verify(&bundle, &approval, &policy, list, chrono::Utc::now()))?;
         Ok((verified, policy, revocations))
     }
+}
+
+/// The holder's public key, given directly or through the policy's `[holder]`.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct HolderArg {
+    /// The holder's public key (64 hex digits).
+    #[arg(long)]
+    holder: Option<String>,
+    /// A policy whose [holder] key to use.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+impl HolderArg {
+    fn key(&self) -> anyhow::Result<oar_host::keys::PublicKey> {
+        if let Some(hex) = &self.holder {
+            return Ok(oar_host::keys::PublicKey::from_hex(hex)?);
+        }
+        let path = self.policy.as_ref().expect("clap requires one of the two");
+        let policy = Policy::load(path)?;
+        match policy.holder {
+            Some(h) => Ok(h.key),
+            None => bail!("{} has no [holder] key; pass --holder HEX", path.display()),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the whole chain and the signed head; name the first broken entry.
+    Verify {
+        /// The audit log.
+        log: PathBuf,
+        #[command(flatten)]
+        holder: HolderArg,
+    },
+    /// Print the public register: who ran what, for which purpose, spending how much epsilon.
+    Export {
+        /// The audit log.
+        log: PathBuf,
+        /// JSON instead of CSV.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -488,6 +552,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             dry_run,
             dry_rows,
             dry_units,
+            holder_key,
+            audit,
         } => {
             let (v, p, revocations) = module.verify()?;
             let v = Arc::new(v);
@@ -531,8 +597,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     recovery.refunded
                 );
             }
-            let host = Host::new(Runtime::new(cache)?, catalog, p, ledger)
+            let holder = holder_key.as_deref().map(KeyPair::read).transpose()?;
+            let mut host = Host::new(Runtime::new(cache)?, catalog, p, ledger)
                 .with_revocations(Arc::new(revocations));
+            if let (Some(path), Some(h)) = (&audit, &holder) {
+                let log = oar_host::audit::AuditLog::open(path, h.clone())
+                    .with_context(|| format!("opening the audit log {}", path.display()))?;
+                host = host.with_audit(Arc::new(log));
+            }
             let outcome = host.run(v, &requester, &params);
             for line in &outcome.record.log {
                 eprintln!("module: {line}");
@@ -540,7 +612,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let release = outcome
                 .result
                 .with_context(|| format!("job {}", outcome.job_id))?;
-            let files = release.write(&out)?;
+            let files = match &holder {
+                Some(h) => release.write_signed(&out, h)?,
+                None => release.write(&out)?,
+            };
             if release.reused_by.is_some() {
                 println!(
                     "job {}: identical to job {} (same module, approval, parameters and data); its release is returned again and nothing was charged",
@@ -557,6 +632,58 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             for f in files {
                 println!("  {}", f.display());
+            }
+            Ok(())
+        }
+        Command::VerifyRelease { dir, holder } => {
+            let key = holder.key()?;
+            let manifest = oar_host::release::signed::verify_dir(&dir, &key)?;
+            println!(
+                "OK: release of job {} signed by the holder {key}; {} file(s) intact",
+                manifest.job_id,
+                manifest.files.len()
+            );
+            Ok(())
+        }
+        Command::Audit {
+            action: AuditAction::Verify { log, holder },
+        } => {
+            let key = holder.key()?;
+            let v = oar_host::audit::verify(&log, &key)?;
+            println!(
+                "OK: {} entries chain correctly up to the head {} signed by the holder",
+                v.entries, v.head
+            );
+            Ok(())
+        }
+        Command::Audit {
+            action: AuditAction::Export { log, json },
+        } => {
+            let rows = oar_host::audit::export(&log)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("at,job_id,requester,module,module_hash,purpose,datasets,epsilon");
+                for r in rows {
+                    let field = |s: &str| {
+                        if s.contains([',', '"', '\n']) {
+                            format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
+                        } else {
+                            s.to_string()
+                        }
+                    };
+                    println!(
+                        "{},{},{},{},{},{},{},{}",
+                        r.at,
+                        r.job_id,
+                        field(&r.requester),
+                        field(&r.module),
+                        r.module_hash,
+                        field(&r.purpose),
+                        field(&r.datasets.join(" ")),
+                        r.epsilon
+                    );
+                }
             }
             Ok(())
         }

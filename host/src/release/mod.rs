@@ -1,6 +1,8 @@
 //! Releases: the tables a successful run emitted, with the facts a statistical office needs to
 //! use them (epsilon spent, noise, suppression), written as CSV and JSON.
 
+pub mod signed;
+
 use crate::session::Charge;
 use oar_guest::table::Table;
 use serde::{Deserialize, Serialize};
@@ -89,9 +91,56 @@ impl Release {
             let path = dir.join(format!("{}.csv", sanitize(&t.name)));
             write_atomic(&path, to_csv(&t.table).as_bytes())?;
             written.push(path);
+            let path = dir.join(format!("{}.parquet", sanitize(&t.name)));
+            write_atomic(&path, &to_parquet(&t.table)?)?;
+            written.push(path);
         }
         Ok(written)
     }
+
+    /// Writes the release like [`Release::write`] and signs every file with the holder's key
+    /// (`release.sig.json`); returns the files written, the signature last.
+    pub fn write_signed(
+        &self,
+        dir: &Path,
+        holder: &crate::keys::KeyPair,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        let mut written = self.write(dir)?;
+        written.push(signed::sign_dir(dir, &written, &self.job_id, holder)?);
+        Ok(written)
+    }
+}
+
+/// Parquet of a table: key columns as text, value columns as numbers (null when suppressed) and
+/// a `status` column.
+pub fn to_parquet(t: &Table) -> std::io::Result<Vec<u8>> {
+    use polars::prelude::*;
+    let mut columns: Vec<Column> = Vec::new();
+    for (i, k) in t.key_columns.iter().enumerate() {
+        let values: Vec<String> = t.rows.iter().map(|r| r.keys[i].key_text()).collect();
+        columns.push(Column::new(k.as_str().into(), values));
+    }
+    for (i, v) in t.value_columns.iter().enumerate() {
+        let values: Vec<Option<f64>> = t.rows.iter().map(|r| r.values.get(i).copied()).collect();
+        columns.push(Column::new(v.as_str().into(), values));
+    }
+    let status: Vec<&str> = t
+        .rows
+        .iter()
+        .map(|r| {
+            if r.suppressed.is_some() {
+                "suppressed"
+            } else {
+                "released"
+            }
+        })
+        .collect();
+    columns.push(Column::new("status".into(), status));
+    let io = |e: PolarsError| std::io::Error::other(e.to_string());
+    let mut df = DataFrame::new(columns).map_err(io)?;
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut df).map_err(io)?;
+    Ok(bytes)
 }
 
 /// CSV of a table: key columns, value columns, and a `status` column (`released` or
