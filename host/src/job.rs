@@ -51,7 +51,7 @@ pub struct JobOutcome {
 /// Everything a data holder's host needs to run jobs.
 pub struct Host {
     runtime: Runtime,
-    catalog: Arc<Catalog>,
+    catalog: std::sync::RwLock<Arc<Catalog>>,
     policy: Arc<Policy>,
     ledger: Arc<dyn Ledger>,
     revocations: Arc<Revocations>,
@@ -68,7 +68,7 @@ impl Host {
     ) -> Self {
         Host {
             runtime,
-            catalog: Arc::new(catalog),
+            catalog: std::sync::RwLock::new(Arc::new(catalog)),
             policy: Arc::new(policy),
             ledger,
             revocations: Arc::new(Revocations::new()),
@@ -93,6 +93,23 @@ impl Host {
             Some(log) => log.append(kind, actor, details).map(|_| ()),
             None => Ok(()),
         }
+    }
+
+    /// The datasets this host serves (a snapshot: registering a dataset later does not change
+    /// it, and running jobs keep the catalogue they started with).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Registers (or replaces) a dataset for jobs that start from now on.
+    pub fn register_dataset(&self, dataset: crate::dataset::Dataset) {
+        let mut guard = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**guard).clone();
+        next.register(dataset);
+        *guard = Arc::new(next);
     }
 
     /// Uses `revocations` (e.g. one shared with a server that installs new lists).
@@ -128,7 +145,7 @@ impl Host {
             job_id,
             requester,
             module,
-            self.catalog.clone(),
+            self.catalog(),
             self.policy.clone(),
             self.ledger.clone(),
             self.revocations.clone(),
@@ -142,7 +159,18 @@ impl Host {
     /// Charges made before a failure stay charged (the module saw those results). An identical
     /// earlier run's release is returned instead of running again (see [`Release::reused_by`]).
     pub fn run(&self, module: Arc<VerifiedModule>, requester: &str, params: &str) -> JobOutcome {
-        let job_id = new_job_id();
+        self.run_job(&new_job_id(), module, requester, params)
+    }
+
+    /// [`Host::run`] under a job id chosen by the caller (a queue's id).
+    pub fn run_job(
+        &self,
+        job_id: &str,
+        module: Arc<VerifiedModule>,
+        requester: &str,
+        params: &str,
+    ) -> JobOutcome {
+        let job_id = job_id.to_string();
         let refused = |e: JobError| {
             let details = serde_json::json!({
                 "job_id": job_id,
@@ -318,7 +346,7 @@ impl Host {
             params,
         ];
         for d in &module.approval().datasets {
-            let snapshot = match self.catalog.get(&d.name) {
+            let snapshot = match self.catalog().get(&d.name) {
                 Some(ds) => ds.snapshot_id().ok()?,
                 None => "unregistered".to_string(),
             };

@@ -73,6 +73,16 @@ impl PublicKey {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         key.verify(&signed_message(context, digest), &sig).is_ok()
     }
+
+    /// Checks a plain ed25519 signature over `message` (HTTP message signatures sign their
+    /// signature base directly, as RFC 9421 specifies for ed25519).
+    pub fn verify_raw(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
+            return false;
+        };
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+            .is_ok()
+    }
 }
 
 impl fmt::Debug for PublicKey {
@@ -184,6 +194,11 @@ impl KeyPair {
     /// Signs `digest` in signing context `context`.
     pub fn sign(&self, context: &str, digest: &[u8; 32]) -> Signature {
         Signature(self.key.sign(&signed_message(context, digest)).to_bytes())
+    }
+
+    /// A plain ed25519 signature over `message` (for HTTP message signatures).
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
     }
 
     /// Writes `DIR/NAME.key` (secret, mode 0600) and `DIR/NAME.pub`; returns both paths.

@@ -73,6 +73,10 @@ pub struct Limits {
     pub max_groups_per_unit: u32,
     /// Most tables one run may emit.
     pub max_output_tables: usize,
+    /// Runs the server executes at the same time.
+    pub concurrent_runs: usize,
+    /// Runs one requester may submit per hour (the server answers 429 beyond it).
+    pub runs_per_requester_per_hour: u64,
 }
 
 impl Default for Limits {
@@ -84,6 +88,8 @@ impl Default for Limits {
             max_output_cells: 100_000,
             max_groups_per_unit: 256,
             max_output_tables: 16,
+            concurrent_runs: 2,
+            runs_per_requester_per_hour: 60,
         }
     }
 }
@@ -341,6 +347,12 @@ impl Policy {
                 "must be positive, e.g. 16".into(),
             );
         }
+        if self.limits.concurrent_runs == 0 || self.limits.runs_per_requester_per_hour == 0 {
+            return bad(
+                "limits",
+                "concurrent_runs and runs_per_requester_per_hour must be positive".into(),
+            );
+        }
         if self.limits.max_output_cells == 0 || self.limits.max_output_tables == 0 {
             return bad(
                 "limits",
@@ -432,6 +444,48 @@ impl Policy {
             .get(dataset)
             .is_some_and(|d| d.deny_columns.iter().any(|c| c == column))
     }
+}
+
+/// A complete policy for a fresh installation (`oar demo`, the first `oar serve`): the holder,
+/// one trusted author and one requester for dataset `cdr`, a committee of `members` with quorum
+/// 2, and the default limits. `made_by` names the command in the file's first comment.
+pub fn starter_policy(
+    made_by: &str,
+    author: &crate::keys::KeyPair,
+    members: &[crate::keys::KeyPair],
+    requester: &crate::keys::KeyPair,
+    holder: &crate::keys::KeyPair,
+) -> String {
+    let mut s = format!(
+        "# Holder policy written by `{made_by}` (see policies/example.toml for every field).\n\
+         min_units = 10\ndelta0 = 1e-9\n\n[limits]\nmemory_mib = 128\ntime_ms = 30000\n\
+         max_queries_per_run = 16\nmax_output_cells = 100000\nmax_groups_per_unit = 64\nmax_output_tables = 8\n\
+         concurrent_runs = 2\nruns_per_requester_per_hour = 60\n\n\
+         [budget]\nepsilon_per_requester_dataset = 10.0\n\n"
+    );
+    s.push_str(&format!(
+        "[holder]\nname = \"{}\"\nkey = \"{}\"\n\n",
+        holder.name(),
+        holder.public()
+    ));
+    s.push_str(&format!(
+        "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n",
+        author.public()
+    ));
+    s.push_str(&format!("[committee]\nquorum = {}\n", 2.min(members.len())));
+    for m in members {
+        s.push_str(&format!(
+            "\n[[committee.members]]\nname = \"{}\"\nkey = \"{}\"\n",
+            m.name(),
+            m.public()
+        ));
+    }
+    s.push_str(&format!(
+        "\n[[requesters]]\nname = \"{}\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
+        requester.name(),
+        requester.public()
+    ));
+    s
 }
 
 /// The parser's message, with a hint for the mistakes people make most.

@@ -86,7 +86,7 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     let policy_path = opts.out.join("policy.toml");
     std::fs::write(
         &policy_path,
-        demo_policy(&author, &members, &requester, &holder),
+        oar_host::policy::starter_policy("oar demo", &author, &members, &requester, &holder),
     )?;
     let policy = Policy::load(&policy_path)?;
     step("made keys and the holder's policy", t, progress);
@@ -140,43 +140,6 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
         files,
         out: opts.out.clone(),
     })
-}
-
-fn demo_policy(
-    author: &KeyPair,
-    members: &[KeyPair],
-    requester: &KeyPair,
-    holder: &KeyPair,
-) -> String {
-    let mut s = String::from(
-        "# Holder policy written by `oar demo` (see policies/example.toml for every field).\n\
-         min_units = 10\ndelta0 = 1e-9\n\n[limits]\nmemory_mib = 128\ntime_ms = 30000\n\
-         max_queries_per_run = 16\nmax_output_cells = 100000\nmax_groups_per_unit = 64\nmax_output_tables = 8\n\n\
-         [budget]\nepsilon_per_requester_dataset = 10.0\n\n",
-    );
-    s.push_str(&format!(
-        "[holder]\nname = \"{}\"\nkey = \"{}\"\n\n",
-        holder.name(),
-        holder.public()
-    ));
-    s.push_str(&format!(
-        "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n",
-        author.public()
-    ));
-    s.push_str("[committee]\nquorum = 2\n");
-    for m in members {
-        s.push_str(&format!(
-            "\n[[committee.members]]\nname = \"{}\"\nkey = \"{}\"\n",
-            m.name(),
-            m.public()
-        ));
-    }
-    s.push_str(&format!(
-        "\n[[requesters]]\nname = \"{}\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
-        requester.name(),
-        requester.public()
-    ));
-    s
 }
 
 /// A short human summary of a demo run.

@@ -157,6 +157,61 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         dry_units: usize,
     },
+    /// Run the holder's service: signed requests, job queue, signed releases, audit log. With no
+    /// options it creates `oar-data/` with a starter policy, keys and synthetic data.
+    Serve {
+        /// Config file (TOML; see `oar_host::server::ServeConfig`); OAR_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data folder (overrides the config).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to listen on (overrides the config), e.g. 127.0.0.1:8420.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Send a module run to a holder's server: upload the bundle and approval, queue the run.
+    Submit {
+        /// The server, e.g. http://127.0.0.1:8420.
+        #[arg(long)]
+        server: String,
+        /// Your requester key (signs every request).
+        #[arg(long)]
+        key: PathBuf,
+        /// The bundle (.oarb).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The approval (JSON).
+        #[arg(long)]
+        approval: PathBuf,
+        /// Module parameters (JSON).
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Run again every this many seconds (at least 60).
+        #[arg(long)]
+        every_seconds: Option<i64>,
+    },
+    /// Wait for a job on a holder's server and download its signed release.
+    Fetch {
+        /// The server, e.g. http://127.0.0.1:8420.
+        #[arg(long)]
+        server: String,
+        /// Your requester key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The job id `oar submit` printed.
+        #[arg(long)]
+        job: String,
+        /// Folder for the release.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds to wait for the job to finish.
+        #[arg(long, default_value_t = 600)]
+        wait_seconds: u64,
+        /// The holder's public key: if given, the release is verified after download.
+        #[arg(long)]
+        holder: Option<String>,
+    },
     /// Check a release folder offline: the holder's signature and every file's hash.
     VerifyRelease {
         /// The release folder.
@@ -632,6 +687,83 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             for f in files {
                 println!("  {}", f.display());
+            }
+            Ok(())
+        }
+        Command::Serve {
+            config,
+            data,
+            listen,
+        } => {
+            let mut cfg = oar_host::server::ServeConfig::load(config.as_deref())?;
+            if let Some(d) = data {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let data_dir = cfg.data_dir.clone();
+            let server = oar_host::server::start(cfg)?;
+            for note in &server.bootstrap_notes {
+                println!("{note}");
+            }
+            println!(
+                "oar serve: listening on http://{} (data in {}; API description at /openapi.json; admin token in {}/admin.token unless OAR_ADMIN_TOKEN is set)",
+                server.addr(),
+                data_dir.display(),
+                data_dir.display()
+            );
+            server.wait_for_signal()?;
+            Ok(())
+        }
+        Command::Submit {
+            server,
+            key,
+            bundle,
+            approval,
+            params,
+            every_seconds,
+        } => {
+            let client = oar_host::client::Client::new(&server, KeyPair::read(&key)?);
+            let bundle_bytes =
+                std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let approval_bytes = std::fs::read(&approval)
+                .with_context(|| format!("reading {}", approval.display()))?;
+            let params: serde_json::Value =
+                serde_json::from_str(&params).context("--params must be JSON")?;
+            let module = client.upload_bundle(&bundle_bytes)?;
+            client.attach_approval(&approval_bytes)?;
+            let job = client.submit(&module, &params, every_seconds)?;
+            println!("{job}");
+            eprintln!("queued job {job} for module {module}; `oar fetch --job {job}` downloads the release");
+            Ok(())
+        }
+        Command::Fetch {
+            server,
+            key,
+            job,
+            out,
+            wait_seconds,
+            holder,
+        } => {
+            let client = oar_host::client::Client::new(&server, KeyPair::read(&key)?);
+            let status = client.wait(&job, std::time::Duration::from_secs(wait_seconds))?;
+            let state = status["status"].as_str().unwrap_or_default();
+            if state != "succeeded" {
+                bail!(
+                    "job {job} is {state}{}",
+                    status["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            let files = client.fetch(&job, &out)?;
+            println!("job {job}: {} file(s) in {}", files.len(), out.display());
+            if let Some(h) = holder {
+                let key = oar_host::keys::PublicKey::from_hex(&h)?;
+                oar_host::release::signed::verify_dir(&out, &key)?;
+                println!("verified: signed by the holder {key}, every file intact");
             }
             Ok(())
         }

@@ -1,0 +1,574 @@
+//! `oar serve`: the data holder's service. Requesters sign every request (RFC 9421); runs go
+//! through a persistent queue in SQLite and a fixed pool of workers (the policy's
+//! `concurrent_runs`); every release is signed by the holder; every step is in the audit log.
+//!
+//! A fresh `oar serve` needs nothing: it creates its data folder with a policy, keys and a
+//! synthetic CDR dataset. Real deployments give a config file and environment overrides
+//! ([`ServeConfig`]). On restart, queued jobs resume and jobs that were running are marked
+//! interrupted (the ledger refunds what never reached the module). On shutdown the server stops
+//! taking requests, lets running jobs finish, and leaves queued jobs for the next start.
+
+mod api;
+pub mod httpsig;
+mod store;
+
+pub use api::{OPENAPI, ROUTES};
+pub use store::{Job, Store, StoreError};
+
+use crate::audit::{AuditLog, EntryKind};
+use crate::dataset::{Catalog, Dataset};
+use crate::job::Host;
+use crate::keys::KeyPair;
+use crate::ledger::{Ledger, SqliteLedger};
+use crate::policy::Policy;
+use crate::revocation::{Revocations, SignedRevocations};
+use crate::sandbox::Runtime;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Server settings: a TOML file, overridden by `OAR_*` environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on (`OAR_LISTEN`).
+    pub listen: String,
+    /// Folder for the server's databases, releases, audit log and (first start) its policy,
+    /// keys and synthetic data (`OAR_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// The holder's policy (`OAR_POLICY`); default `DATA_DIR/policy.toml`, created on first start.
+    pub policy: Option<PathBuf>,
+    /// The holder's secret key (`OAR_HOLDER_KEY`); default `DATA_DIR/keys/holder.key`.
+    pub holder_key: Option<PathBuf>,
+    /// Dataset descriptors served from the start (more can be registered by the admin API).
+    pub datasets: Vec<PathBuf>,
+    /// The admin API's bearer token (`OAR_ADMIN_TOKEN`); default: generated into
+    /// `DATA_DIR/admin.token` (mode 0600).
+    pub admin_token: Option<String>,
+    /// Largest request body, in bytes (bundles are the big ones).
+    pub max_body_bytes: usize,
+    /// How far a request's `created` may be from the server's clock, in seconds.
+    pub clock_window_seconds: i64,
+    /// Compiled-code cache folder; default `DATA_DIR/cache`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8420".into(),
+            data_dir: PathBuf::from("oar-data"),
+            policy: None,
+            holder_key: None,
+            datasets: Vec::new(),
+            admin_token: None,
+            max_body_bytes: 32 * 1024 * 1024,
+            clock_window_seconds: 300,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config file is wrong.
+    #[error("server config {path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Setting up failed (files, keys, policy, databases, the listening socket).
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> ServeError + '_ {
+    move |e| ServeError::Setup(format!("{what}: {e}"))
+}
+
+impl ServeConfig {
+    /// Reads `path` (if given), then applies `OAR_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ServeError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ServeError::Config {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| ServeError::Config {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => ServeConfig::default(),
+        };
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("OAR_LISTEN") {
+            config.listen = v;
+        }
+        if let Some(v) = var("OAR_DATA_DIR") {
+            config.data_dir = v.into();
+        }
+        if let Some(v) = var("OAR_POLICY") {
+            config.policy = Some(v.into());
+        }
+        if let Some(v) = var("OAR_HOLDER_KEY") {
+            config.holder_key = Some(v.into());
+        }
+        if let Some(v) = var("OAR_ADMIN_TOKEN") {
+            config.admin_token = Some(v);
+        }
+        Ok(config)
+    }
+}
+
+/// Shared state of a running server.
+pub(crate) struct State {
+    pub host: Host,
+    pub policy: Arc<Policy>,
+    pub store: Store,
+    pub audit: Arc<AuditLog>,
+    pub holder: KeyPair,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    pub config: ServeConfig,
+    pub stopping: AtomicBool,
+    pub wake: (Mutex<()>, Condvar),
+}
+
+impl State {
+    /// Wakes an idle worker (a job was queued).
+    pub fn notify(&self) {
+        self.wake.1.notify_all();
+    }
+
+    pub fn releases_dir(&self, job: &str) -> PathBuf {
+        self.data_dir.join("releases").join(job)
+    }
+}
+
+/// A running server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    http: Option<std::thread::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    /// What the first start created, for the operator (empty on later starts).
+    pub bootstrap_notes: Vec<String>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin API's bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.state.admin_token
+    }
+
+    /// Stops taking requests and new jobs, waits for running jobs to finish, and returns.
+    /// Queued jobs stay queued for the next start.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        self.state.notify();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.http.take() {
+            let _ = h.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        let _ = self.state.audit.append(
+            EntryKind::Admin,
+            "holder",
+            serde_json::json!({"act": "server stopped"}),
+        );
+    }
+
+    /// Blocks until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub fn wait_for_signal(mut self) -> Result<(), ServeError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(setup("signal runtime"))?;
+        rt.block_on(async {
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        eprintln!("oar serve: stopping; running jobs finish, queued jobs wait for the next start");
+        self.stop();
+        Ok(())
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if self.shutdown.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Creates, on first start, a policy, keys and a synthetic CDR dataset in `data_dir`.
+fn bootstrap(data_dir: &Path) -> Result<Vec<String>, ServeError> {
+    let policy_path = data_dir.join("policy.toml");
+    if policy_path.exists() {
+        return Ok(Vec::new());
+    }
+    let keys = data_dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(setup("creating the keys folder"))?;
+    let author = KeyPair::generate("author");
+    let members: Vec<KeyPair> = (1..=3)
+        .map(|i| KeyPair::generate(&format!("committee-{i}")))
+        .collect();
+    let requester = KeyPair::generate("stats-office");
+    let holder = KeyPair::generate("holder");
+    for k in std::iter::once(&author)
+        .chain(&members)
+        .chain([&requester, &holder])
+    {
+        k.write(&keys).map_err(setup("writing keys"))?;
+    }
+    let text = crate::policy::starter_policy("oar serve", &author, &members, &requester, &holder);
+    std::fs::write(&policy_path, text).map_err(setup("writing the policy"))?;
+    let cdr = crate::synth::cdr::CdrSpec {
+        rows: 200_000,
+        ..Default::default()
+    }
+    .write(&data_dir.join("datasets/cdr"))
+    .map_err(setup("writing the synthetic dataset"))?;
+    register_path(data_dir, &cdr)?;
+    Ok(vec![
+        format!("created {} with a starter policy", policy_path.display()),
+        format!(
+            "created keys in {} (author, committee-1..3, stats-office, holder)",
+            keys.display()
+        ),
+        format!("registered synthetic call records {}", cdr.display()),
+    ])
+}
+
+/// Remembers a registered dataset's descriptor for the next start.
+fn register_path(data_dir: &Path, descriptor: &Path) -> Result<(), ServeError> {
+    use std::io::Write;
+    let list = data_dir.join("datasets.list");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&list)
+        .map_err(setup("recording the dataset"))?;
+    let absolute = std::fs::canonicalize(descriptor).map_err(setup("locating the dataset"))?;
+    writeln!(f, "{}", absolute.display()).map_err(setup("recording the dataset"))
+}
+
+fn registered_paths(data_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(data_dir.join("datasets.list"))
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn admin_token(config: &ServeConfig) -> Result<String, ServeError> {
+    if let Some(t) = &config.admin_token {
+        return Ok(t.clone());
+    }
+    let path = config.data_dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let token = format!("{}{}", crate::job::new_job_id(), crate::job::new_job_id());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    options
+        .open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .map_err(setup("writing the admin token"))?;
+    Ok(token)
+}
+
+/// Starts the server: recovers from any crash, then serves HTTP and runs queued jobs.
+pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(data_dir.join("releases"))
+        .map_err(setup("creating the data folder"))?;
+    let bootstrap_notes = if config.policy.is_none() {
+        bootstrap(&data_dir)?
+    } else {
+        Vec::new()
+    };
+    let policy_path = config
+        .policy
+        .clone()
+        .unwrap_or_else(|| data_dir.join("policy.toml"));
+    let policy = Policy::load(&policy_path).map_err(setup("loading the policy"))?;
+    let holder_path = config
+        .holder_key
+        .clone()
+        .unwrap_or_else(|| data_dir.join("keys/holder.key"));
+    let holder = KeyPair::read(&holder_path).map_err(setup("reading the holder's key"))?;
+    if let Some(h) = &policy.holder {
+        if h.key != holder.public() {
+            return Err(ServeError::Setup(format!(
+                "the holder key {} does not match the policy's [holder] key {}",
+                holder.public(),
+                h.key
+            )));
+        }
+    }
+    let ledger = Arc::new(
+        SqliteLedger::open(&data_dir.join("ledger.db")).map_err(setup("opening the ledger"))?,
+    );
+    let recovery = ledger.recover().map_err(setup("recovering the ledger"))?;
+    let store = Store::open(&data_dir.join("server.db")).map_err(setup("opening the job store"))?;
+    let interrupted = store
+        .interrupt_running()
+        .map_err(setup("recovering the job queue"))?;
+    let audit = Arc::new(
+        AuditLog::open(&data_dir.join("audit.log"), holder.clone())
+            .map_err(setup("opening the audit log"))?,
+    );
+    audit
+        .append(
+            EntryKind::Admin,
+            "holder",
+            serde_json::json!({
+                "act": "server started",
+                "interrupted_jobs": interrupted,
+                "refunded_reservations": recovery.refunded,
+            }),
+        )
+        .map_err(setup("writing the audit log"))?;
+
+    let mut catalog = Catalog::new();
+    for d in config
+        .datasets
+        .iter()
+        .chain(registered_paths(&data_dir).iter())
+    {
+        catalog.register(Dataset::open(d).map_err(setup("opening a dataset"))?);
+    }
+    let revocations = Arc::new(Revocations::new());
+    let rev_path = data_dir.join("revocations.json");
+    if rev_path.exists() {
+        let list = SignedRevocations::read(&rev_path).map_err(setup("reading revocations"))?;
+        revocations
+            .install(&list, &policy)
+            .map_err(setup("installing revocations"))?;
+    }
+    let cache = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("cache"));
+    let runtime = Runtime::new(Some(cache)).map_err(setup("starting the sandbox runtime"))?;
+    let workers_n = policy.limits.concurrent_runs;
+    let host = Host::new(runtime, catalog, policy.clone(), ledger)
+        .with_revocations(revocations)
+        .with_audit(audit.clone());
+    let admin_token = admin_token(&config)?;
+
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .map_err(setup(&format!("listening on {}", config.listen)))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(setup("configuring the socket"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(setup("reading the address"))?;
+    let state = Arc::new(State {
+        host,
+        policy: Arc::new(policy),
+        store,
+        audit,
+        holder,
+        admin_token,
+        data_dir,
+        config,
+        stopping: AtomicBool::new(false),
+        wake: (Mutex::new(()), Condvar::new()),
+    });
+
+    let workers = (0..workers_n)
+        .map(|i| {
+            let state = state.clone();
+            std::thread::Builder::new()
+                .name(format!("oar-worker-{i}"))
+                .spawn(move || worker(&state))
+                .map_err(setup("starting a worker"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state.clone());
+    let http = std::thread::Builder::new()
+        .name("oar-http".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the HTTP runtime starts");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .expect("the listening socket is usable");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        })
+        .map_err(setup("starting the HTTP thread"))?;
+
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: Some(tx),
+        http: Some(http),
+        workers,
+        bootstrap_notes,
+    })
+}
+
+/// Takes queued jobs one at a time until the server stops.
+fn worker(state: &State) {
+    while !state.stopping.load(Ordering::SeqCst) {
+        match state.store.claim() {
+            Ok(Some(job)) => run_queued(state, job),
+            Ok(None) => {
+                let guard = state.wake.0.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = state.wake.1.wait_timeout(guard, Duration::from_millis(500));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the job queue");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Verifies and runs one queued job, writes its signed release, and re-queues it if recurring.
+fn run_queued(state: &State, job: Job) {
+    let span = tracing::info_span!("queued_job", job = %job.id, module = %job.module_hash);
+    let _entered = span.enter();
+    let (status, error) = match verified_module(state, &job.module_hash) {
+        Err(reason) => {
+            let _ = state.audit.append(
+                EntryKind::Refusal,
+                &job.requester,
+                serde_json::json!({"job_id": job.id, "module_hash": job.module_hash, "reason": reason}),
+            );
+            ("failed", Some(reason))
+        }
+        Ok(module) => {
+            let outcome =
+                state
+                    .host
+                    .run_job(&job.id, Arc::new(module), &job.requester, &job.params);
+            match outcome.result {
+                Ok(release) => {
+                    match release.write_signed(&state.releases_dir(&job.id), &state.holder) {
+                        Ok(_) => ("succeeded", None),
+                        Err(e) => ("failed", Some(format!("writing the release failed: {e}"))),
+                    }
+                }
+                Err(e) => ("failed", Some(e.to_string())),
+            }
+        }
+    };
+    if let Err(e) = state.store.finish(&job.id, status, error.as_deref()) {
+        tracing::error!(error = %e, "cannot record the job's end");
+    }
+    // A recurring job queues its next run (it survives restarts like any queued job).
+    if let Some(every) = job.every_seconds {
+        let next = crate::job::new_job_id();
+        let at = chrono::Utc::now().timestamp() + every;
+        let queued = state.store.enqueue(
+            &next,
+            &job.requester,
+            &job.module_hash,
+            &job.params,
+            at,
+            Some(every),
+        );
+        if let Err(e) = queued {
+            tracing::error!(error = %e, "cannot schedule the next run");
+        }
+    }
+}
+
+/// The stored bundle of `module_hash` verified under one of its stored approvals, now.
+fn verified_module(
+    state: &State,
+    module_hash: &str,
+) -> Result<crate::verify::VerifiedModule, String> {
+    let bundle = state
+        .store
+        .bundle(module_hash)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("module {module_hash} was never uploaded"))?;
+    let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(|e| e.to_string())?;
+    let mut last = format!("module {module_hash} has no approval");
+    for json in state
+        .store
+        .approvals(module_hash)
+        .map_err(|e| e.to_string())?
+    {
+        let Ok(approval) = serde_json::from_str::<crate::approval::Approval>(&json) else {
+            continue;
+        };
+        let verified = state.host.revocations().with(|list| {
+            crate::verify::verify(&bundle, &approval, &state.policy, list, chrono::Utc::now())
+        });
+        match verified {
+            Ok(v) => {
+                let _ = state.audit.append(
+                    EntryKind::Verification,
+                    "holder",
+                    serde_json::json!({
+                        "module_hash": module_hash,
+                        "approval_digest": v.approval_digest(),
+                        "signers": v.signers().len(),
+                    }),
+                );
+                return Ok(v);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}

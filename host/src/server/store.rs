@@ -1,0 +1,251 @@
+//! The server's own state in SQLite (`server.db`, WAL): uploaded bundles and approvals, the job
+//! queue, and the nonces of signed requests (replay protection that survives a restart).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS bundles (module_hash TEXT PRIMARY KEY, bundle TEXT NOT NULL, uploaded_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals (digest TEXT PRIMARY KEY, module_hash TEXT NOT NULL, approval TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    requester TEXT NOT NULL,
+    module_hash TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    run_after INTEGER NOT NULL,
+    every_seconds INTEGER,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, run_after);
+CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
+";
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// Who submitted it.
+    pub requester: String,
+    /// The module to run.
+    pub module_hash: String,
+    /// Its parameters (JSON).
+    pub params: String,
+    /// queued, running, succeeded, failed or interrupted.
+    pub status: String,
+    /// Why it failed, if it did (never a data value).
+    pub error: Option<String>,
+    /// Submitted at (Unix seconds).
+    pub created_at: i64,
+    /// For recurring jobs: the interval.
+    pub every_seconds: Option<i64>,
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("server storage failed: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// The server's database.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        requester: r.get(1)?,
+        module_hash: r.get(2)?,
+        params: r.get(3)?,
+        status: r.get(4)?,
+        error: r.get(5)?,
+        created_at: r.get(6)?,
+        every_seconds: r.get(7)?,
+    })
+}
+
+const JOB_COLUMNS: &str =
+    "id, requester, module_hash, params, status, error, created_at, every_seconds";
+
+impl Store {
+    /// Opens (creating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a bundle (idempotent).
+    pub fn put_bundle(&self, module_hash: &str, json: &str, by: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO bundles (module_hash, bundle, uploaded_by) VALUES (?1, ?2, ?3)",
+            params![module_hash, json, by],
+        )?;
+        Ok(())
+    }
+
+    /// A stored bundle.
+    pub fn bundle(&self, module_hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT bundle FROM bundles WHERE module_hash = ?1",
+                params![module_hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores an approval, replacing one with the same digest (more signatures).
+    pub fn put_approval(
+        &self,
+        digest: &str,
+        module_hash: &str,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO approvals (digest, module_hash, approval) VALUES (?1, ?2, ?3)
+             ON CONFLICT(digest) DO UPDATE SET approval = excluded.approval",
+            params![digest, module_hash, json],
+        )?;
+        Ok(())
+    }
+
+    /// Approvals stored for a module.
+    pub fn approvals(&self, module_hash: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT approval FROM approvals WHERE module_hash = ?1")?;
+        let rows = stmt.query_map(params![module_hash], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Module hashes that have at least one approval stored.
+    pub fn approved_modules(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT b.module_hash FROM bundles b JOIN approvals a ON a.module_hash = b.module_hash ORDER BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Queues a job.
+    pub fn enqueue(
+        &self,
+        id: &str,
+        requester: &str,
+        module_hash: &str,
+        params: &str,
+        run_after: i64,
+        every_seconds: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO jobs (id, requester, module_hash, params, status, created_at, run_after, every_seconds)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
+            params![id, requester, module_hash, params, now(), run_after, every_seconds],
+        )?;
+        Ok(())
+    }
+
+    /// Takes the oldest due queued job and marks it running.
+    pub fn claim(&self) -> Result<Option<Job>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "UPDATE jobs SET status = 'running' WHERE id = (
+                        SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?1
+                        ORDER BY run_after, created_at LIMIT 1)
+                     RETURNING {JOB_COLUMNS}"
+                ),
+                params![now()],
+                job_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Records how a job ended.
+    pub fn finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+            params![id, status, error, now()],
+        )?;
+        Ok(())
+    }
+
+    /// A job.
+    pub fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                params![id],
+                job_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Jobs `requester` submitted since `since` (Unix seconds).
+    pub fn submitted_since(&self, requester: &str, since: i64) -> Result<u64, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE requester = ?1 AND created_at >= ?2",
+            params![requester, since],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// After a crash: jobs left running are marked interrupted; returns their ids.
+    pub fn interrupt_running(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let ids: Vec<String> = {
+            let mut stmt = conn.prepare("SELECT id FROM jobs WHERE status = 'running'")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        conn.execute(
+            "UPDATE jobs SET status = 'interrupted', error = 'the server stopped during the run; charges for answers the module had received stand, the rest were refunded', finished_at = ?1 WHERE status = 'running'",
+            params![now()],
+        )?;
+        Ok(ids)
+    }
+
+    /// Records a request nonce; false if it was seen before (a replay). Nonces older than
+    /// `keep_seconds` are forgotten (requests that old fail the time window anyway).
+    pub fn fresh_nonce(&self, nonce: &str, keep_seconds: i64) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM nonces WHERE seen_at < ?1",
+            params![now() - keep_seconds],
+        )?;
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO nonces (nonce, seen_at) VALUES (?1, ?2)",
+            params![nonce, now()],
+        )?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,410 @@
+//! The holder's service over real HTTP on loopback: the full flow with signed requests, the
+//! refusals (bad signatures, replays, stale or unsigned requests, oversized uploads, malformed
+//! JSON, other requesters' jobs, admin without the token, rate limits), many concurrent
+//! requesters, and a server killed mid-run that restarts consistent.
+
+mod common;
+
+use common::{approval, bundle, component, World};
+use oar_host::client::{Client, ClientError};
+use oar_host::keys::KeyPair;
+use oar_host::policy::{Party, Requester};
+use oar_host::server::{self, httpsig, ServeConfig};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const ADMIN: &str = "test-admin-token";
+
+fn holder() -> KeyPair {
+    KeyPair::from_seed("holder", "test holder")
+}
+
+/// A data folder with the world's policy (plus a holder and a second requester) and keys.
+fn setup(
+    dir: &Path,
+    w: &mut World,
+    tweak: impl FnOnce(&mut oar_host::policy::Policy),
+) -> ServeConfig {
+    w.policy.holder = Some(Party {
+        name: "holder".into(),
+        key: holder().public(),
+    });
+    w.policy.requesters.push(Requester {
+        name: "city-council".into(),
+        key: KeyPair::from_seed("c", "council").public(),
+        datasets: vec!["cdr".into()],
+    });
+    tweak(&mut w.policy);
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, toml::to_string(&w.policy).unwrap()).unwrap();
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    holder().write(&keys).unwrap();
+    ServeConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.join("data"),
+        policy: Some(policy),
+        holder_key: Some(keys.join("holder.key")),
+        datasets: vec![common::small_cdr().to_path_buf()],
+        admin_token: Some(ADMIN.into()),
+        max_body_bytes: 8 * 1024 * 1024,
+        clock_window_seconds: 300,
+        cache_dir: Some(common::cache_dir()),
+    }
+}
+
+fn url(s: &server::RunningServer) -> String {
+    format!("http://{}", s.addr())
+}
+
+/// Uploads the population bundle and its approval; returns the module hash.
+fn upload(client: &Client, w: &World, name: &str) -> String {
+    let b = bundle(w, component(name));
+    let a = approval(w, &b, 2);
+    let hash = client
+        .upload_bundle(&serde_json::to_vec(&b).unwrap())
+        .unwrap();
+    client
+        .attach_approval(&serde_json::to_vec(&a).unwrap())
+        .unwrap();
+    hash
+}
+
+fn status_of(e: ClientError) -> u16 {
+    match e {
+        ClientError::Refused { status, .. } => status,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+/// A raw request with the given headers (for forged and replayed signatures).
+fn raw(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let url = format!("{base}{path}");
+    let mut response = if method == "GET" {
+        let mut r = agent.get(&url);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.call().unwrap()
+    } else {
+        let mut r = agent.post(&url);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.send(body).unwrap()
+    };
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn signed_headers(
+    key: &KeyPair,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    created: i64,
+    nonce: &str,
+) -> Vec<(&'static str, String)> {
+    let h = httpsig::sign(key, method, path, None, body, created, nonce);
+    vec![
+        ("content-digest", h.content_digest),
+        ("signature-input", h.signature_input),
+        ("signature", h.signature),
+    ]
+}
+
+#[test]
+fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |_| {});
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+
+    // The API describes itself, covering every route.
+    let (status, doc) = raw(&url(&s), "GET", "/openapi.json", b"", &[]);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    for (method, path) in server::ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 13);
+
+    // The catalogue: public metadata, the unit named but no values.
+    let datasets = client.call("GET", "/v1/datasets", None).unwrap();
+    assert_eq!(datasets[0]["name"], "cdr");
+    assert_eq!(datasets[0]["privacy_unit"], "subscriber_id");
+    assert!(!datasets.to_string().contains("\"rows\""));
+
+    let module = upload(&client, &w, "population");
+    let modules = client.call("GET", "/v1/modules", None).unwrap();
+    assert_eq!(modules[0]["module_hash"], module);
+
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let done = client.wait(&job, Duration::from_secs(60)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let out = dir.path().join("fetched");
+    let files = client.fetch(&job, &out).unwrap();
+    assert_eq!(files.len(), 4, "json, csv, parquet and the signature");
+    let manifest = oar_host::release::signed::verify_dir(&out, &holder().public()).unwrap();
+    assert_eq!(manifest.job_id, job);
+
+    let budget = client.call("GET", "/v1/budget", None).unwrap();
+    assert!(
+        (budget[0]["remaining"].as_f64().unwrap() - 9.5).abs() < 1e-9,
+        "{budget}"
+    );
+    let register = client.call("GET", "/v1/audit", None).unwrap();
+    assert_eq!(register[0]["job_id"], job);
+    assert_eq!(register[0]["epsilon"], 0.5);
+
+    // Another requester cannot see this job, and cannot tell it exists.
+    let council = Client::new(&url(&s), KeyPair::from_seed("c", "council"));
+    assert_eq!(status_of(council.job(&job).unwrap_err()), 403);
+    assert_eq!(status_of(council.job("0000000000000000").unwrap_err()), 403);
+    assert_eq!(status_of(council.fetch(&job, &out).unwrap_err()), 403);
+
+    let data = dir.path().join("data");
+    s.shutdown();
+    let v = oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+    assert!(v.entries >= 8, "{v:?}");
+}
+
+#[test]
+fn bad_signatures_replays_and_malformed_requests_are_refused_with_the_right_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |p| {
+        p.limits.runs_per_requester_per_hour = 3
+    });
+    let s = server::start(config).unwrap();
+    let base = url(&s);
+    let now = chrono::Utc::now().timestamp();
+    let me = &w.requester;
+
+    // Unsigned.
+    assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &[]).0, 401);
+    // Signed by a key the policy does not know.
+    let stranger = KeyPair::from_seed("x", "stranger");
+    let h = signed_headers(&stranger, "GET", "/v1/datasets", b"", now, "n-stranger");
+    assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &h).0, 401);
+    // A valid signature replayed: the first is served, the copy refused.
+    let h = signed_headers(me, "GET", "/v1/datasets", b"", now, "n-replay");
+    assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &h).0, 200);
+    let (status, body) = raw(&base, "GET", "/v1/datasets", b"", &h);
+    assert_eq!(status, 401);
+    assert!(body.contains("replayed"), "{body}");
+    // Too old.
+    let h = signed_headers(me, "GET", "/v1/datasets", b"", now - 3600, "n-old");
+    assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &h).0, 401);
+    // Signed for another path, or the body swapped after signing.
+    let h = signed_headers(me, "GET", "/v1/modules", b"", now, "n-path");
+    assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &h).0, 401);
+    let body = br#"{"module_hash":"x"}"#;
+    let h = signed_headers(me, "POST", "/v1/runs", body, now, "n-body");
+    assert_eq!(
+        raw(&base, "POST", "/v1/runs", br#"{"module_hash":"y"}"#, &h).0,
+        401
+    );
+    // The 401s learn nothing: same message whether the dataset or job exists.
+    // Malformed JSON, properly signed.
+    let bad = b"{not json";
+    let h = signed_headers(me, "POST", "/v1/runs", bad, now, "n-json");
+    let (status, body) = raw(&base, "POST", "/v1/runs", bad, &h);
+    assert_eq!(status, 400);
+    assert!(body.contains("malformed JSON"), "{body}");
+    // Oversized upload (the limit is 8 MiB).
+    let huge = vec![b'x'; 9 * 1024 * 1024];
+    let h = signed_headers(me, "POST", "/v1/bundles", &huge, now, "n-huge");
+    assert_eq!(raw(&base, "POST", "/v1/bundles", &huge, &h).0, 413);
+    // A bundle whose signature does not verify.
+    let client = Client::new(&base, me.clone());
+    let mut b = bundle(&w, component("population"));
+    b.manifest.purpose.push('!');
+    let e = client
+        .upload_bundle(&serde_json::to_vec(&b).unwrap())
+        .unwrap_err();
+    assert_eq!(status_of(e), 422);
+    // Unknown module: 403, as for another requester's.
+    let e = client
+        .submit("ab", &serde_json::json!({}), None)
+        .unwrap_err();
+    assert_eq!(status_of(e), 403);
+    // Admin endpoints want the token.
+    let (status, _) = raw(&base, "POST", "/admin/datasets", b"{}", &[]);
+    assert_eq!(status, 401);
+    let (status, _) = raw(
+        &base,
+        "GET",
+        "/admin/audit",
+        b"",
+        &[("authorization", "Bearer wrong".into())],
+    );
+    assert_eq!(status, 401);
+    let (status, body) = raw(
+        &base,
+        "GET",
+        "/admin/audit",
+        b"",
+        &[("authorization", format!("Bearer {ADMIN}"))],
+    );
+    assert_eq!(status, 200, "{body}");
+    // Rate limit: 3 runs per hour.
+    let module = upload(&client, &w, "population");
+    for i in 0..3 {
+        client
+            .submit(
+                &module,
+                &serde_json::json!({"epsilon": 0.1 + f64::from(i) * 0.01}),
+                None,
+            )
+            .unwrap();
+    }
+    let e = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.2}), None)
+        .unwrap_err();
+    assert_eq!(status_of(e), 429);
+
+    // Every refusal left an audit entry.
+    let data = dir.path().join("data");
+    s.shutdown();
+    let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    assert!(log.matches("\"kind\":\"auth\"").count() >= 7, "{log}");
+    oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+}
+
+#[test]
+fn many_concurrent_requesters_do_not_corrupt_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |_| {});
+    let data = config.data_dir.clone();
+    let s = server::start(config).unwrap();
+    let base = url(&s);
+    let admin_client = Client::new(&base, w.requester.clone());
+    let module = upload(&admin_client, &w, "population");
+    let requesters = [w.requester.clone(), KeyPair::from_seed("c", "council")];
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (base, module, key) = (base.clone(), module.clone(), requesters[t % 2].clone());
+            std::thread::spawn(move || {
+                let c = Client::new(&base, key);
+                (0..2)
+                    .map(|i| {
+                        let eps = 0.05 + 0.01 * (t * 2 + i) as f64;
+                        let job = c
+                            .submit(&module, &serde_json::json!({"epsilon": eps}), None)
+                            .unwrap();
+                        let done = c.wait(&job, Duration::from_secs(120)).unwrap();
+                        assert_eq!(done["status"], "succeeded", "{done}");
+                        eps
+                    })
+                    .sum::<f64>()
+            })
+        })
+        .collect();
+    let per_thread: Vec<f64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let council = Client::new(&base, KeyPair::from_seed("c", "council"));
+    let mine = admin_client.call("GET", "/v1/budget", None).unwrap()[0]["remaining"]
+        .as_f64()
+        .unwrap();
+    let theirs = council.call("GET", "/v1/budget", None).unwrap()[0]["remaining"]
+        .as_f64()
+        .unwrap();
+    let spent_mine: f64 = per_thread.iter().step_by(2).sum();
+    let spent_theirs: f64 = per_thread.iter().skip(1).step_by(2).sum();
+    assert!(
+        (10.0 - mine - spent_mine).abs() < 1e-9,
+        "{mine} vs {spent_mine}"
+    );
+    assert!((10.0 - theirs - spent_theirs).abs() < 1e-9);
+    s.shutdown();
+    let v = oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+    assert!(v.entries > 12 * 3);
+}
+
+fn write_config(dir: &Path, config: &ServeConfig) -> PathBuf {
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_server_killed_mid_run_restarts_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |p| {
+        p.limits.concurrent_runs = 1;
+        p.limits.time_ms = 60_000;
+    });
+    config.listen = "127.0.0.1:0".into();
+    // The child process prints its address; a port is picked by the OS.
+    let config_path = write_config(dir.path(), &config);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let line = lines.next().unwrap().unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let base = format!("http://{addr}");
+    let client = Client::new(&base, w.requester.clone());
+    // A module that spins (it holds the only worker), and a normal run queued behind it.
+    let spin = upload(&client, &w, "oar_test_guest_spin");
+    let spinning = client.submit(&spin, &serde_json::json!({}), None).unwrap();
+    let population = upload(&client, &w, "population");
+    let queued = client
+        .submit(&population, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while client.job(&spinning).unwrap()["status"] != "running" {
+        assert!(std::time::Instant::now() < until, "the job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL mid-run
+    child.wait().unwrap();
+
+    // Restart in-process on the same data: the killed job is interrupted, the queued one runs.
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let killed = client.job(&spinning).unwrap();
+    assert_eq!(killed["status"], "interrupted", "{killed}");
+    let done = client.wait(&queued, Duration::from_secs(60)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let budget = client.call("GET", "/v1/budget", None).unwrap();
+    assert!(
+        (budget[0]["remaining"].as_f64().unwrap() - 9.5).abs() < 1e-9,
+        "{budget}"
+    );
+    let data = dir.path().join("data");
+    s.shutdown();
+    // The audit log chains across the kill and the restart.
+    oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+}
