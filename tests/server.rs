@@ -151,6 +151,8 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
     let datasets = client.call("GET", "/v1/datasets", None).unwrap();
     assert_eq!(datasets[0]["name"], "cdr");
     assert_eq!(datasets[0]["privacy_unit"], "subscriber_id");
+    assert_eq!(datasets[0]["update_frequency"], "daily");
+    assert_eq!(datasets[0]["period"][0], "2026-03-02");
     assert!(!datasets.to_string().contains("\"rows\""));
 
     let module = upload(&client, &w, "population");
@@ -173,6 +175,17 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
         (budget[0]["remaining"].as_f64().unwrap() - 9.5).abs() < 1e-9,
         "{budget}"
     );
+
+    // A recurring run: after it succeeds, its next run is queued for later.
+    let daily = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.25}), Some(86_400))
+        .unwrap();
+    let done = client.wait(&daily, Duration::from_secs(60)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let e = client
+        .submit(&module, &serde_json::json!({}), Some(10))
+        .unwrap_err();
+    assert_eq!(status_of(e), 400, "intervals under a minute are refused");
     let register = client.call("GET", "/v1/audit", None).unwrap();
     assert_eq!(register[0]["job_id"], job);
     assert_eq!(register[0]["epsilon"], 0.5);
@@ -187,6 +200,19 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
     s.shutdown();
     let v = oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
     assert!(v.entries >= 8, "{v:?}");
+    let store = oar_host::server::Store::open(&data.join("server.db")).unwrap();
+    assert!(
+        store.claim().unwrap().is_none(),
+        "the next daily run is not due yet"
+    );
+    let queued = store.jobs_with_status("queued").unwrap();
+    assert_eq!(
+        queued.len(),
+        1,
+        "{queued:?} {:?}",
+        store.jobs_with_status("succeeded").unwrap()
+    );
+    assert_eq!(queued[0].every_seconds, Some(86_400));
 }
 
 #[test]
@@ -407,4 +433,41 @@ fn a_server_killed_mid_run_restarts_consistent() {
     s.shutdown();
     // The audit log chains across the kill and the restart.
     oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+}
+
+#[test]
+fn graceful_shutdown_lets_the_running_job_finish_and_keeps_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |p| {
+        p.limits.concurrent_runs = 1;
+        p.limits.time_ms = 1_500;
+    });
+    let s = server::start(config.clone()).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let spin = upload(&client, &w, "oar_test_guest_spin");
+    let running = client.submit(&spin, &serde_json::json!({}), None).unwrap();
+    let population = upload(&client, &w, "population");
+    let waiting = client
+        .submit(&population, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while client.job(&running).unwrap()["status"] != "running" {
+        assert!(std::time::Instant::now() < until, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Shutdown waits for the running job (the spin module meets its deadline and fails
+    // cleanly); the queued one is left for the next start.
+    s.shutdown();
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let finished = client.job(&running).unwrap();
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert!(
+        finished["error"].as_str().unwrap().contains("time limit"),
+        "{finished}"
+    );
+    let done = client.wait(&waiting, Duration::from_secs(60)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    s.shutdown();
 }

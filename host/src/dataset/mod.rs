@@ -43,6 +43,9 @@ pub struct Descriptor {
     /// Free description.
     #[serde(default)]
     pub description: String,
+    /// How often the holder refreshes the data (free text: "daily", "monthly").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub update_frequency: String,
     /// The rows.
     pub source: Source,
     /// The column identifying a person.

@@ -220,13 +220,28 @@ async fn datasets(
         .filter_map(|n| catalog.get(n))
         .map(|d| {
             let desc = d.descriptor();
+            let schema = d.schema();
+            // The dataset's period: the span of its date and datetime columns' periods.
+            let periods: Vec<&[String; 2]> = schema
+                .columns
+                .iter()
+                .filter_map(|c| c.period.as_ref())
+                .collect();
+            let period = (!periods.is_empty()).then(|| {
+                [
+                    periods.iter().map(|p| p[0].clone()).min(),
+                    periods.iter().map(|p| p[1].clone()).max(),
+                ]
+            });
             json!({
                 "name": desc.name,
                 "title": desc.title,
                 "description": desc.description,
                 "owner": desc.owner,
+                "period": period,
+                "update_frequency": desc.update_frequency,
                 "privacy_unit": desc.privacy_unit,
-                "columns": d.schema().columns,
+                "columns": schema.columns,
             })
         })
         .collect();

@@ -210,6 +210,16 @@ impl Store {
             .optional()?)
     }
 
+    /// All jobs in `status`, oldest first.
+    pub fn jobs_with_status(&self, status: &str) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ?1 ORDER BY created_at"
+        ))?;
+        let rows = stmt.query_map(params![status], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Jobs `requester` submitted since `since` (Unix seconds).
     pub fn submitted_since(&self, requester: &str, since: i64) -> Result<u64, StoreError> {
         Ok(self.conn().query_row(

@@ -154,6 +154,7 @@ impl CdrSpec {
             name: "cdr".into(),
             title: "Call-detail records (synthetic)".into(),
             owner: "Example Telco".into(),
+            update_frequency: "daily".into(),
             description: format!(
                 "Synthetic calls by subscriber, time, cell and region over {DAYS} days from {} (seed {}).",
                 self.start, self.seed
