@@ -446,46 +446,86 @@ impl Policy {
     }
 }
 
-/// A complete policy for a fresh installation (`oar demo`, the first `oar serve`): the holder,
-/// one trusted author and one requester for dataset `cdr`, a committee of `members` with quorum
-/// 2, and the default limits. `made_by` names the command in the file's first comment.
-pub fn starter_policy(
-    made_by: &str,
-    author: &crate::keys::KeyPair,
-    members: &[crate::keys::KeyPair],
-    requester: &crate::keys::KeyPair,
-    holder: &crate::keys::KeyPair,
-) -> String {
-    let mut s = format!(
-        "# Holder policy written by `{made_by}` (see policies/example.toml for every field).\n\
-         min_units = 10\ndelta0 = 1e-9\n\n[limits]\nmemory_mib = 128\ntime_ms = 30000\n\
-         max_queries_per_run = 16\nmax_output_cells = 100000\nmax_groups_per_unit = 64\nmax_output_tables = 8\n\
-         concurrent_runs = 2\nruns_per_requester_per_hour = 60\n\n\
-         [budget]\nepsilon_per_requester_dataset = 10.0\n\n"
-    );
-    s.push_str(&format!(
-        "[holder]\nname = \"{}\"\nkey = \"{}\"\n\n",
-        holder.name(),
-        holder.public()
-    ));
-    s.push_str(&format!(
-        "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n",
-        author.public()
-    ));
-    s.push_str(&format!("[committee]\nquorum = {}\n", 2.min(members.len())));
-    for m in members {
-        s.push_str(&format!(
-            "\n[[committee.members]]\nname = \"{}\"\nkey = \"{}\"\n",
-            m.name(),
-            m.public()
-        ));
+/// The parties of a fresh installation (`oar demo`, the first `oar serve`): one trusted
+/// author, three committee members (quorum 2), one requester for dataset `cdr`, and the holder,
+/// each with a new random key.
+pub struct StarterParties {
+    /// The author (a public body's researcher).
+    pub author: crate::keys::KeyPair,
+    /// The ethics committee.
+    pub members: Vec<crate::keys::KeyPair>,
+    /// The statistical office.
+    pub requester: crate::keys::KeyPair,
+    /// The data holder.
+    pub holder: crate::keys::KeyPair,
+}
+
+impl StarterParties {
+    /// New random keys for everyone.
+    pub fn generate() -> Self {
+        use crate::keys::KeyPair;
+        StarterParties {
+            author: KeyPair::generate("author"),
+            members: (1..=3)
+                .map(|i| KeyPair::generate(&format!("committee-{i}")))
+                .collect(),
+            requester: KeyPair::generate("stats-office"),
+            holder: KeyPair::generate("holder"),
+        }
     }
-    s.push_str(&format!(
-        "\n[[requesters]]\nname = \"{}\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
-        requester.name(),
-        requester.public()
-    ));
-    s
+
+    /// Writes every key pair into `dir` (`NAME.key`, mode 0600, and `NAME.pub`).
+    pub fn write_keys(&self, dir: &Path) -> Result<(), crate::keys::KeyError> {
+        std::fs::create_dir_all(dir).map_err(|source| crate::keys::KeyError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for k in std::iter::once(&self.author)
+            .chain(&self.members)
+            .chain([&self.requester, &self.holder])
+        {
+            k.write(dir)?;
+        }
+        Ok(())
+    }
+
+    /// A complete policy trusting these parties, with the default limits. `made_by` names the
+    /// command in the file's first comment.
+    pub fn policy(&self, made_by: &str) -> String {
+        let mut s = format!(
+            "# Holder policy written by `{made_by}` (see policies/example.toml for every field).\n\
+             min_units = 10\ndelta0 = 1e-9\n\n[limits]\nmemory_mib = 128\ntime_ms = 30000\n\
+             max_queries_per_run = 16\nmax_output_cells = 100000\nmax_groups_per_unit = 64\nmax_output_tables = 8\n\
+             concurrent_runs = 2\nruns_per_requester_per_hour = 60\n\n\
+             [budget]\nepsilon_per_requester_dataset = 10.0\n\n"
+        );
+        s.push_str(&format!(
+            "[holder]\nname = \"{}\"\nkey = \"{}\"\n\n",
+            self.holder.name(),
+            self.holder.public()
+        ));
+        s.push_str(&format!(
+            "[[authors]]\nname = \"Office for Statistics (example)\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n",
+            self.author.public()
+        ));
+        s.push_str(&format!(
+            "[committee]\nquorum = {}\n",
+            2.min(self.members.len())
+        ));
+        for m in &self.members {
+            s.push_str(&format!(
+                "\n[[committee.members]]\nname = \"{}\"\nkey = \"{}\"\n",
+                m.name(),
+                m.public()
+            ));
+        }
+        s.push_str(&format!(
+            "\n[[requesters]]\nname = \"{}\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
+            self.requester.name(),
+            self.requester.public()
+        ));
+        s
+    }
 }
 
 /// The parser's message, with a hint for the mistakes people make most.

@@ -10,7 +10,6 @@ use oar_host::artifacts::{POPULATION_COMPONENT, POPULATION_MANIFEST};
 use oar_host::bundle::{Bundle, Manifest};
 use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
-use oar_host::keys::KeyPair;
 use oar_host::ledger::SqliteLedger;
 use oar_host::policy::Policy;
 use oar_host::release::{format_value, Release};
@@ -71,29 +70,17 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
 
     let t = Instant::now();
     let keys_dir = opts.out.join("keys");
-    let author = KeyPair::generate("author");
-    let members: Vec<KeyPair> = (1..=3)
-        .map(|i| KeyPair::generate(&format!("committee-{i}")))
-        .collect();
-    let requester = KeyPair::generate("stats-office");
-    let holder = KeyPair::generate("holder");
-    for k in std::iter::once(&author)
-        .chain(&members)
-        .chain([&requester, &holder])
-    {
-        k.write(&keys_dir)?;
-    }
+    let parties = oar_host::policy::StarterParties::generate();
+    parties.write_keys(&keys_dir)?;
+    let (author, members, requester) = (&parties.author, &parties.members, &parties.requester);
     let policy_path = opts.out.join("policy.toml");
-    std::fs::write(
-        &policy_path,
-        oar_host::policy::starter_policy("oar demo", &author, &members, &requester, &holder),
-    )?;
+    std::fs::write(&policy_path, parties.policy("oar demo"))?;
     let policy = Policy::load(&policy_path)?;
     step("made keys and the holder's policy", t, progress);
 
     let t = Instant::now();
     let manifest = Manifest::from_toml(POPULATION_MANIFEST)?;
-    let bundle = Bundle::sign(POPULATION_COMPONENT.to_vec(), manifest, &author);
+    let bundle = Bundle::sign(POPULATION_COMPONENT.to_vec(), manifest, author);
     let bundle_path = opts.out.join("population.oarb");
     bundle.write(&bundle_path)?;
     let now = chrono::Utc::now();

@@ -198,6 +198,47 @@ fn admin(state: &State, method: &Method, uri: &Uri, headers: &HeaderMap) -> Resu
     }
 }
 
+/// A request whose RFC 9421 signature checked out: who sent it and its raw body.
+pub(super) struct Signed {
+    requester: Requester,
+    body: Bytes,
+}
+
+impl axum::extract::FromRequest<Shared> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &Shared) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, state.config.max_body_bytes)
+            .await
+            .map_err(|_| {
+                ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body is larger than {} bytes",
+                        state.config.max_body_bytes
+                    ),
+                )
+            })?;
+        let requester = authenticate(state, &parts.method, &parts.uri, &parts.headers, &body)?;
+        Ok(Signed { requester, body })
+    }
+}
+
+/// A request carrying the admin bearer token.
+pub(super) struct Admin;
+
+impl axum::extract::FromRequestParts<Shared> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, ApiError> {
+        admin(state, &parts.method, &parts.uri, &parts.headers).map(|()| Admin)
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed JSON: {e}")))
 }
@@ -206,14 +247,7 @@ async fn openapi() -> Response {
     ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
-async fn datasets(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    authenticate(&s, &method, &uri, &headers, &body)?;
+async fn datasets(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
     let catalog = s.host.catalog();
     let list: Vec<Value> = catalog
         .names()
@@ -248,14 +282,7 @@ async fn datasets(
     Ok(Json(list).into_response())
 }
 
-async fn modules(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    authenticate(&s, &method, &uri, &headers, &body)?;
+async fn modules(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
     let mut out = Vec::new();
     for hash in s.store.approved_modules().map_err(internal)? {
         let Some(json) = s.store.bundle(&hash).map_err(internal)? else {
@@ -276,14 +303,11 @@ async fn modules(
     Ok(Json(out).into_response())
 }
 
-async fn upload_bundle(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let who = authenticate(&s, &method, &uri, &headers, &body)?;
+async fn upload_bundle(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
+    let Signed {
+        requester: who,
+        body,
+    } = signed;
     let bundle = crate::bundle::Bundle::from_json(&body).map_err(|e| bad_request(e.to_string()))?;
     let hash = hex::encode(crate::keys::sha256(&bundle.component));
     if hash != bundle.module_hash
@@ -314,14 +338,11 @@ async fn upload_bundle(
     Ok((StatusCode::CREATED, Json(json!({"module_hash": hash}))).into_response())
 }
 
-async fn attach_approval(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let who = authenticate(&s, &method, &uri, &headers, &body)?;
+async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
+    let Signed {
+        requester: who,
+        body,
+    } = signed;
     let approval: crate::approval::Approval = parse(&body)?;
     let module = approval.record.module_hash.clone();
     if s.store.bundle(&module).map_err(internal)?.is_none() {
@@ -363,14 +384,11 @@ fn empty_params() -> Value {
     json!({})
 }
 
-async fn submit_run(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let who = authenticate(&s, &method, &uri, &headers, &body)?;
+async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
+    let Signed {
+        requester: who,
+        body,
+    } = signed;
     if s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -458,24 +476,16 @@ fn own_job(s: &State, who: &Requester, id: &str) -> Result<super::Job, ApiError>
 async fn job_status(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { requester: who, .. }: Signed,
 ) -> ApiResult {
-    let who = authenticate(&s, &method, &uri, &headers, &body)?;
     Ok(Json(own_job(&s, &who, &id)?).into_response())
 }
 
 async fn fetch_release(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { requester: who, .. }: Signed,
 ) -> ApiResult {
-    let who = authenticate(&s, &method, &uri, &headers, &body)?;
     let job = own_job(&s, &who, &id)?;
     if job.status != "succeeded" {
         return Err(ApiError(
@@ -499,14 +509,7 @@ async fn fetch_release(
     Ok(Json(json!({"job_id": id, "holder": s.holder.public(), "files": files})).into_response())
 }
 
-async fn budget(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let who = authenticate(&s, &method, &uri, &headers, &body)?;
+async fn budget(AxState(s): AxState<Shared>, Signed { requester: who, .. }: Signed) -> ApiResult {
     let ledger = s.host.ledger();
     let now = chrono::Utc::now();
     let list: Vec<Value> = who
@@ -526,14 +529,7 @@ async fn budget(
     Ok(Json(list).into_response())
 }
 
-async fn register(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    authenticate(&s, &method, &uri, &headers, &body)?;
+async fn register(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
     let rows = crate::audit::export(s.audit.path()).map_err(internal)?;
     Ok(Json(rows).into_response())
 }
@@ -546,12 +542,9 @@ struct RegisterDataset {
 
 async fn admin_register_dataset(
     AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    _admin: Admin,
     body: Bytes,
 ) -> ApiResult {
-    admin(&s, &method, &uri, &headers)?;
     let req: RegisterDataset = parse(&body)?;
     let path = std::path::PathBuf::from(&req.descriptor);
     let dataset = crate::dataset::Dataset::open(&path).map_err(|e| bad_request(e.to_string()))?;
@@ -568,14 +561,7 @@ async fn admin_register_dataset(
     Ok((StatusCode::CREATED, Json(json!({"dataset": name}))).into_response())
 }
 
-async fn admin_revoke(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    admin(&s, &method, &uri, &headers)?;
+async fn admin_revoke(AxState(s): AxState<Shared>, _admin: Admin, body: Bytes) -> ApiResult {
     let list: crate::revocation::SignedRevocations = parse(&body)?;
     s.host
         .revocations()
@@ -593,13 +579,7 @@ async fn admin_revoke(
     Ok(Json(json!({"serial": list.list.serial})).into_response())
 }
 
-async fn admin_audit(
-    AxState(s): AxState<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> ApiResult {
-    admin(&s, &method, &uri, &headers)?;
+async fn admin_audit(AxState(s): AxState<Shared>, _admin: Admin) -> ApiResult {
     let v = crate::audit::verify(s.audit.path(), &s.holder.public()).map_err(internal)?;
     Ok(Json(json!({"entries": v.entries, "head": v.head})).into_response())
 }

@@ -241,21 +241,10 @@ fn bootstrap(data_dir: &Path) -> Result<Vec<String>, ServeError> {
         return Ok(Vec::new());
     }
     let keys = data_dir.join("keys");
-    std::fs::create_dir_all(&keys).map_err(setup("creating the keys folder"))?;
-    let author = KeyPair::generate("author");
-    let members: Vec<KeyPair> = (1..=3)
-        .map(|i| KeyPair::generate(&format!("committee-{i}")))
-        .collect();
-    let requester = KeyPair::generate("stats-office");
-    let holder = KeyPair::generate("holder");
-    for k in std::iter::once(&author)
-        .chain(&members)
-        .chain([&requester, &holder])
-    {
-        k.write(&keys).map_err(setup("writing keys"))?;
-    }
-    let text = crate::policy::starter_policy("oar serve", &author, &members, &requester, &holder);
-    std::fs::write(&policy_path, text).map_err(setup("writing the policy"))?;
+    let parties = crate::policy::StarterParties::generate();
+    parties.write_keys(&keys).map_err(setup("writing keys"))?;
+    std::fs::write(&policy_path, parties.policy("oar serve"))
+        .map_err(setup("writing the policy"))?;
     let cdr = crate::synth::cdr::CdrSpec {
         rows: 200_000,
         ..Default::default()
