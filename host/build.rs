@@ -13,6 +13,7 @@ use std::process::Command;
 /// Guest crates and the file names their components get.
 const GUESTS: &[(&str, &str)] = &[
     ("population", "population"),
+    ("rates-gap", "rates_gap"),
     ("oar-test-guest-spin", "oar_test_guest_spin"),
     ("oar-test-guest-hog", "oar_test_guest_hog"),
     ("oar-test-guest-greedy", "oar_test_guest_greedy"),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{verified, World};
+use common::World;
 use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
 use oar_host::ledger::SqliteLedger;
@@ -53,45 +53,139 @@ fn population_truth(descriptor: &Path) -> Truth {
         .collect()
 }
 
+/// Per ward: the smaller of the two cells the rates-gap row combines (active premises, and
+/// active premises missing from the register); both must reach the minimum.
+fn rates_gap_truth(descriptor: &Path) -> Truth {
+    let parquet = descriptor.with_file_name("premises.parquet");
+    let df = LazyFrame::scan_parquet(PlPath::new(parquet.to_str().unwrap()), Default::default())
+        .unwrap()
+        .filter(col("waste_contract").or(col("utility_connection")))
+        .group_by([col("ward")])
+        .agg([
+            len().cast(DataType::Int64).alias("active"),
+            col("on_rates_register")
+                .not()
+                .sum()
+                .cast(DataType::Int64)
+                .alias("missing"),
+        ])
+        .collect()
+        .unwrap();
+    let (w, a, m) = (
+        df.column("ward").unwrap().str().unwrap().clone(),
+        df.column("active").unwrap().i64().unwrap().clone(),
+        df.column("missing").unwrap().i64().unwrap().clone(),
+    );
+    (0..df.height())
+        .map(|i| {
+            (
+                w.get(i).unwrap().to_string(),
+                a.get(i).unwrap().min(m.get(i).unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn cdr_data(dir: &Path, rows: usize, seed: u64) -> std::path::PathBuf {
+    CdrSpec {
+        rows,
+        seed,
+        ..Default::default()
+    }
+    .write(dir)
+    .unwrap()
+}
+
+fn premises_data(dir: &Path, rows: usize, seed: u64) -> std::path::PathBuf {
+    oar_host::synth::premises::PremisesSpec {
+        premises: rows / 2,
+        seed,
+    }
+    .write(dir)
+    .unwrap()
+}
+
 struct Case {
+    /// Component name.
     module: &'static str,
+    /// Its crate folder under example-algorithms (for the manifest).
+    crate_dir: &'static str,
+    /// Dataset it reads.
+    dataset: &'static str,
     params: &'static str,
+    data: fn(&Path, usize, u64) -> std::path::PathBuf,
     truth: fn(&Path) -> Truth,
 }
 
 const CASES: &[Case] = &[
     Case {
         module: "population",
+        crate_dir: "population",
+        dataset: "cdr",
         params: r#"{"epsilon": 2.0}"#,
+        data: cdr_data,
         truth: population_truth,
     },
     Case {
         module: "population",
+        crate_dir: "population",
+        dataset: "cdr",
         params: r#"{"epsilon": 0.2}"#,
+        data: cdr_data,
         truth: population_truth,
+    },
+    Case {
+        module: "rates_gap",
+        crate_dir: "rates-gap",
+        dataset: "premises",
+        params: r#"{"epsilon": 2.0}"#,
+        data: premises_data,
+        truth: rates_gap_truth,
+    },
+    Case {
+        module: "rates_gap",
+        crate_dir: "rates-gap",
+        dataset: "premises",
+        params: r#"{"epsilon": 0.2}"#,
+        data: premises_data,
+        truth: rates_gap_truth,
     },
 ];
 
+/// The example module of `case`, signed with its own manifest and approved.
+fn module_of(w: &World, case: &Case) -> Arc<oar_host::verify::VerifiedModule> {
+    let manifest = oar_host::bundle::Manifest::from_toml(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../example-algorithms/{}/manifest.toml",
+            case.crate_dir
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let b = oar_host::bundle::Bundle::sign(common::component(case.module), manifest, &w.author);
+    let a = common::approval(w, &b, 1);
+    Arc::new(
+        oar_host::verify::verify(
+            &b,
+            &a,
+            &w.policy,
+            &oar_host::revocation::RevocationList::empty(),
+            chrono::Utc::now(),
+        )
+        .unwrap(),
+    )
+}
+
 #[test]
 fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {
-    let w = World::new(1, 1);
-    let module_of = |name: &str| verified(&w, name);
+    let mut w = World::new(1, 1);
+    w.policy.requesters[0].datasets.push("premises".into());
     let mut released_total = 0;
-    for (rows, seed) in [(3_000, 1), (30_000, 2), (150_000, 3)] {
-        let dir = tempfile::tempdir().unwrap();
-        let desc = CdrSpec {
-            rows,
-            seed,
-            ..Default::default()
-        }
-        .write(dir.path())
-        .unwrap();
-        let truth_cache: HashMap<usize, Truth> = CASES
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i, (c.truth)(&desc)))
-            .collect();
-        for (i, case) in CASES.iter().enumerate() {
+    for case in CASES {
+        for (rows, seed) in [(3_000, 1), (30_000, 2), (150_000, 3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let desc = (case.data)(dir.path(), rows, seed);
+            let truth = (case.truth)(&desc);
             let mut catalog = Catalog::new();
             catalog.register(Dataset::open(&desc).unwrap());
             let host = Host::new(
@@ -100,9 +194,8 @@ fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {
                 w.policy.clone(),
                 Arc::new(SqliteLedger::in_memory()),
             );
-            let out = host.run(module_of(case.module), "stats-office", case.params);
+            let out = host.run(module_of(&w, case), "stats-office", case.params);
             let release = out.result.expect("the module runs");
-            let truth = &truth_cache[&i];
             for t in &release.tables {
                 for row in t.table.released() {
                     let key: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
@@ -110,8 +203,9 @@ fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {
                     let n = truth.get(&key).copied().unwrap_or(0);
                     assert!(
                         n >= w.policy.min_units as i64,
-                        "{} on {rows} rows (seed {seed}) released {key} with {n} people",
-                        case.module
+                        "{} on {} {rows} (seed {seed}) released {key} with {n} units",
+                        case.module,
+                        case.dataset
                     );
                     released_total += 1;
                 }

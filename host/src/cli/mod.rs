@@ -457,6 +457,19 @@ enum SynthKind {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Business premises: premise_id, ward, waste_contract, utility_connection,
+    /// on_rates_register (ward k misses 1+k% of its active premises from the register).
+    Premises {
+        /// Folder for premises.parquet and premises.toml.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of premises.
+        #[arg(long, default_value_t = 60_000)]
+        premises: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+    },
 }
 
 /// Parses arguments, runs the command, prints errors with their causes.
@@ -834,6 +847,18 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 t.elapsed(),
                 desc.display()
             );
+            Ok(())
+        }
+        Command::Synth {
+            kind:
+                SynthKind::Premises {
+                    out,
+                    premises,
+                    seed,
+                },
+        } => {
+            let desc = oar_host::synth::premises::PremisesSpec { premises, seed }.write(&out)?;
+            println!("wrote {premises} premises; descriptor {}", desc.display());
             Ok(())
         }
         Command::Bench { rows, repeat, dir } => {

@@ -194,24 +194,12 @@ impl CdrSpec {
 
     /// Writes `cdr.parquet` and `cdr.toml` into `dir`; returns the descriptor's path.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, super::SynthError> {
-        std::fs::create_dir_all(dir)?;
-        let mut df = self.generate()?;
-        let data = dir.join("cdr.parquet");
-        let tmp = dir.join("cdr.parquet.partial");
-        {
-            let f = std::fs::File::create(&tmp)?;
-            ParquetWriter::new(f)
-                .with_compression(ParquetCompression::Lz4Raw)
-                .finish(&mut df)?;
-        }
-        std::fs::rename(&tmp, &data)?;
-        let desc = dir.join("cdr.toml");
-        let text = format!(
-            "# Dataset descriptor written by `oar synth cdr`.\n{}",
-            toml::to_string_pretty(&self.descriptor("cdr.parquet")).expect("descriptors serialize")
-        );
-        std::fs::write(&desc, text)?;
-        Ok(desc)
+        super::write_parquet_dataset(
+            dir,
+            "cdr",
+            &mut self.generate()?,
+            &self.descriptor("cdr.parquet"),
+        )
     }
 }
 

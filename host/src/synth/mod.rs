@@ -1,6 +1,7 @@
 //! Synthetic datasets with known structure, so everything runs with no real data.
 
 pub mod cdr;
+pub mod premises;
 pub mod shaped;
 
 /// Errors writing a synthetic dataset.
@@ -12,6 +13,34 @@ pub enum SynthError {
     /// Building or encoding the frame failed.
     #[error("building the synthetic data: {0}")]
     Polars(#[from] polars::prelude::PolarsError),
+}
+
+/// Writes `df` as `DIR/NAME.parquet` (via a temporary file) and `descriptor` as `DIR/NAME.toml`;
+/// returns the descriptor's path.
+pub fn write_parquet_dataset(
+    dir: &std::path::Path,
+    name: &str,
+    df: &mut polars::prelude::DataFrame,
+    descriptor: &crate::dataset::Descriptor,
+) -> Result<std::path::PathBuf, SynthError> {
+    use polars::prelude::*;
+    std::fs::create_dir_all(dir)?;
+    let data = dir.join(format!("{name}.parquet"));
+    let tmp = dir.join(format!("{name}.parquet.partial"));
+    {
+        let f = std::fs::File::create(&tmp)?;
+        ParquetWriter::new(f)
+            .with_compression(ParquetCompression::Lz4Raw)
+            .finish(df)?;
+    }
+    std::fs::rename(&tmp, &data)?;
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "# Dataset descriptor written by `oar synth {name}`.\n{}",
+        toml::to_string_pretty(descriptor).expect("descriptors serialize")
+    );
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// SplitMix64: a small, fast, seedable generator for synthetic data (never for privacy noise,
