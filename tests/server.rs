@@ -471,3 +471,90 @@ fn graceful_shutdown_lets_the_running_job_finish_and_keeps_the_queue() {
     assert_eq!(done["status"], "succeeded", "{done}");
     s.shutdown();
 }
+
+#[test]
+fn oar_submit_and_oar_fetch_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |_| {});
+    let s = server::start(config).unwrap();
+    let d = dir.path();
+    w.requester.write(d).unwrap();
+    let b = bundle(&w, component("population"));
+    b.write(&d.join("m.oarb")).unwrap();
+    approval(&w, &b, 2).write(&d.join("a.json")).unwrap();
+    let oar = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_oar"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    let base = url(&s);
+    let submitted = oar(&[
+        "submit",
+        "--server",
+        &base,
+        "--key",
+        "stats-office.key",
+        "--bundle",
+        "m.oarb",
+        "--approval",
+        "a.json",
+        "--params",
+        r#"{"epsilon": 0.5}"#,
+    ]);
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let job = String::from_utf8(submitted.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(job.len(), 16, "{job}");
+    let holder_key = holder().public().to_hex();
+    let fetched = oar(&[
+        "fetch",
+        "--server",
+        &base,
+        "--key",
+        "stats-office.key",
+        "--job",
+        &job,
+        "--out",
+        "release",
+        "--holder",
+        &holder_key,
+        "--wait-seconds",
+        "60",
+    ]);
+    let stdout = String::from_utf8_lossy(&fetched.stdout);
+    assert!(
+        fetched.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    assert!(
+        stdout.contains("verified: signed by the holder"),
+        "{stdout}"
+    );
+    assert!(d.join("release/population_by_region_day.parquet").exists());
+    // A key the server does not know is refused with the server's reason.
+    KeyPair::from_seed("stranger", "stranger").write(d).unwrap();
+    let refused = oar(&[
+        "fetch",
+        "--server",
+        &base,
+        "--key",
+        "stranger.key",
+        "--job",
+        &job,
+        "--out",
+        "x",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    s.shutdown();
+}
