@@ -315,6 +315,10 @@ fn bad_signatures_replays_and_malformed_requests_are_refused_with_the_right_stat
     s.shutdown();
     let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
     assert!(log.matches("\"kind\":\"auth\"").count() >= 7, "{log}");
+    assert!(
+        log.contains("outside the requester's scope"),
+        "the 403 is on the record"
+    );
     oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
 }
 

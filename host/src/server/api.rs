@@ -402,7 +402,11 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         }
     }
     let Some(bundle) = s.store.bundle(&req.module_hash).map_err(internal)? else {
-        return Err(forbidden());
+        return Err(refused_scope(
+            &s,
+            &who,
+            json!({"module_hash": req.module_hash}),
+        ));
     };
     let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(internal)?;
     // The module's datasets must all be open to this requester.
@@ -412,12 +416,11 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         .iter()
         .any(|d| !who.datasets.contains(&d.name))
     {
-        let _ = s.audit.append(
-            EntryKind::Refusal,
-            &who.name,
-            json!({"module_hash": req.module_hash, "reason": "module reads a dataset outside the requester's scope"}),
-        );
-        return Err(forbidden());
+        return Err(refused_scope(
+            &s,
+            &who,
+            json!({"module_hash": req.module_hash}),
+        ));
     }
     let hour_ago = chrono::Utc::now().timestamp() - 3600;
     let recent = s
@@ -465,12 +468,23 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         .into_response())
 }
 
-/// The job `id` if it belongs to `who`.
+/// The job `id` if it belongs to `who`; otherwise a 403 (the same whether the job is someone
+/// else's or does not exist) and an audit entry.
 fn own_job(s: &State, who: &Requester, id: &str) -> Result<super::Job, ApiError> {
     match s.store.job(id).map_err(internal)? {
         Some(job) if job.requester == who.name => Ok(job),
-        _ => Err(forbidden()),
+        _ => Err(refused_scope(s, who, json!({"job_id": id}))),
     }
+}
+
+/// Records a wrong-scope call and answers it with the uninformative 403.
+fn refused_scope(s: &State, who: &Requester, what: Value) -> ApiError {
+    let _ = s.audit.append(
+        EntryKind::Refusal,
+        &who.name,
+        json!({"reason": "outside the requester's scope", "request": what}),
+    );
+    forbidden()
 }
 
 async fn job_status(
