@@ -5,13 +5,11 @@
 
 mod common;
 
-use common::{approval, World};
-use oar_host::bundle::{Bundle, Manifest};
+use common::World;
 use oar_host::dataset::{Catalog, Dataset};
 use oar_host::job::Host;
 use oar_host::ledger::SqliteLedger;
 use oar_host::sandbox::Runtime;
-use oar_host::verify::verify;
 use polars::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,34 +25,6 @@ fn host_for(world: &mut World, dataset: &str, descriptor: &Path) -> Host {
         catalog,
         world.policy.clone(),
         Arc::new(SqliteLedger::in_memory()),
-    )
-}
-
-/// The example module `crate_dir` (its manifest) with component `component`, signed and approved.
-fn module(
-    world: &World,
-    crate_dir: &str,
-    component: &str,
-) -> Arc<oar_host::verify::VerifiedModule> {
-    let manifest = Manifest::from_toml(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("../example-algorithms/{crate_dir}/manifest.toml")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let b = Bundle::sign(common::component(component), manifest, &world.author);
-    let a = approval(world, &b, world.policy.committee.quorum);
-    Arc::new(
-        verify(
-            &b,
-            &a,
-            &world.policy,
-            &oar_host::revocation::RevocationList::empty(),
-            chrono::Utc::now(),
-        )
-        .unwrap(),
     )
 }
 
@@ -100,7 +70,7 @@ fn rates_gap_matches_the_ground_truth_and_never_shows_the_small_ward() {
     let truth = rates_truth(&desc);
     let mut w = World::new(1, 1);
     let host = host_for(&mut w, "premises", &desc);
-    let m = module(&w, "rates-gap", "rates_gap");
+    let m = common::verified_example(&w, "rates-gap", "rates_gap");
     let out = host.run(m.clone(), "stats-office", r#"{"epsilon": 1.0}"#);
     let release = out.result.expect("the module runs");
     assert_eq!(out.record.charges.len(), 2, "two releases");

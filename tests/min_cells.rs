@@ -152,30 +152,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// The example module of `case`, signed with its own manifest and approved.
-fn module_of(w: &World, case: &Case) -> Arc<oar_host::verify::VerifiedModule> {
-    let manifest = oar_host::bundle::Manifest::from_toml(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-            "../example-algorithms/{}/manifest.toml",
-            case.crate_dir
-        )))
-        .unwrap(),
-    )
-    .unwrap();
-    let b = oar_host::bundle::Bundle::sign(common::component(case.module), manifest, &w.author);
-    let a = common::approval(w, &b, 1);
-    Arc::new(
-        oar_host::verify::verify(
-            &b,
-            &a,
-            &w.policy,
-            &oar_host::revocation::RevocationList::empty(),
-            chrono::Utc::now(),
-        )
-        .unwrap(),
-    )
-}
-
 #[test]
 fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {
     let mut w = World::new(1, 1);
@@ -194,7 +170,8 @@ fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {
                 w.policy.clone(),
                 Arc::new(SqliteLedger::in_memory()),
             );
-            let out = host.run(module_of(&w, case), "stats-office", case.params);
+            let module = common::verified_example(&w, case.crate_dir, case.module);
+            let out = host.run(module, "stats-office", case.params);
             let release = out.result.expect("the module runs");
             for t in &release.tables {
                 for row in t.table.released() {

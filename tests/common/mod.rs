@@ -121,9 +121,25 @@ pub fn approval(world: &World, bundle: &Bundle, signers: usize) -> Approval {
     a
 }
 
-/// A verified module for a component from this repository.
+/// A verified module for a component from this repository, under the test manifest.
 pub fn verified(world: &World, name: &str) -> Arc<VerifiedModule> {
-    let b = bundle(world, component(name));
+    verified_bundle(world, bundle(world, component(name)))
+}
+
+/// The example module in `example-algorithms/CRATE_DIR` (component `name`), signed with its own
+/// manifest and approved by the world's quorum.
+pub fn verified_example(world: &World, crate_dir: &str, name: &str) -> Arc<VerifiedModule> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../example-algorithms/{crate_dir}/manifest.toml"));
+    let manifest = Manifest::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    verified_bundle(
+        world,
+        Bundle::sign(component(name), manifest, &world.author),
+    )
+}
+
+/// `b` approved by the world's quorum and verified now.
+fn verified_bundle(world: &World, b: Bundle) -> Arc<VerifiedModule> {
     let a = approval(world, &b, world.policy.committee.quorum);
     Arc::new(
         verify(
