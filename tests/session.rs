@@ -296,3 +296,65 @@ fn key_selection_runs_through_the_session_after_the_charge() {
     let err = s.query(&json(&p)).unwrap_err();
     assert!(err.contains("cannot be combined"), "{err}");
 }
+
+#[test]
+fn half_hour_keys_cover_the_day_and_match_the_clock() {
+    use oar_host::query::{self, PlanLimits};
+    use polars::prelude::*;
+    let ds = oar_host::dataset::Dataset::open(common::small_cdr()).unwrap();
+    let mut p = plan();
+    p.steps = vec![Step::Derive {
+        name: "slot".into(),
+        expr: oar_guest::col("timestamp").half_hour(),
+    }];
+    p.group_by = vec!["slot".into()];
+    p.bounds.max_groups_per_unit = Some(48);
+    let limits = PlanLimits {
+        max_output_cells: 1000,
+        max_groups_per_unit: 64,
+    };
+    let compiled = query::compile(&p, &ds, limits).unwrap();
+    assert_eq!(compiled.cells, 48);
+    let stats = compiled.execute().unwrap();
+    // Truth: distinct subscribers per half-hour, computed from the clock independently.
+    let truth = ds
+        .scan()
+        .unwrap()
+        .with_column(
+            (col("timestamp").dt().hour().cast(DataType::Int64) * lit(60i64)
+                + col("timestamp").dt().minute().cast(DataType::Int64))
+            .floor_div(lit(30i64))
+            .alias("slot"),
+        )
+        .group_by([col("slot")])
+        .agg([col("subscriber_id")
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("n")])
+        .sort(["slot"], Default::default())
+        .collect()
+        .unwrap();
+    let slots: Vec<i64> = truth
+        .column("slot")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let counts: Vec<i64> = truth
+        .column("n")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(slots, (0..48).collect::<Vec<_>>());
+    assert_eq!(stats.units, counts);
+    // Only datetimes have a half-hour.
+    p.steps = vec![Step::Derive {
+        name: "slot".into(),
+        expr: oar_guest::col("region").half_hour(),
+    }];
+    let err = query::compile(&p, &ds, limits).err().unwrap().to_string();
+    assert!(err.contains("half_hour() needs a datetime"), "{err}");
+}

@@ -123,6 +123,19 @@ impl Expr {
         }
     }
 
+    /// The half-hour of day (0 to 47) of a datetime column.
+    ///
+    /// ```
+    /// use oar_guest::col;
+    /// let slot = col("read_at").half_hour();
+    /// assert_eq!(slot.columns(), vec!["read_at"]);
+    /// ```
+    pub fn half_hour(self) -> Expr {
+        Expr::HalfHour {
+            expr: Box::new(self),
+        }
+    }
+
     /// The bin of a number as a key `"[lo, hi)"`, for histograms over declared bins.
     ///
     /// ```
@@ -159,6 +172,7 @@ impl Expr {
             | Expr::IsIn { expr, .. }
             | Expr::Date { expr }
             | Expr::Hour { expr }
+            | Expr::HalfHour { expr }
             | Expr::Bin { expr, .. } => expr.collect_columns(out),
         }
     }

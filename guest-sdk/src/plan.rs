@@ -126,6 +126,12 @@ pub enum Expr {
         /// A datetime expression.
         expr: Box<Expr>,
     },
+    /// The half-hour of day (0 to 47: 0 is 00:00–00:29, 47 is 23:30–23:59) of a datetime, the
+    /// resolution of smart-meter load profiles.
+    HalfHour {
+        /// A datetime expression.
+        expr: Box<Expr>,
+    },
     /// The bin a number falls in, as a key `"[lo, hi)"` (the last bin includes its upper
     /// edge). `edges` are increasing; values outside `[first, last]` have no bin and their rows
     /// drop out. The bins are a public domain, so a histogram is a group-by on this key.

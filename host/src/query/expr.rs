@@ -383,6 +383,29 @@ pub(crate) fn lower(
                 },
             )
         }
+        PExpr::HalfHour { expr } => {
+            let (x, info) = lower(expr, env, ctx, read)?;
+            if info.ty != ColumnType::Datetime {
+                return Err(QueryError::Type(format!(
+                    "half_hour() needs a datetime, got {:?}",
+                    info.ty
+                )));
+            }
+            let slot = x.clone().dt().hour().cast(DataType::Int64) * lit(2i64)
+                + x.dt()
+                    .minute()
+                    .cast(DataType::Int64)
+                    .gt_eq(lit(30i64))
+                    .cast(DataType::Int64);
+            (
+                slot,
+                Info {
+                    domain: Some((0..48).map(Value::Int).collect()),
+                    bounds: Some([0.0, 47.0]),
+                    ..Info::plain(ColumnType::Int)
+                },
+            )
+        }
         PExpr::Bin { expr, edges } => {
             let (x, info) = lower(expr, env, ctx, read)?;
             if !info.ty.is_numeric() {
