@@ -192,11 +192,9 @@ impl Host {
             return refused(JobError::UnknownRequester(requester.to_string()));
         };
         // Checked when the job starts, not when it was queued: a revocation stops queued jobs.
-        let revoked = self.revocations.with(|list| {
-            module
-                .check_revocations(list, &self.policy)
-                .and_then(|()| crate::verify::check_requester(&r.key, list))
-        });
+        let revoked = self
+            .revocations
+            .with(|list| module.check_revocations(Some(&r.key), list, &self.policy));
         if let Err(e) = revoked {
             return refused(JobError::Revoked(e));
         }
@@ -211,7 +209,7 @@ impl Host {
             .approval()
             .datasets
             .iter()
-            .all(|d| r.datasets.contains(&d.name));
+            .all(|d| r.may_query(&d.name));
         let cache_key = allowed_everywhere
             .then(|| self.cache_key(&module, params))
             .flatten();

@@ -192,6 +192,13 @@ pub struct Requester {
     pub datasets: Vec<String>,
 }
 
+impl Requester {
+    /// Whether the policy lets this requester query `dataset`.
+    pub fn may_query(&self, dataset: &str) -> bool {
+        self.datasets.iter().any(|d| d == dataset)
+    }
+}
+
 /// Errors loading a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -436,6 +443,12 @@ impl Policy {
             .get(dataset)
             .and_then(|d| d.epsilon_per_requester)
             .unwrap_or(self.budget.epsilon_per_requester_dataset)
+    }
+
+    /// The budget account of `requester` on `dataset`: its total and any per-period cap.
+    pub fn requester_account(&self, requester: &str, dataset: &str) -> crate::ledger::Account {
+        crate::ledger::Account::requester(requester, dataset, self.epsilon_per_requester(dataset))
+            .with_period(self.budget.period_cap())
     }
 
     /// Whether the policy forbids reading `column` of `dataset`.

@@ -231,7 +231,7 @@ impl Session {
         let allowed = self
             .policy
             .requester(&self.requester)
-            .is_some_and(|r| r.datasets.iter().any(|d| d == dataset));
+            .is_some_and(|r| r.may_query(dataset));
         if !allowed {
             return Err(Refusal::RequesterNotAllowed {
                 requester: self.requester.clone(),
@@ -248,15 +248,10 @@ impl Session {
 
     /// Refuses if the module, approval, author, a needed signer or the requester was revoked.
     fn check_revocations(&self) -> Result<(), Refusal> {
-        self.revocations.with(|list| {
-            self.module
-                .check_revocations(list, &self.policy)
-                .and_then(|()| match self.policy.requester(&self.requester) {
-                    Some(r) => crate::verify::check_requester(&r.key, list),
-                    None => Ok(()),
-                })
-                .map_err(Refusal::Revoked)
-        })
+        let requester = self.policy.requester(&self.requester).map(|r| &r.key);
+        self.revocations
+            .with(|list| self.module.check_revocations(requester, list, &self.policy))
+            .map_err(Refusal::Revoked)
     }
 
     /// Datasets this run may read.
@@ -294,12 +289,7 @@ impl Session {
     /// (policy) and the approval's total across all runs (signed by the committee).
     fn accounts(&self, dataset: &str) -> [Account; 2] {
         [
-            Account::requester(
-                &self.requester,
-                dataset,
-                self.policy.epsilon_per_requester(dataset),
-            )
-            .with_period(self.policy.budget.period_cap()),
+            self.policy.requester_account(&self.requester, dataset),
             Account::approval(
                 self.module.approval_digest(),
                 self.module.approval().epsilon_total,

@@ -114,12 +114,13 @@ pub fn release(
 ) -> Result<Table, GateError> {
     let epsilon = plan.plan.epsilon;
     let n = i64::from(plan.max_groups_per_unit);
-    let sum_aggs: Vec<&ResolvedAggregate> = plan
+    // Sums, means and quantiles: one value column each, in plan order (as in `CellStats`).
+    let value_aggs: Vec<&ResolvedAggregate> = plan
         .aggregates
         .iter()
         .filter(|a| !matches!(a, ResolvedAggregate::CountUnits { .. }))
         .collect();
-    let eps_each = epsilon / (1 + sum_aggs.len()) as f64;
+    let eps_each = epsilon / (1 + value_aggs.len()) as f64;
 
     // 1. Noisy counts of units over every cell of the domain.
     let (count_meas, count_scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
@@ -129,7 +130,7 @@ pub fn release(
     // Noisy sums, and noisy histograms for quantiles (one per value column, in order).
     let mut noisy_values: Vec<NoisyValues> = Vec::new();
     let mut value_scales = Vec::new();
-    for (s_index, agg) in sum_aggs.iter().enumerate() {
+    for (s_index, agg) in value_aggs.iter().enumerate() {
         if let ResolvedAggregate::Quantile { .. } = agg {
             // Each unit adds one to one bin in at most N cells: L1 sensitivity N.
             let (meas, scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
@@ -188,7 +189,7 @@ pub fn release(
             continue;
         }
         let dominated = config.dominance.is_some_and(|rule| {
-            sum_aggs
+            value_aggs
                 .iter()
                 .zip(&stats.dominance)
                 .any(|(agg, per_cell)| {

@@ -15,7 +15,7 @@
 //! reservations that never settled (the module saw nothing from them); settled charges stay
 //! (fail closed). [`SqliteLedger`] is the implementation, on a file (WAL) or in memory.
 
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use sqlite::SqliteLedger;
 

@@ -86,9 +86,8 @@ impl SqliteLedger {
     }
 
     fn init(conn: Connection) -> Result<Self, LedgerError> {
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        durable(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
@@ -112,6 +111,13 @@ impl SqliteLedger {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The settings every OAR database uses: a commit is on disk when it returns
+/// (`synchronous = FULL`), and a writer waits up to 10 s for another connection's lock.
+pub(crate) fn durable(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(10))
 }
 
 fn spent_since(conn: &Connection, key: &str, since: i64) -> rusqlite::Result<f64> {

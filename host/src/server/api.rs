@@ -151,9 +151,9 @@ fn authenticate(
     let revoked = state
         .host
         .revocations()
-        .with(|l| l.key(&requester.key).map(|e| e.reason.clone()));
-    if let Some(reason) = revoked {
-        return Err(refuse(format!("the key was revoked: {reason}")));
+        .with(|l| crate::verify::check_requester(&requester.key, l));
+    if let Err(e) = revoked {
+        return Err(refuse(e.to_string()));
     }
     let skew = (chrono::Utc::now().timestamp() - signed.created).abs();
     if skew > state.config.clock_window_seconds {
@@ -414,7 +414,7 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         .manifest
         .datasets
         .iter()
-        .any(|d| !who.datasets.contains(&d.name))
+        .any(|d| !who.may_query(&d.name))
     {
         return Err(refused_scope(
             &s,
@@ -530,9 +530,7 @@ async fn budget(AxState(s): AxState<Shared>, Signed { requester: who, .. }: Sign
         .datasets
         .iter()
         .map(|d| {
-            let account =
-                crate::ledger::Account::requester(&who.name, d, s.policy.epsilon_per_requester(d))
-                    .with_period(s.policy.budget.period_cap());
+            let account = s.policy.requester_account(&who.name, d);
             json!({
                 "dataset": d,
                 "total": account.total,

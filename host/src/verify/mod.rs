@@ -164,11 +164,13 @@ impl VerifiedModule {
         &self.component
     }
 
-    /// Checks the module against a (possibly newer) revocation list: the module, its approval,
-    /// its author and the members whose signatures made the quorum. Hosts call this when a job
-    /// starts and before every query, so a revocation stops queued and running jobs alike.
+    /// Checks a run of the module for `requester` against a (possibly newer) revocation list:
+    /// the module, its approval, its author, the members whose signatures made the quorum, and
+    /// the requester's key if given. Hosts call this when a job starts and before every query,
+    /// so a revocation stops queued and running jobs alike.
     pub fn check_revocations(
         &self,
+        requester: Option<&PublicKey>,
         revoked: &RevocationList,
         policy: &Policy,
     ) -> Result<(), VerifyError> {
@@ -178,7 +180,8 @@ impl VerifiedModule {
             &self.author_key,
             revoked,
         )?;
-        count_quorum(&self.signatures, policy, revoked).map(|_| ())
+        count_quorum(&self.signatures, policy, revoked)?;
+        requester.map_or(Ok(()), |key| check_requester(key, revoked))
     }
 }
 
