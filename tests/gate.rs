@@ -549,3 +549,170 @@ fn key_selection_releases_only_keys_with_enough_people_and_hides_the_rest() {
         assert!((info.delta - (2.0 + 2f64.exp()) * 1e-9).abs() < 1e-15);
     }
 }
+
+/// People with night-time (hour < 6) and day-time rows: 30 sleep in A (twice) and B (once) and
+/// work in C; 20 sleep and work in B; one sleeps once in A and once in B (a tie) and works in
+/// C; 15 have day rows in A only (no night rows, so no home).
+fn movers_dataset(dir: &Path) -> Dataset {
+    let mut csv = String::from("person,region,hour\n");
+    let mut id = 0;
+    let mut person = |night: &[&str], day: &str, csv: &mut String| {
+        id += 1;
+        for r in night {
+            writeln!(csv, "m{id},{r},2").unwrap();
+        }
+        writeln!(csv, "m{id},{day},12").unwrap();
+    };
+    for _ in 0..30 {
+        person(&["A", "A", "B"], "C", &mut csv);
+    }
+    for _ in 0..20 {
+        person(&["B"], "B", &mut csv);
+    }
+    person(&["B", "A"], "C", &mut csv);
+    for _ in 0..15 {
+        person(&[], "A", &mut csv);
+    }
+    std::fs::write(dir.join("movers.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("movers.toml"),
+        r#"
+name = "people"
+privacy_unit = "person"
+max_groups_per_unit = 4
+source = { format = "csv", paths = ["movers.csv"] }
+[[columns]]
+name = "region"
+type = "str"
+domain = ["A", "B", "C"]
+[[columns]]
+name = "hour"
+type = "int"
+bounds = [0, 23]
+"#,
+    )
+    .unwrap();
+    Dataset::open(&dir.join("movers.toml")).unwrap()
+}
+
+#[test]
+fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
+    use oar_guest::per_unit;
+    let dir = tempfile::tempdir().unwrap();
+    let ds = movers_dataset(dir.path());
+    let night = || col("hour").lt(6);
+    // Home region (the mode of night-time rows; ties to the smallest) × day-time region.
+    let mut plan = count_plan();
+    plan.steps = vec![
+        per_unit::mode(col("region"))
+            .rows(night())
+            .into_step("home"),
+        oar_guest::plan::Step::Filter {
+            predicate: col("hour").ge(9),
+        },
+    ];
+    plan.group_by = vec!["home".into(), "region".into()];
+    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    assert_eq!(compiled.cells, 9, "home keeps the region's public domain");
+    assert_eq!(compiled.columns_read, ["region", "hour"]);
+    let stats = compiled.execute().unwrap();
+    // Cells in order (A,A) (A,B) (A,C) (B,A) (B,B) (B,C) (C,·)...: people without a home drop out.
+    assert_eq!(stats.units, vec![0, 0, 31, 0, 20, 0, 0, 0, 0]);
+
+    // A per-unit count feeds a mean: night rows per person, averaged by home region.
+    plan.steps = vec![
+        per_unit::mode(col("region"))
+            .rows(night())
+            .into_step("home"),
+        per_unit::count(col("region"))
+            .rows(night())
+            .into_step("night_rows"),
+    ];
+    plan.group_by = vec!["home".into()];
+    plan.aggregates = vec![Aggregate::Mean {
+        name: "nights".into(),
+        column: "night_rows".into(),
+        bounds: Some([0.0, 10.0]),
+    }];
+    let stats = query::compile(&plan, &ds, LIMITS)
+        .unwrap()
+        .execute()
+        .unwrap();
+    assert_eq!(stats.units, vec![31, 20, 0]);
+    assert_eq!(stats.sums[0], vec![30.0 * 3.0 + 2.0, 20.0, 0.0]);
+
+    // Within further keys: each person's number of distinct regions per hour.
+    plan.steps = vec![per_unit::count_distinct(col("region"))
+        .by(["hour"])
+        .into_step("regions_that_hour")];
+    plan.group_by = vec!["region".into()];
+    plan.aggregates = vec![Aggregate::Mean {
+        name: "n".into(),
+        column: "regions_that_hour".into(),
+        bounds: Some([0.0, 3.0]),
+    }];
+    let stats = query::compile(&plan, &ds, LIMITS)
+        .unwrap()
+        .execute()
+        .unwrap();
+    assert_eq!(stats.units, vec![46, 51, 31]);
+    // Per-unit means per cell, added up: movers and the tie person saw 2 regions at hour 2,
+    // everyone else one region per hour.
+    assert_eq!(
+        stats.sums[0],
+        vec![31.0 * 2.0 + 15.0, 31.0 * 2.0 + 20.0, 31.0]
+    );
+}
+
+#[test]
+fn the_per_unit_stage_refuses_the_privacy_unit_and_wrong_types() {
+    use oar_guest::per_unit;
+    let dir = tempfile::tempdir().unwrap();
+    let ds = movers_dataset(dir.path());
+    let mut plan = count_plan();
+    let compile_with = |plan: &mut Plan, step: oar_guest::plan::Step| {
+        plan.steps = vec![step];
+        query::compile(plan, &ds, LIMITS).err()
+    };
+    // The unit may be neither reduced nor a partition key: the host partitions by it itself.
+    assert!(matches!(
+        compile_with(&mut plan, per_unit::count(col("person")).into_step("x")),
+        Some(QueryError::PrivacyUnitReferenced(_))
+    ));
+    assert!(matches!(
+        compile_with(
+            &mut plan,
+            per_unit::count(col("region")).by(["person"]).into_step("x")
+        ),
+        Some(QueryError::PrivacyUnitReferenced(_))
+    ));
+    // A mean of text, an `any` of a number, a row filter that is not boolean.
+    for step in [
+        per_unit::mean(col("region")).into_step("x"),
+        per_unit::any(col("hour")).into_step("x"),
+        per_unit::max(col("hour")).rows(col("hour")).into_step("x"),
+    ] {
+        let err = compile_with(&mut plan, step).expect("refused");
+        assert!(matches!(err, QueryError::Type(_)), "{err}");
+        assert!(err.to_string().contains("per-unit 'x'"), "{err}");
+    }
+    // A per-unit sum has no bounds: an aggregate over it must give them.
+    plan.steps = vec![per_unit::sum(col("hour")).into_step("total")];
+    plan.aggregates = vec![Aggregate::Sum {
+        name: "s".into(),
+        column: "total".into(),
+        bounds: None,
+    }];
+    assert!(matches!(
+        query::compile(&plan, &ds, LIMITS),
+        Err(QueryError::MissingBounds(_))
+    ));
+    // A reserved name.
+    assert!(matches!(
+        compile_with(
+            &mut count_plan(),
+            per_unit::min(col("hour")).into_step("__cell")
+        ),
+        Some(QueryError::Invalid(_))
+    ));
+}

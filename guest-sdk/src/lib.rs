@@ -32,6 +32,7 @@
 mod error;
 mod expr;
 mod host;
+pub mod per_unit;
 pub mod plan;
 mod query;
 pub mod schema;

@@ -56,6 +56,53 @@ pub enum Step {
         /// How to compute it.
         expr: Expr,
     },
+    /// The per-unit stage: add a column `name` holding one value per privacy unit (or per unit
+    /// and each combination of `by`), computed by reducing that unit's rows with `reduce`.
+    /// Every row of the unit receives the value; it can then be a key, a filter or an
+    /// aggregate's input like any other column. The value depends on that unit's rows alone,
+    /// so each unit still contributes one bounded record per cell and the sensitivity is
+    /// unchanged. Examples: a subscriber's home region (the most frequent region of their
+    /// night-time rows), a meter's consent status, a vehicle's daily trip count.
+    PerUnit {
+        /// The new column's name.
+        name: String,
+        /// How the unit's values reduce to one.
+        reduce: Reduce,
+        /// The row-level expression reduced.
+        expr: Expr,
+        /// Only rows where this holds feed the reduction (all rows still receive the result;
+        /// a unit with no such row gets null, which drops out of keys and aggregates).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rows: Option<Expr>,
+        /// Further columns to reduce within: one value per unit and per combination of these
+        /// (for example per unit and day).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        by: Vec<String>,
+    },
+}
+
+/// How a unit's rows reduce to one value in a [`Step::PerUnit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduce {
+    /// The most frequent value (ties go to the smallest); keeps the input's public domain.
+    Mode,
+    /// The smallest value; keeps the input's domain and bounds.
+    Min,
+    /// The largest value; keeps the input's domain and bounds.
+    Max,
+    /// The mean of a number; keeps the input's bounds.
+    Mean,
+    /// The sum of a number (no bounds: give an aggregate over it explicit bounds).
+    Sum,
+    /// The number of rows where the input is not null.
+    Count,
+    /// The number of distinct values.
+    CountDistinct,
+    /// True if the boolean input holds on any row.
+    Any,
+    /// True if the boolean input holds on every row.
+    All,
 }
 
 /// A row-level expression.

@@ -84,6 +84,29 @@ impl<'c, 'h> Query<'c, 'h> {
         self
     }
 
+    /// Adds column `name` holding one value per privacy unit (the per-unit stage), such as a
+    /// subscriber's home region. See [`per_unit`](crate::per_unit).
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &mut oar_guest::Context) -> Result<(), oar_guest::Error> {
+    /// use oar_guest::{col, per_unit};
+    /// let flows = ctx
+    ///     .dataset("cdr")?
+    ///     .per_unit("home", per_unit::mode(col("region")).rows(col("timestamp").hour().lt(6)))
+    ///     .group_by(["home", "region"])
+    ///     .count_units("subscribers")
+    ///     .release(1.0)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn per_unit(mut self, name: &str, value: crate::per_unit::PerUnit) -> Self {
+        for c in value.columns() {
+            self.check_column(c);
+        }
+        self.derived.push(name.to_string());
+        self.plan.steps.push(value.into_step(name));
+        self
+    }
+
     /// Groups by these key columns (each needs a public domain).
     pub fn group_by<S: AsRef<str>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
         for k in keys {
@@ -135,6 +158,18 @@ impl<'c, 'h> Query<'c, 'h> {
         self
     }
 
+    /// Adds the bounded mean of `column`, each value clamped to `[lower, upper]` (for derived
+    /// columns without declared bounds, such as a per-unit sum).
+    pub fn mean_clamped(mut self, name: &str, column: &str, lower: f64, upper: f64) -> Self {
+        self.check_column(column);
+        self.plan.aggregates.push(Aggregate::Mean {
+            name: name.to_string(),
+            column: column.to_string(),
+            bounds: Some([lower, upper]),
+        });
+        self
+    }
+
     /// Also releases totals and sub-totals over every subset of the keys (key value `"Total"`),
     /// with secondary suppression so no suppressed cell can be recovered by subtraction.
     pub fn with_totals(mut self) -> Self {
@@ -159,6 +194,27 @@ impl<'c, 'h> Query<'c, 'h> {
             q,
             bounds: None,
             bins: None,
+        });
+        self
+    }
+
+    /// Adds the `q`-quantile of `column` clamped to `[lower, upper]`, read off `bins`
+    /// equal-width bins (the resolution of the answer is `(upper - lower) / bins`).
+    pub fn quantile_clamped(
+        mut self,
+        name: &str,
+        column: &str,
+        q: f64,
+        [lower, upper]: [f64; 2],
+        bins: u32,
+    ) -> Self {
+        self.check_column(column);
+        self.plan.aggregates.push(Aggregate::Quantile {
+            name: name.to_string(),
+            column: column.to_string(),
+            q,
+            bounds: Some([lower, upper]),
+            bins: Some(bins),
         });
         self
     }

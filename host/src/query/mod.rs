@@ -7,6 +7,7 @@
 //! gate turns them into a noisy table.
 
 mod expr;
+mod per_unit;
 
 use crate::dataset::Dataset;
 use expr::{lower, Info};
@@ -562,12 +563,27 @@ fn apply_steps(plan: &Plan, dataset: &Dataset) -> Result<Stepped, QueryError> {
                 lf = lf.filter(e);
             }
             Step::Derive { name, expr } => {
-                if name.starts_with("__") || name == &schema.privacy_unit || name.is_empty() {
-                    return Err(QueryError::Invalid(format!(
-                        "cannot derive a column named '{name}'"
-                    )));
-                }
+                check_derived_name(name, &schema.privacy_unit)?;
                 let (e, info) = lower(expr, &env, &ctx, &mut columns_read)?;
+                lf = lf.with_column(e.alias(name.as_str()));
+                env.insert(name.clone(), info);
+            }
+            Step::PerUnit {
+                name,
+                reduce,
+                expr,
+                rows,
+                by,
+            } => {
+                check_derived_name(name, &schema.privacy_unit)?;
+                let step = per_unit::PerUnitStep {
+                    name,
+                    reduce: *reduce,
+                    expr,
+                    rows: rows.as_ref(),
+                    by,
+                };
+                let (e, info) = per_unit::lower_per_unit(&step, &env, &ctx, &mut columns_read)?;
                 lf = lf.with_column(e.alias(name.as_str()));
                 env.insert(name.clone(), info);
             }
@@ -575,6 +591,16 @@ fn apply_steps(plan: &Plan, dataset: &Dataset) -> Result<Stepped, QueryError> {
     }
 
     Ok((lf, env, columns_read))
+}
+
+/// Refuses a derived column name that is empty, reserved (`__`) or the privacy unit's.
+fn check_derived_name(name: &str, unit: &str) -> Result<(), QueryError> {
+    if name.starts_with("__") || name == unit || name.is_empty() {
+        return Err(QueryError::Invalid(format!(
+            "cannot derive a column named '{name}'"
+        )));
+    }
+    Ok(())
 }
 
 /// The distinct values of `plan`'s group keys that have no public domain, found in the data
