@@ -14,6 +14,7 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("population", "population"),
     ("rates-gap", "rates_gap"),
+    ("od-flows", "od_flows"),
     ("oar-test-guest-spin", "oar_test_guest_spin"),
     ("oar-test-guest-hog", "oar_test_guest_hog"),
     ("oar-test-guest-greedy", "oar_test_guest_greedy"),

@@ -162,3 +162,106 @@ fn the_gap_table_propagates_suppression_and_intervals() {
         assert_eq!(row.suppressed, Some(Suppression::Derived), "{ward}");
     }
 }
+
+#[test]
+fn od_flows_match_the_ground_truth_and_stay_shares_carry_their_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let desc = oar_host::synth::cdr::CdrSpec {
+        rows: 1_000_000,
+        ..Default::default()
+    }
+    .write(dir.path())
+    .unwrap();
+    let truth = common::truth::od_truth(&desc.with_file_name("cdr.parquet"));
+    let mut w = World::new(1, 1);
+    let host = host_for(&mut w, "cdr", &desc);
+    let m = common::verified_example(&w, "od-flows", "od_flows");
+    let out = host.run(m.clone(), "stats-office", "{}");
+    let release = out.result.expect("the module runs");
+    assert_eq!(out.record.charges.len(), 2, "flows and residents");
+    assert!((release.epsilon_total - 1.0).abs() < 1e-12);
+    let table = |name: &str| {
+        &release
+            .tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .table
+    };
+    let flows = table(od_flows::FLOWS);
+    assert_eq!(
+        flows.rows.len(),
+        7 * 21 * 21,
+        "every day × origin × destination"
+    );
+    // Each subscriber adds to one cell per day: Laplace scale 7 / 0.75.
+    let sd = std::f64::consts::SQRT_2 * 7.0 / 0.75;
+    let (mut errors, mut big_errors) = (Vec::new(), Vec::new());
+    let mut withheld_largest = 0;
+    for row in &flows.rows {
+        let key: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
+        let n = truth
+            .flows
+            .get(&(key[0].clone(), key[1].clone(), key[2].clone()))
+            .copied()
+            .unwrap_or(0) as f64;
+        match flows.get(&row.keys, "subscribers") {
+            Some(v) => {
+                assert!(n >= 10.0, "{key:?} released with {n} subscribers");
+                assert!((v - n).abs() < 6.0 * sd, "{key:?}: {v} vs {n}");
+                errors.push((v - n).abs() / n);
+                if n >= 200.0 {
+                    big_errors.push((v - n).abs() / n);
+                }
+            }
+            None => withheld_largest = withheld_largest.max(n as i64),
+        }
+    }
+    let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len() as f64;
+    println!(
+        "od-flows at epsilon 1: {} of {} flows released, mean relative error {:.2}% ({:.2}% over the {} flows of at least 200); largest withheld flow {}",
+        errors.len(),
+        flows.rows.len(),
+        100.0 * mean(&errors),
+        100.0 * mean(&big_errors),
+        big_errors.len(),
+        withheld_largest
+    );
+    let tau = flows.release.as_ref().unwrap().threshold;
+    println!("od-flows: noisy threshold {tau:.0} subscribers");
+    assert!(big_errors.len() >= 50, "{} big flows", big_errors.len());
+    assert!(mean(&big_errors) < 0.05, "{}", mean(&big_errors));
+    // The noisy threshold withholds small flows, not large ones.
+    assert!(
+        (withheld_largest as f64) < tau + 6.0 * sd,
+        "a flow of {withheld_largest} was withheld (threshold {tau})"
+    );
+
+    let stayers = table(od_flows::STAYERS);
+    let mut covered = 0;
+    let mut released = 0;
+    for row in stayers.released() {
+        let key: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
+        let r = truth.residents[&(key[0].clone(), key[1].clone())] as f64;
+        let s = truth.flows[&(key[0].clone(), key[1].clone(), key[1].clone())] as f64;
+        let share = stayers.get(&row.keys, "stay_share").unwrap();
+        let ci = stayers.get(&row.keys, "stay_share_ci95").unwrap();
+        released += 1;
+        if (share - s / r).abs() <= ci {
+            covered += 1;
+        }
+    }
+    println!("od-flows: {covered} of {released} stay shares within their 95% interval");
+    assert!(released >= 50, "{released} stay shares released");
+    assert!(
+        covered as f64 >= 0.85 * released as f64,
+        "{covered} of {released} intervals cover the truth"
+    );
+
+    // The same module code natively, through the same gate and limits.
+    let mut local = oar_host::local::LocalHost::new(host.session("native", "stats-office", m));
+    oar_guest::run_with_host(&mut local, "{}", od_flows::run).unwrap();
+    let native = local.finish();
+    assert_eq!(native.outputs[0].1.rows.len(), 7 * 21 * 21);
+    assert_eq!(native.charges.len(), 2);
+}

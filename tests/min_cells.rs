@@ -150,7 +150,20 @@ const CASES: &[Case] = &[
         data: premises_data,
         truth: rates_gap_truth,
     },
+    Case {
+        module: "od_flows",
+        crate_dir: "od-flows",
+        dataset: "cdr",
+        params: r#"{"epsilon": 2.0}"#,
+        data: cdr_data,
+        truth: od_truth,
+    },
 ];
+
+/// Flows keyed `day/origin/destination` and stay shares keyed `day/origin`.
+fn od_truth(descriptor: &Path) -> Truth {
+    common::truth::od_truth(&descriptor.with_file_name("cdr.parquet")).keyed()
+}
 
 #[test]
 fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {

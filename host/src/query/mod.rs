@@ -482,6 +482,8 @@ pub fn compile_with_keys(
         }
     }
     let frame = per_unit_cell.group_by([col(CELL)]).agg(cell_aggs);
+    // The scope check is about the dataset's columns; derived ones are computed from them.
+    columns_read.retain(|c| schema.column(c).is_some());
 
     Ok(CompiledPlan {
         plan: plan.clone(),
