@@ -15,6 +15,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("population", "population"),
     ("rates-gap", "rates_gap"),
     ("od-flows", "od_flows"),
+    ("load-profile", "load_profile"),
+    ("event-traffic", "event_traffic"),
     ("oar-test-guest-spin", "oar_test_guest_spin"),
     ("oar-test-guest-hog", "oar_test_guest_hog"),
     ("oar-test-guest-greedy", "oar_test_guest_greedy"),

@@ -265,3 +265,214 @@ fn od_flows_match_the_ground_truth_and_stay_shares_carry_their_interval() {
     assert_eq!(native.outputs[0].1.rows.len(), 7 * 21 * 21);
     assert_eq!(native.charges.len(), 2);
 }
+
+#[test]
+fn load_profile_matches_the_ground_truth_for_consenting_households_only() {
+    use oar_host::synth::meters::MetersSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let desc = MetersSpec::default().write(dir.path()).unwrap();
+    let truth = common::truth::load_truth(&desc.with_file_name("meters.parquet"), 1.5, 40.0);
+    let mut w = World::new(1, 1);
+    let host = host_for(&mut w, "meters", &desc);
+    let m = common::verified_example(&w, "load-profile", "load_profile");
+    let out = host.run(m.clone(), "stats-office", "{}");
+    let release = out.result.expect("the module runs");
+    assert_eq!(out.record.charges.len(), 2, "profile and daily means");
+    assert!((release.epsilon_total - 2.0).abs() < 1e-12);
+    let table = |name: &str| {
+        &release
+            .tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .table
+    };
+    let profile = table(load_profile::PROFILE);
+    assert_eq!(profile.rows.len(), 5 * 48, "every area × half-hour");
+    let mut errors = Vec::new();
+    for row in &profile.rows {
+        let area = row.keys[0].key_text();
+        let slot = row.keys[1].as_i64().unwrap();
+        if area == "A05" {
+            assert!(row.suppressed.is_some(), "8 households must not appear");
+            continue;
+        }
+        let v = profile
+            .get(&row.keys, "mean_kwh")
+            .unwrap_or_else(|| panic!("{area} {slot} withheld"));
+        let t = truth.profile[&(area.clone(), slot)];
+        errors.push((v - t).abs() / t);
+    }
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    let worst = errors.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "load-profile at epsilon 2: {} half-hourly means, mean relative error {:.2}%, worst {:.2}%",
+        errors.len(),
+        100.0 * mean,
+        100.0 * worst
+    );
+    assert_eq!(errors.len(), 4 * 48);
+    assert!(mean < 0.08, "mean relative error {mean}");
+
+    let daily = table(load_profile::DAILY);
+    let mut daily_errors = Vec::new();
+    for row in daily.released() {
+        let area = row.keys[0].key_text();
+        let v = daily.get(&row.keys, "mean_daily_kwh").unwrap();
+        daily_errors.push((v - truth.daily[&area]).abs() / truth.daily[&area]);
+    }
+    println!(
+        "load-profile: {} daily means, worst relative error {:.3}%",
+        daily_errors.len(),
+        100.0 * daily_errors.iter().cloned().fold(0.0, f64::max)
+    );
+    assert_eq!(daily_errors.len(), 4, "the four large areas, not A05");
+    assert!(daily_errors.iter().all(|e| *e < 0.01), "{daily_errors:?}");
+
+    // Households without consent are not in the profile: its units per cell are the consenting
+    // households (the profile's noisy count is close to them, not to all meters).
+    let consenting = truth.consenting["A01"] as f64;
+    assert!(consenting < 0.6 * truth.meters["A01"] as f64);
+
+    let mut local = oar_host::local::LocalHost::new(host.session("native", "stats-office", m));
+    oar_guest::run_with_host(&mut local, "{}", load_profile::run).unwrap();
+    assert_eq!(local.finish().charges.len(), 2);
+}
+
+/// The events of `oar synth journeys` as the module's defaults give them.
+const EVENTS: [(&str, &str, i64, i64); 2] = [
+    ("2026-04-09", "2026-04-16", 19, 22),
+    ("2026-04-18", "2026-04-11", 15, 18),
+];
+
+#[test]
+fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
+    use oar_host::synth::traffic::{TrafficSpec, EVENT_SLOWDOWN};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TrafficSpec::default();
+    assert_eq!(
+        spec.event_dates(),
+        EVENTS.map(|e| e.0.to_string()).to_vec(),
+        "the module's default events are the synthetic ones"
+    );
+    let desc = spec.write(dir.path()).unwrap();
+    let truth = common::truth::traffic_truth(&desc.with_file_name("journeys.parquet"), &EVENTS);
+    let mut w = World::new(1, 1);
+    let host = host_for(&mut w, "journeys", &desc);
+    let m = common::verified_example(&w, "event-traffic", "event_traffic");
+    let out = host.run(m.clone(), "stats-office", "{}");
+    let release = out.result.expect("the module runs");
+    assert_eq!(out.record.charges.len(), 2, "flows and journey times");
+    let table = |name: &str| {
+        &release
+            .tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .table
+    };
+
+    let flows = table(event_traffic::FLOWS);
+    assert_eq!(
+        flows.rows.len(),
+        6 * 4 * 24,
+        "corridors × event and baseline days × hours"
+    );
+    let sd = std::f64::consts::SQRT_2 * 12.0 / 1.0;
+    let mut errors = Vec::new();
+    for row in flows.released() {
+        let k: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
+        let n = truth
+            .flows
+            .get(&(k[0].clone(), k[1].clone(), k[2].parse().unwrap()))
+            .copied()
+            .unwrap_or(0) as f64;
+        let v = flows.get(&row.keys, "vehicles").unwrap();
+        assert!(n >= 10.0 && (v - n).abs() < 6.0 * sd, "{k:?}: {v} vs {n}");
+        errors.push((v - n).abs() / n);
+        assert_ne!(k[0], "C6", "the private road never appears");
+    }
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    println!(
+        "event-traffic at epsilon 2: {} hourly flows released, mean relative error {:.2}%",
+        errors.len(),
+        100.0 * mean
+    );
+    println!(
+        "event-traffic: flows threshold {:.0} vehicles",
+        flows.release.as_ref().unwrap().threshold
+    );
+    assert!(errors.len() >= 40, "{} flows released", errors.len());
+    assert!(mean < 0.05, "{mean}");
+    // The arrivals before each event on the stadium corridors are among them.
+    for (date, start) in [("2026-04-09", 17), ("2026-04-18", 13)] {
+        for c in ["C1", "C2"] {
+            let keys = [
+                oar_guest::Value::Str(c.into()),
+                oar_guest::Value::Str(date.into()),
+                oar_guest::Value::Int(start),
+            ];
+            assert!(
+                flows.get(&keys, "vehicles").is_some(),
+                "{c} {date} {start}h"
+            );
+        }
+    }
+
+    let times = table(event_traffic::TIMES);
+    let mut q_errors = Vec::new();
+    for c in ["C1", "C2", "C3", "C4", "C5"] {
+        for window in [true, false] {
+            let keys = [
+                oar_guest::Value::Str(c.into()),
+                oar_guest::Value::Bool(window),
+            ];
+            for (name, q) in [("median_secs", 0.5), ("p90_secs", 0.9)] {
+                let v = times
+                    .get(&keys, name)
+                    .unwrap_or_else(|| panic!("{c} {window} {name} withheld"));
+                let t = truth.quantile(c, window, q);
+                // 30-second bins, read off noisy cumulative counts: the sparse upper tail of
+                // the smaller baseline windows moves most.
+                assert!((v - t).abs() <= 240.0, "{c} {window} {name}: {v} vs {t}");
+                q_errors.push((v - t).abs() / t);
+            }
+        }
+    }
+    let q_mean = q_errors.iter().sum::<f64>() / q_errors.len() as f64;
+    println!(
+        "event-traffic: 20 journey-time quantiles, mean relative error {:.2}%, worst {:.2}%",
+        100.0 * q_mean,
+        100.0 * q_errors.iter().cloned().fold(0.0, f64::max)
+    );
+    assert!(q_mean < 0.06, "{q_mean}");
+
+    // The delay table shows the event's effect where the synthetic data has one.
+    let delay = table(event_traffic::DELAY);
+    for c in ["C1", "C2"] {
+        let extra = delay
+            .get(&[oar_guest::Value::Str(c.into())], "extra_median_secs")
+            .unwrap();
+        let base = truth.quantile(c, false, 0.5);
+        assert!(
+            extra > 0.5 * (EVENT_SLOWDOWN - 1.0) * base,
+            "{c}: event adds {extra} s to a {base} s median"
+        );
+    }
+    for c in ["C3", "C4", "C5"] {
+        let extra = delay
+            .get(&[oar_guest::Value::Str(c.into())], "extra_median_secs")
+            .unwrap();
+        assert!(extra.abs() <= 120.0, "{c}: no event, yet {extra} s");
+    }
+    let c6 = delay
+        .rows
+        .iter()
+        .find(|r| r.keys[0] == oar_guest::Value::Str("C6".into()))
+        .unwrap();
+    assert!(c6.suppressed.is_some());
+
+    let mut local = oar_host::local::LocalHost::new(host.session("native", "stats-office", m));
+    oar_guest::run_with_host(&mut local, "{}", event_traffic::run).unwrap();
+    assert_eq!(local.finish().charges.len(), 2);
+}

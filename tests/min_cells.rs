@@ -158,7 +158,62 @@ const CASES: &[Case] = &[
         data: cdr_data,
         truth: od_truth,
     },
+    Case {
+        module: "load_profile",
+        crate_dir: "load-profile",
+        dataset: "meters",
+        params: r#"{"epsilon": 3.0}"#,
+        data: meters_data,
+        truth: load_truth,
+    },
+    Case {
+        module: "event_traffic",
+        crate_dir: "event-traffic",
+        dataset: "journeys",
+        params: r#"{"epsilon": 3.0}"#,
+        data: journeys_data,
+        truth: traffic_truth,
+    },
 ];
+
+/// A journeys set with about `rows` journeys (about 19 per vehicle).
+fn journeys_data(dir: &Path, rows: usize, seed: u64) -> std::path::PathBuf {
+    oar_host::synth::traffic::TrafficSpec {
+        vehicles: rows / 19,
+        seed,
+        ..Default::default()
+    }
+    .write(dir)
+    .unwrap()
+}
+
+/// Vehicles per `corridor/date/hour`, per `corridor/window` and per `corridor`.
+fn traffic_truth(descriptor: &Path) -> Truth {
+    common::truth::traffic_truth(
+        &descriptor.with_file_name("journeys.parquet"),
+        &[
+            ("2026-04-09", "2026-04-16", 19, 22),
+            ("2026-04-18", "2026-04-11", 15, 18),
+        ],
+    )
+    .keyed()
+}
+
+/// A meters set with `rows / 48` households over one day.
+fn meters_data(dir: &Path, rows: usize, seed: u64) -> std::path::PathBuf {
+    oar_host::synth::meters::MetersSpec {
+        meters: rows / 48,
+        seed,
+        ..Default::default()
+    }
+    .write(dir)
+    .unwrap()
+}
+
+/// Consenting households per `area/half_hour`, all households per `area`.
+fn load_truth(descriptor: &Path) -> Truth {
+    common::truth::load_truth(&descriptor.with_file_name("meters.parquet"), 1.5, 40.0).keyed()
+}
 
 /// Flows keyed `day/origin/destination` and stay shares keyed `day/origin`.
 fn od_truth(descriptor: &Path) -> Truth {
@@ -169,6 +224,8 @@ fn od_truth(descriptor: &Path) -> Truth {
 fn no_example_module_releases_a_cell_below_the_minimum_on_any_synthetic_set() {
     let mut w = World::new(1, 1);
     w.policy.requesters[0].datasets.push("premises".into());
+    w.policy.requesters[0].datasets.push("meters".into());
+    w.policy.requesters[0].datasets.push("journeys".into());
     let mut released_total = 0;
     for case in CASES {
         for (rows, seed) in [(3_000, 1), (30_000, 2), (150_000, 3)] {

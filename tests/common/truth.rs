@@ -130,3 +130,197 @@ pub fn od_truth(parquet: &Path) -> OdTruth {
     }
     OdTruth { flows, residents }
 }
+
+/// Load-profile truth from a synthetic meters file.
+pub struct LoadTruth {
+    /// Per (area, half-hour): mean over consenting meters of their mean clamped reading.
+    pub profile: HashMap<(String, i64), f64>,
+    /// Consenting meters per area.
+    pub consenting: HashMap<String, i64>,
+    /// Per area: mean over all meters of their mean clamped daily total.
+    pub daily: HashMap<String, f64>,
+    /// Meters per area.
+    pub meters: HashMap<String, i64>,
+}
+
+impl LoadTruth {
+    /// Units behind each released row, keyed `area/half_hour` and `area`.
+    pub fn keyed(&self) -> HashMap<String, i64> {
+        let mut out: HashMap<String, i64> = self
+            .profile
+            .keys()
+            .map(|(a, s)| (format!("{a}/{s}"), self.consenting[a]))
+            .collect();
+        out.extend(self.meters.iter().map(|(a, n)| (a.clone(), *n)));
+        out
+    }
+}
+
+/// Means of per-meter means, with readings clamped to `max_half_hour` and daily totals to
+/// `max_daily`.
+pub fn load_truth(parquet: &Path, max_half_hour: f64, max_daily: f64) -> LoadTruth {
+    let df = read_parquet(parquet);
+    let (ids, areas, times) = (
+        ints(&df, "meter_id"),
+        strings(&df, "area"),
+        micros(&df, "read_at"),
+    );
+    let kwh: Vec<f64> = df
+        .column("kwh")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let consent: Vec<bool> = df
+        .column("half_hourly_consent")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    // Per meter: area, consent on every row, per slot (sum, n), per day total.
+    struct Meter {
+        area: String,
+        consent: bool,
+        slots: HashMap<i64, (f64, f64)>,
+        days: HashMap<i64, f64>,
+    }
+    let mut meters: HashMap<i64, Meter> = HashMap::new();
+    for i in 0..ids.len() {
+        let m = meters.entry(ids[i]).or_insert_with(|| Meter {
+            area: areas[i].clone(),
+            consent: true,
+            slots: HashMap::new(),
+            days: HashMap::new(),
+        });
+        m.consent &= consent[i];
+        let (_, day) = hour_and_day(times[i]);
+        let slot = times[i].div_euclid(1_800_000_000).rem_euclid(48);
+        let e = m.slots.entry(slot).or_insert((0.0, 0.0));
+        e.0 += kwh[i].min(max_half_hour);
+        e.1 += 1.0;
+        *m.days.entry(day).or_insert(0.0) += kwh[i];
+    }
+    let mut t = LoadTruth {
+        profile: HashMap::new(),
+        consenting: HashMap::new(),
+        daily: HashMap::new(),
+        meters: HashMap::new(),
+    };
+    let mut daily_sum: HashMap<String, f64> = HashMap::new();
+    for m in meters.values() {
+        *t.meters.entry(m.area.clone()).or_insert(0) += 1;
+        let daily = m.days.values().map(|d| d.min(max_daily)).sum::<f64>() / m.days.len() as f64;
+        *daily_sum.entry(m.area.clone()).or_insert(0.0) += daily;
+        if m.consent {
+            *t.consenting.entry(m.area.clone()).or_insert(0) += 1;
+            for (slot, (s, n)) in &m.slots {
+                *t.profile.entry((m.area.clone(), *slot)).or_insert(0.0) += s / n;
+            }
+        }
+    }
+    for ((a, _), v) in t.profile.iter_mut() {
+        *v /= t.consenting[a] as f64;
+    }
+    for (a, s) in daily_sum {
+        t.daily.insert(a.clone(), s / t.meters[&a] as f64);
+    }
+    t
+}
+
+/// Traffic truth from a synthetic journeys file, for events given as (date, baseline date,
+/// first hour, last hour) with windows from two hours before the first hour to the last.
+pub struct TrafficTruth {
+    /// Distinct vehicles per (corridor, date, hour) on event and baseline days.
+    pub flows: HashMap<(String, String, i64), i64>,
+    /// Per (corridor, in an event window?): each vehicle's mean journey time there, sorted.
+    pub times: HashMap<(String, bool), Vec<f64>>,
+}
+
+impl TrafficTruth {
+    /// The `q`-quantile of a cell's per-vehicle means (nearest rank).
+    pub fn quantile(&self, corridor: &str, event: bool, q: f64) -> f64 {
+        let v = &self.times[&(corridor.to_string(), event)];
+        v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+    }
+
+    /// Units behind each released row: `corridor/date/hour`, `corridor/window` and
+    /// `corridor` (the smaller window).
+    pub fn keyed(&self) -> HashMap<String, i64> {
+        let mut out: HashMap<String, i64> = self
+            .flows
+            .iter()
+            .map(|((c, d, h), n)| (format!("{c}/{d}/{h}"), *n))
+            .collect();
+        for ((c, w), v) in &self.times {
+            out.insert(format!("{c}/{w}"), v.len() as i64);
+            let n = out.get(c.as_str()).copied().unwrap_or(i64::MAX);
+            out.insert(c.clone(), n.min(v.len() as i64));
+        }
+        out
+    }
+}
+
+/// See [`TrafficTruth`].
+pub fn traffic_truth(parquet: &Path, events: &[(&str, &str, i64, i64)]) -> TrafficTruth {
+    let df = read_parquet(parquet);
+    let (ids, corridors, times) = (
+        ints(&df, "vehicle_id"),
+        strings(&df, "corridor"),
+        micros(&df, "entered_at"),
+    );
+    let secs: Vec<f64> = df
+        .column("journey_secs")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let mut flows: HashMap<(String, String, i64), std::collections::HashSet<i64>> = HashMap::new();
+    let mut per_vehicle: HashMap<(String, bool, i64), (f64, f64)> = HashMap::new();
+    for i in 0..ids.len() {
+        let (hour, day) = hour_and_day(times[i]);
+        let date = day_text(day);
+        let on_day = events.iter().any(|(d, b, _, _)| *d == date || *b == date);
+        if on_day {
+            flows
+                .entry((corridors[i].clone(), date.clone(), hour))
+                .or_default()
+                .insert(ids[i]);
+        }
+        let in_window = |event_day: bool| {
+            events.iter().any(|e| {
+                (if event_day { e.0 } else { e.1 }) == date && hour >= e.2 - 2 && hour <= e.3
+            })
+        };
+        let window = if in_window(true) {
+            Some(true)
+        } else if in_window(false) {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(w) = window {
+            let e = per_vehicle
+                .entry((corridors[i].clone(), w, ids[i]))
+                .or_insert((0.0, 0.0));
+            e.0 += secs[i].min(3600.0);
+            e.1 += 1.0;
+        }
+    }
+    let mut out = TrafficTruth {
+        flows: flows
+            .into_iter()
+            .map(|(k, v)| (k, v.len() as i64))
+            .collect(),
+        times: HashMap::new(),
+    };
+    for ((c, w, _), (s, n)) in per_vehicle {
+        out.times.entry((c, w)).or_default().push(s / n);
+    }
+    for v in out.times.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    out
+}

@@ -470,6 +470,36 @@ enum SynthKind {
         #[arg(long, default_value_t = 11)]
         seed: u64,
     },
+    /// Smart-meter readings: meter_id, area, read_at, kwh, half_hourly_consent, one row per
+    /// household per half-hour (area A05 has only 8 households).
+    Meters {
+        /// Folder for meters.parquet and meters.toml.
+        #[arg(long)]
+        out: PathBuf,
+        /// Households in the four large areas together.
+        #[arg(long, default_value_t = 60_000)]
+        meters: usize,
+        /// Days of readings.
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+        /// Seed.
+        #[arg(long, default_value_t = 13)]
+        seed: u64,
+    },
+    /// Road journeys: vehicle_id, corridor, entered_at, journey_secs over 14 days from
+    /// 2026-04-06, with events on 2026-04-09 (19:00-22:59) and 2026-04-18 (15:00-18:59) slowing
+    /// corridors C1 and C2 (C6 is a private road with 5 vehicles).
+    Journeys {
+        /// Folder for journeys.parquet and journeys.toml.
+        #[arg(long)]
+        out: PathBuf,
+        /// Vehicles on the ordinary corridors.
+        #[arg(long, default_value_t = 40_000)]
+        vehicles: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+    },
 }
 
 /// Parses arguments, runs the command, prints errors with their causes.
@@ -859,6 +889,55 @@ fn execute(command: Command) -> anyhow::Result<()> {
         } => {
             let desc = oar_host::synth::premises::PremisesSpec { premises, seed }.write(&out)?;
             println!("wrote {premises} premises; descriptor {}", desc.display());
+            Ok(())
+        }
+        Command::Synth {
+            kind:
+                SynthKind::Meters {
+                    out,
+                    meters,
+                    days,
+                    seed,
+                },
+        } => {
+            if days == 0 {
+                anyhow::bail!("--days must be at least 1");
+            }
+            let spec = oar_host::synth::meters::MetersSpec {
+                meters,
+                days,
+                seed,
+                ..Default::default()
+            };
+            let desc = spec.write(&out)?;
+            println!(
+                "wrote {} households × {days} day(s) of half-hourly readings; descriptor {}",
+                meters + oar_host::synth::meters::SMALL_AREA_METERS,
+                desc.display()
+            );
+            Ok(())
+        }
+        Command::Synth {
+            kind:
+                SynthKind::Journeys {
+                    out,
+                    vehicles,
+                    seed,
+                },
+        } => {
+            let spec = oar_host::synth::traffic::TrafficSpec {
+                vehicles,
+                seed,
+                ..Default::default()
+            };
+            let desc = spec.write(&out)?;
+            println!(
+                "wrote the journeys of {} vehicles over {} days (events on {}); descriptor {}",
+                vehicles + oar_host::synth::traffic::SMALL_CORRIDOR_VEHICLES,
+                oar_host::synth::traffic::DAYS,
+                spec.event_dates().join(" and "),
+                desc.display()
+            );
             Ok(())
         }
         Command::Bench { rows, repeat, dir } => {

@@ -1,8 +1,10 @@
 //! Synthetic datasets with known structure, so everything runs with no real data.
 
 pub mod cdr;
+pub mod meters;
 pub mod premises;
 pub mod shaped;
+pub mod traffic;
 
 /// Errors writing a synthetic dataset.
 #[derive(Debug, thiserror::Error)]
