@@ -27,10 +27,48 @@ pub fn lit(value: impl Into<Value>) -> Expr {
     }
 }
 
-/// Anything that can stand on the right of a comparison: an expression or a plain value.
+/// Anything that can stand on the right of a comparison: an expression, a typed
+/// [`Column`](crate::Column) or a plain value (which becomes a literal).
+///
+/// ```
+/// use oar_guest::{col, lit, IntoExpr};
+/// assert_eq!(2.5.into_expr(), lit(2.5));
+/// assert_eq!(col("kwh").into_expr(), col("kwh"));
+/// ```
 pub trait IntoExpr {
     /// Converts to an expression.
+    ///
+    /// ```
+    /// use oar_guest::{lit, IntoExpr};
+    /// assert_eq!("North".into_expr(), lit("North"));
+    /// ```
     fn into_expr(self) -> Expr;
+}
+
+/// Anything that can be a row predicate (in [`Query::filter`](crate::Query::filter),
+/// [`Expr::and`], [`per_unit::PerUnit::rows`](crate::per_unit::PerUnit::rows)): an untyped
+/// [`Expr`] (the host checks it is boolean) or a typed boolean column, `flag("consent")`.
+///
+/// A typed number or text column is not a predicate, so `filter(num("kwh"))` does not compile.
+///
+/// ```
+/// use oar_guest::{col, flag, IntoPredicate};
+/// assert_eq!(flag("consent").into_predicate(), col("consent"));
+/// ```
+pub trait IntoPredicate {
+    /// Converts to a (presumably boolean) expression.
+    ///
+    /// ```
+    /// use oar_guest::{col, IntoPredicate};
+    /// let p = col("kwh").gt(0.0).into_predicate();
+    /// assert_eq!(p.columns(), vec!["kwh"]);
+    /// ```
+    fn into_predicate(self) -> Expr;
+}
+impl IntoPredicate for Expr {
+    fn into_predicate(self) -> Expr {
+        self
+    }
 }
 impl IntoExpr for Expr {
     fn into_expr(self) -> Expr {
@@ -66,44 +104,94 @@ impl Expr {
     }
 
     /// `self == other`
+    ///
+    /// ```
+    /// use oar_guest::{col, plan::CompareOp, Expr};
+    /// let e = col("region").eq("North");
+    /// assert!(matches!(e, Expr::Compare { op: CompareOp::Eq, .. }));
+    /// ```
     pub fn eq(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Eq, other)
     }
     /// `self != other`
+    ///
+    /// ```
+    /// use oar_guest::{col, plan::CompareOp, Expr};
+    /// assert!(matches!(col("tariff").ne("night"), Expr::Compare { op: CompareOp::Ne, .. }));
+    /// ```
     pub fn ne(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Ne, other)
     }
     /// `self < other`
+    ///
+    /// ```
+    /// use oar_guest::{col, plan::CompareOp, Expr};
+    /// assert!(matches!(col("timestamp").hour().lt(6), Expr::Compare { op: CompareOp::Lt, .. }));
+    /// ```
     pub fn lt(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Lt, other)
     }
     /// `self <= other`
+    ///
+    /// ```
+    /// use oar_guest::{col, plan::CompareOp, Expr};
+    /// assert!(matches!(col("kwh").le(2.0), Expr::Compare { op: CompareOp::Le, .. }));
+    /// ```
     pub fn le(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Le, other)
     }
     /// `self > other`
+    ///
+    /// ```
+    /// use oar_guest::{col, plan::CompareOp, Expr};
+    /// assert!(matches!(col("kwh").gt(0.0), Expr::Compare { op: CompareOp::Gt, .. }));
+    /// ```
     pub fn gt(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Gt, other)
     }
     /// `self >= other`
+    ///
+    /// ```
+    /// use oar_guest::{col, plan::CompareOp, Expr};
+    /// let since = col("timestamp").ge("2024-03-01");
+    /// assert!(matches!(since, Expr::Compare { op: CompareOp::Ge, .. }));
+    /// ```
     pub fn ge(self, other: impl IntoExpr) -> Expr {
         self.compare(CompareOp::Ge, other)
     }
     /// Both `self` and `other`.
-    pub fn and(self, other: Expr) -> Expr {
+    ///
+    /// ```
+    /// use oar_guest::{col, flag};
+    /// let e = col("kwh").gt(0.0).and(flag("consent"));
+    /// assert_eq!(e.columns(), vec!["kwh", "consent"]);
+    /// ```
+    pub fn and(self, other: impl IntoPredicate) -> Expr {
         Expr::And {
             left: Box::new(self),
-            right: Box::new(other),
+            right: Box::new(other.into_predicate()),
         }
     }
     /// Either `self` or `other`.
-    pub fn or(self, other: Expr) -> Expr {
+    ///
+    /// ```
+    /// use oar_guest::{col, Expr};
+    /// let active = col("waste_contract").or(col("utility_connection"));
+    /// assert!(matches!(active, Expr::Or { .. }));
+    /// ```
+    pub fn or(self, other: impl IntoPredicate) -> Expr {
         Expr::Or {
             left: Box::new(self),
-            right: Box::new(other),
+            right: Box::new(other.into_predicate()),
         }
     }
     /// True where `self` is one of `values`.
+    ///
+    /// ```
+    /// use oar_guest::{col, Expr, Value};
+    /// let e = col("region").is_in(["North", "East"]);
+    /// assert!(matches!(e, Expr::IsIn { ref values, .. } if values[1] == Value::from("East")));
+    /// ```
     pub fn is_in<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Expr {
         Expr::IsIn {
             expr: Box::new(self),
@@ -111,12 +199,22 @@ impl Expr {
         }
     }
     /// The calendar day (`YYYY-MM-DD`) of a date or datetime column.
+    ///
+    /// ```
+    /// use oar_guest::{col, Expr};
+    /// assert!(matches!(col("timestamp").date(), Expr::Date { .. }));
+    /// ```
     pub fn date(self) -> Expr {
         Expr::Date {
             expr: Box::new(self),
         }
     }
     /// The hour of day (0 to 23) of a datetime column.
+    ///
+    /// ```
+    /// use oar_guest::{col, Expr};
+    /// assert!(matches!(col("timestamp").hour(), Expr::Hour { .. }));
+    /// ```
     pub fn hour(self) -> Expr {
         Expr::Hour {
             expr: Box::new(self),
@@ -150,7 +248,14 @@ impl Expr {
         }
     }
 
-    /// Names of the columns this expression reads.
+    /// Names of the columns this expression reads, in order (a column read twice is listed
+    /// twice).
+    ///
+    /// ```
+    /// use oar_guest::{col, lit};
+    /// let e = (col("a") + col("b")).gt(lit(1)).or(col("a").eq(0));
+    /// assert_eq!(e.columns(), vec!["a", "b", "a"]);
+    /// ```
     pub fn columns(&self) -> Vec<&str> {
         let mut out = Vec::new();
         self.collect_columns(&mut out);

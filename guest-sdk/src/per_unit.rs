@@ -13,10 +13,17 @@
 //! ```
 
 use crate::plan::{Reduce, Step};
-use crate::Expr;
+use crate::{Expr, IntoPredicate};
 
 /// A per-unit value under construction: a reduction of a row expression over each unit's rows,
 /// optionally over a subset of them and within further keys.
+///
+/// ```
+/// use oar_guest::{flag, num, per_unit, plan::Reduce};
+/// let daily_kwh = per_unit::sum(num("kwh")).rows(flag("consent")).by(["day"]);
+/// assert_eq!(daily_kwh.reduce(), Reduce::Sum);
+/// assert_eq!(daily_kwh.columns(), vec!["kwh", "consent", "day"]);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerUnit {
     reduce: Reduce,
@@ -26,23 +33,27 @@ pub struct PerUnit {
 }
 
 impl PerUnit {
-    fn new(reduce: Reduce, expr: Expr) -> Self {
+    fn new(reduce: Reduce, expr: impl Into<Expr>) -> Self {
         PerUnit {
             reduce,
-            expr,
+            expr: expr.into(),
             rows: None,
             by: Vec::new(),
         }
     }
 
-    /// Reduces only the rows where `predicate` holds (a unit with none gets null).
+    /// Reduces only the rows where `predicate` holds (a unit with none gets null). Called twice,
+    /// both predicates must hold.
     ///
     /// ```
-    /// use oar_guest::{col, per_unit};
+    /// use oar_guest::{col, flag, per_unit};
     /// let night_home = per_unit::mode(col("region")).rows(col("timestamp").hour().lt(6));
     /// assert_eq!(night_home.columns(), vec!["region", "timestamp"]);
+    /// let consented = per_unit::mean(col("kwh")).rows(flag("consent")).rows(col("kwh").gt(0.0));
+    /// assert_eq!(consented.columns(), vec!["kwh", "consent", "kwh"]);
     /// ```
-    pub fn rows(mut self, predicate: Expr) -> Self {
+    pub fn rows(mut self, predicate: impl IntoPredicate) -> Self {
+        let predicate = predicate.into_predicate();
         self.rows = Some(match self.rows.take() {
             Some(previous) => previous.and(predicate),
             None => predicate,
@@ -113,7 +124,7 @@ impl PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::mode(col("region")).reduce(), Reduce::Mode);
 /// ```
-pub fn mode(expr: Expr) -> PerUnit {
+pub fn mode(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Mode, expr)
 }
 
@@ -123,7 +134,7 @@ pub fn mode(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::min(col("timestamp")).reduce(), Reduce::Min);
 /// ```
-pub fn min(expr: Expr) -> PerUnit {
+pub fn min(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Min, expr)
 }
 
@@ -133,7 +144,7 @@ pub fn min(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::max(col("timestamp")).reduce(), Reduce::Max);
 /// ```
-pub fn max(expr: Expr) -> PerUnit {
+pub fn max(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Max, expr)
 }
 
@@ -143,7 +154,7 @@ pub fn max(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::mean(col("kwh")).reduce(), Reduce::Mean);
 /// ```
-pub fn mean(expr: Expr) -> PerUnit {
+pub fn mean(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Mean, expr)
 }
 
@@ -154,7 +165,7 @@ pub fn mean(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::sum(col("kwh")).reduce(), Reduce::Sum);
 /// ```
-pub fn sum(expr: Expr) -> PerUnit {
+pub fn sum(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Sum, expr)
 }
 
@@ -164,7 +175,7 @@ pub fn sum(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::count(col("trip_id")).reduce(), Reduce::Count);
 /// ```
-pub fn count(expr: Expr) -> PerUnit {
+pub fn count(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Count, expr)
 }
 
@@ -174,7 +185,7 @@ pub fn count(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::count_distinct(col("region")).reduce(), Reduce::CountDistinct);
 /// ```
-pub fn count_distinct(expr: Expr) -> PerUnit {
+pub fn count_distinct(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::CountDistinct, expr)
 }
 
@@ -184,7 +195,7 @@ pub fn count_distinct(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::any(col("opted_out")).reduce(), Reduce::Any);
 /// ```
-pub fn any(expr: Expr) -> PerUnit {
+pub fn any(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::Any, expr)
 }
 
@@ -194,6 +205,6 @@ pub fn any(expr: Expr) -> PerUnit {
 /// use oar_guest::{col, per_unit, plan::Reduce};
 /// assert_eq!(per_unit::all(col("consent")).reduce(), Reduce::All);
 /// ```
-pub fn all(expr: Expr) -> PerUnit {
+pub fn all(expr: impl Into<Expr>) -> PerUnit {
     PerUnit::new(Reduce::All, expr)
 }

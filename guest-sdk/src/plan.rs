@@ -8,7 +8,17 @@
 use crate::Value;
 use serde::{Deserialize, Serialize};
 
-/// One aggregate query, released with `epsilon`.
+/// One aggregate query, released with `epsilon`. Modules build it with [`Query`](crate::Query);
+/// this is the JSON the host receives.
+///
+/// ```
+/// use oar_guest::plan::{Aggregate, Plan};
+/// let json = r#"{"dataset": "cdr", "group_by": ["region"],
+///                "aggregates": [{"agg": "count_units", "name": "n"}], "epsilon": 0.5}"#;
+/// let plan: Plan = serde_json::from_str(json).unwrap();
+/// assert_eq!(plan.aggregates, [Aggregate::CountUnits { name: "n".into() }]);
+/// assert!(plan.steps.is_empty() && !plan.totals);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The dataset to read.
@@ -41,6 +51,13 @@ pub struct Plan {
 }
 
 /// A row-level step.
+///
+/// ```
+/// use oar_guest::{col, plan::Step};
+/// let step = Step::Derive { name: "day".into(), expr: col("timestamp").date() };
+/// let json = serde_json::to_value(&step).unwrap();
+/// assert_eq!(json["op"], "derive");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Step {
@@ -82,6 +99,12 @@ pub enum Step {
 }
 
 /// How a unit's rows reduce to one value in a [`Step::PerUnit`].
+///
+/// ```
+/// use oar_guest::{col, per_unit, plan::Reduce};
+/// assert_eq!(per_unit::count_distinct(col("cell_id")).reduce(), Reduce::CountDistinct);
+/// assert_eq!(serde_json::to_string(&Reduce::CountDistinct).unwrap(), "\"count_distinct\"");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reduce {
@@ -105,7 +128,21 @@ pub enum Reduce {
     All,
 }
 
-/// A row-level expression.
+/// A row-level expression. Build it with [`col`](crate::col), [`lit`](crate::lit), the typed
+/// handles ([`num`](crate::num)...) and their methods rather than by hand.
+///
+/// ```
+/// use oar_guest::{col, lit, Expr};
+/// let e = col("kwh").gt(0.5);
+/// assert_eq!(
+///     e,
+///     Expr::Compare {
+///         op: oar_guest::plan::CompareOp::Gt,
+///         left: Box::new(Expr::Column { name: "kwh".into() }),
+///         right: Box::new(lit(0.5)),
+///     }
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Expr {
@@ -191,6 +228,11 @@ pub enum Expr {
 }
 
 /// Comparison operators.
+///
+/// ```
+/// use oar_guest::{col, plan::CompareOp, Expr};
+/// assert!(matches!(col("a").le(1), Expr::Compare { op: CompareOp::Le, .. }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CompareOp {
@@ -209,6 +251,11 @@ pub enum CompareOp {
 }
 
 /// Arithmetic operators.
+///
+/// ```
+/// use oar_guest::{col, plan::ArithOp, Expr};
+/// assert!(matches!(col("kwh") / 2, Expr::Arith { op: ArithOp::Div, .. }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArithOp {
@@ -223,6 +270,13 @@ pub enum ArithOp {
 }
 
 /// A statistic computed per cell.
+///
+/// ```
+/// use oar_guest::plan::Aggregate;
+/// let json = r#"{"agg": "sum", "name": "total", "column": "kwh", "bounds": [0.0, 5.0]}"#;
+/// let a: Aggregate = serde_json::from_str(json).unwrap();
+/// assert!(matches!(a, Aggregate::Sum { bounds: Some([0.0, 5.0]), .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "agg", rename_all = "snake_case")]
 pub enum Aggregate {
@@ -275,6 +329,11 @@ pub enum Aggregate {
 
 impl Aggregate {
     /// The output column name.
+    ///
+    /// ```
+    /// use oar_guest::plan::Aggregate;
+    /// assert_eq!(Aggregate::CountUnits { name: "n".into() }.name(), "n");
+    /// ```
     pub fn name(&self) -> &str {
         match self {
             Aggregate::CountUnits { name }
@@ -286,6 +345,12 @@ impl Aggregate {
 }
 
 /// How much one privacy unit may contribute to one release. Declared, never learnt from data.
+///
+/// ```
+/// use oar_guest::plan::ContributionBounds;
+/// let b = ContributionBounds { max_groups_per_unit: Some(7), ..Default::default() };
+/// assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"max_groups_per_unit":7}"#);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContributionBounds {
     /// The most cells one unit may add to (its extra cells are dropped, deterministically).

@@ -4,6 +4,13 @@ use crate::Value;
 use serde::{Deserialize, Serialize};
 
 /// Why a cell carries no value.
+///
+/// ```
+/// use oar_guest::table::{Suppression, Table};
+/// let mut t = Table::new(["ward"], ["premises"]);
+/// t.push_suppressed(vec!["Ward 3".into()], Suppression::MinimumUnits);
+/// assert_eq!(t.rows[0].suppressed, Some(Suppression::MinimumUnits));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Suppression {
@@ -21,6 +28,13 @@ pub enum Suppression {
 }
 
 /// One cell of a table: its keys and, unless suppressed, its values.
+///
+/// ```
+/// use oar_guest::{Row, Value};
+/// let row: Row = serde_json::from_str(r#"{"keys": ["North", 3], "values": [12.5]}"#).unwrap();
+/// assert_eq!(row.keys, [Value::from("North"), Value::Int(3)]);
+/// assert_eq!(row.suppressed, None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Key values, in the order of [`Table::key_columns`].
@@ -33,6 +47,17 @@ pub struct Row {
 }
 
 /// Accuracy of one released value column.
+///
+/// ```
+/// use oar_guest::table::Accuracy;
+/// let a = Accuracy {
+///     column: "n".into(),
+///     mechanism: "laplace".into(),
+///     noise_scale: 2.0,
+///     ci95_half_width: 2.0 * 20f64.ln(),
+/// };
+/// assert!((a.ci95_half_width - 5.99).abs() < 0.01);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     /// The value column it describes.
@@ -46,6 +71,13 @@ pub struct Accuracy {
 }
 
 /// Privacy facts about a table returned by `query`.
+///
+/// ```
+/// use oar_guest::table::{ReleaseInfo, Table};
+/// let mut t = Table::new(["region"], ["n"]);
+/// t.release = Some(ReleaseInfo { epsilon: 0.5, min_units: 10, ..Default::default() });
+/// assert_eq!(t.release.as_ref().map(|r| r.min_units), Some(10));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseInfo {
     /// Epsilon charged for this table.
@@ -78,6 +110,15 @@ pub struct ReleaseInfo {
 }
 
 /// A table of cells keyed by public values.
+///
+/// ```
+/// use oar_guest::table::{Suppression, Table};
+/// let mut t = Table::new(["region", "day"], ["population"]);
+/// t.push(vec!["North".into(), "2024-03-01".into()], vec![1830.0]);
+/// t.push_suppressed(vec!["East".into(), "2024-03-01".into()], Suppression::MinimumUnits);
+/// assert_eq!(t.get(&["North".into(), "2024-03-01".into()], "population"), Some(1830.0));
+/// assert_eq!((t.released().count(), t.suppressed_count()), (1, 1));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Names of the key columns.
@@ -93,6 +134,13 @@ pub struct Table {
 
 impl Table {
     /// An empty table with the given key and value columns, for a module to fill.
+    ///
+    /// ```
+    /// use oar_guest::Table;
+    /// let t = Table::new(["ward"], ["active", "missing"]);
+    /// assert_eq!(t.value_columns, ["active", "missing"]);
+    /// assert!(t.rows.is_empty() && t.release.is_none());
+    /// ```
     pub fn new<K: Into<String>, V: Into<String>>(
         key_columns: impl IntoIterator<Item = K>,
         value_columns: impl IntoIterator<Item = V>,
@@ -106,12 +154,29 @@ impl Table {
     }
 
     /// Index of value column `name`.
+    ///
+    /// ```
+    /// use oar_guest::Table;
+    /// let t = Table::new(["ward"], ["active", "missing"]);
+    /// assert_eq!(t.value_index("missing"), Some(1));
+    /// assert_eq!(t.value_index("ward"), None);
+    /// ```
     pub fn value_index(&self, name: &str) -> Option<usize> {
         self.value_columns.iter().position(|c| c == name)
     }
 
     /// The value of column `name` in the cell with `keys`; `None` if the cell is suppressed or
     /// absent.
+    ///
+    /// ```
+    /// use oar_guest::table::{Suppression, Table};
+    /// let mut t = Table::new(["ward"], ["active"]);
+    /// t.push(vec!["Ward 1".into()], vec![40.0]);
+    /// t.push_suppressed(vec!["Ward 2".into()], Suppression::Dominance);
+    /// assert_eq!(t.get(&["Ward 1".into()], "active"), Some(40.0));
+    /// assert_eq!(t.get(&["Ward 2".into()], "active"), None);
+    /// assert_eq!(t.get(&["Ward 9".into()], "active"), None);
+    /// ```
     pub fn get(&self, keys: &[Value], name: &str) -> Option<f64> {
         let idx = self.value_index(name)?;
         self.rows
@@ -121,16 +186,39 @@ impl Table {
     }
 
     /// Rows that carry values.
+    ///
+    /// ```
+    /// use oar_guest::table::{Suppression, Table};
+    /// let mut t = Table::new(["ward"], ["active"]);
+    /// t.push(vec!["Ward 1".into()], vec![40.0]);
+    /// t.push_suppressed(vec!["Ward 2".into()], Suppression::Secondary);
+    /// let total: f64 = t.released().map(|r| r.values[0]).sum();
+    /// assert_eq!(total, 40.0);
+    /// ```
     pub fn released(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter().filter(|r| r.suppressed.is_none())
     }
 
     /// Number of suppressed rows.
+    ///
+    /// ```
+    /// use oar_guest::table::{Suppression, Table};
+    /// let mut t = Table::new(["ward"], ["active"]);
+    /// t.push_suppressed(vec!["Ward 2".into()], Suppression::Derived);
+    /// assert_eq!(t.suppressed_count(), 1);
+    /// ```
     pub fn suppressed_count(&self) -> usize {
         self.rows.iter().filter(|r| r.suppressed.is_some()).count()
     }
 
     /// Appends a released row.
+    ///
+    /// ```
+    /// use oar_guest::Table;
+    /// let mut t = Table::new(["ward"], ["gap_rate"]);
+    /// t.push(vec!["Ward 1".into()], vec![0.12]);
+    /// assert_eq!(t.rows[0].values, [0.12]);
+    /// ```
     pub fn push(&mut self, keys: Vec<Value>, values: Vec<f64>) {
         self.rows.push(Row {
             keys,
@@ -140,6 +228,13 @@ impl Table {
     }
 
     /// Appends a withheld row.
+    ///
+    /// ```
+    /// use oar_guest::table::{Suppression, Table};
+    /// let mut t = Table::new(["ward"], ["gap_rate"]);
+    /// t.push_suppressed(vec!["Ward 2".into()], Suppression::Derived);
+    /// assert!(t.rows[0].values.is_empty());
+    /// ```
     pub fn push_suppressed(&mut self, keys: Vec<Value>, why: Suppression) {
         self.rows.push(Row {
             keys,

@@ -7,6 +7,12 @@ use std::fmt;
 ///
 /// Dates travel as `Str("YYYY-MM-DD")`, so a key produced by [`crate::Expr::date`] compares equal
 /// to the string a module writes.
+///
+/// ```
+/// use oar_guest::Value;
+/// let keys: Vec<Value> = serde_json::from_str(r#"["2024-03-01", 7, 0.5, true]"#).unwrap();
+/// assert_eq!(keys, [Value::from("2024-03-01"), Value::Int(7), Value::Float(0.5), Value::Bool(true)]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Value {
@@ -22,11 +28,23 @@ pub enum Value {
 
 impl Value {
     /// The value as text, exactly as it is shown in CSV releases and used to match keys.
+    ///
+    /// ```
+    /// use oar_guest::Value;
+    /// assert_eq!(Value::Int(7).key_text(), "7");
+    /// assert_eq!(Value::from("North").key_text(), "North");
+    /// ```
     pub fn key_text(&self) -> String {
         self.to_string()
     }
 
     /// The value as a string slice, if it is text.
+    ///
+    /// ```
+    /// use oar_guest::Value;
+    /// assert_eq!(Value::from("North").as_str(), Some("North"));
+    /// assert_eq!(Value::Int(1).as_str(), None);
+    /// ```
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -35,6 +53,12 @@ impl Value {
     }
 
     /// The value as an integer, if it is one.
+    ///
+    /// ```
+    /// use oar_guest::Value;
+    /// assert_eq!(Value::Int(36).as_i64(), Some(36));
+    /// assert_eq!(Value::Float(36.0).as_i64(), None);
+    /// ```
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
