@@ -17,6 +17,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("od-flows", "od_flows"),
     ("load-profile", "load_profile"),
     ("event-traffic", "event_traffic"),
+    ("module-template", "module_template"),
     ("oar-test-guest-spin", "oar_test_guest_spin"),
     ("oar-test-guest-hog", "oar_test_guest_hog"),
     ("oar-test-guest-greedy", "oar_test_guest_greedy"),
@@ -28,7 +29,12 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for dir in ["guest-sdk", "example-algorithms", "tests/guests"] {
+    for dir in [
+        "guest-sdk",
+        "example-algorithms",
+        "templates",
+        "tests/guests",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

@@ -330,3 +330,117 @@ fn signing_with_a_public_key_file_is_refused_with_a_hint() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is this a .pub file?"));
 }
+
+/// A folder that looks like an OAR checkout: a workspace Cargo.toml and a guest-sdk folder.
+fn fake_checkout(d: &Path) {
+    std::fs::create_dir_all(d.join("guest-sdk")).unwrap();
+    std::fs::write(
+        d.join("Cargo.toml"),
+        "[workspace]\nmembers = [\n    \"host\",\n    \"guest-sdk\",\n]\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn oar_new_makes_a_module_that_joins_the_workspace_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fake_checkout(d);
+    let out = ok(oar(&["new", "night-pop"], d));
+    assert!(out.contains("cargo test -p night-pop"), "{out}");
+    let m = d.join("example-algorithms/night-pop");
+    let cargo = std::fs::read_to_string(m.join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("name = \"night-pop\""), "{cargo}");
+    assert!(
+        cargo.contains("oar-host = { path = \"../../host\" }"),
+        "{cargo}"
+    );
+    let test = std::fs::read_to_string(m.join("tests/native.rs")).unwrap();
+    assert!(test.contains("use night_pop::{run, Params, OUTPUT};"));
+    let manifest = std::fs::read_to_string(m.join("manifest.toml")).unwrap();
+    assert!(manifest.contains("name = \"night-pop\""));
+    assert!(!format!("{cargo}{test}{manifest}").contains("module-template"));
+    let root = std::fs::read_to_string(d.join("Cargo.toml")).unwrap();
+    assert!(
+        root.contains("    \"guest-sdk\",\n    \"example-algorithms/night-pop\",\n]"),
+        "{root}"
+    );
+
+    // Again: refused, and nothing changes.
+    let before = std::fs::read_to_string(m.join("src/lib.rs")).unwrap();
+    let again = oar(&["new", "night-pop"], d);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(m.join("src/lib.rs")).unwrap(),
+        before
+    );
+    assert_eq!(std::fs::read_to_string(d.join("Cargo.toml")).unwrap(), root);
+
+    // A name that is not a crate name: refused before anything is written.
+    let bad = oar(&["new", "Night_Pop"], d);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a module name"));
+    assert!(!d.join("example-algorithms/Night_Pop").exists());
+}
+
+#[test]
+fn oar_new_writes_exactly_the_template_that_ci_builds_tests_and_signs() {
+    // Under its own name and place, `oar new` reproduces templates/module byte for byte, so the
+    // template crate (a workspace member: built for wasm by build.rs, its native tests run by
+    // `cargo test --workspace`) is what authors get.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fake_checkout(d);
+    ok(oar(
+        &["new", "module-template", "--dir", "templates/module"],
+        d,
+    ));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/module");
+    for (file, _) in oar_host::template::template_files() {
+        assert_eq!(
+            std::fs::read_to_string(d.join("templates/module").join(file)).unwrap(),
+            std::fs::read_to_string(repo.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+
+    // The template's component signs with its manifest and reviews.
+    ok(oar(&["keygen", "author", "--out", "keys"], d));
+    let component = oar_host::artifacts::component_path("module_template");
+    let manifest = repo.join("manifest.toml");
+    ok(oar(
+        &[
+            "sign",
+            "--component",
+            component.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--key",
+            "keys/author.key",
+            "--out",
+            "module.oarb",
+        ],
+        d,
+    ));
+    let review = ok(oar(&["review", "module.oarb"], d));
+    assert!(review.contains("module-template"), "{review}");
+    assert!(review.contains("subscribers_by_region"), "{review}");
+}
+
+#[test]
+fn oar_new_outside_a_checkout_makes_a_standalone_crate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(oar(&["new", "solo"], d));
+    let cargo = std::fs::read_to_string(d.join("solo/Cargo.toml")).unwrap();
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(cargo.contains("[workspace]"), "{cargo}");
+    assert!(
+        cargo.contains(&format!("path = \"{}/guest-sdk\"", checkout.display())),
+        "{cargo}"
+    );
+    assert!(std::fs::read_to_string(d.join("solo/src/lib.rs"))
+        .unwrap()
+        .contains("pub fn run"));
+}

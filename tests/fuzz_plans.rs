@@ -188,3 +188,65 @@ fn random_expression_trees_compile_or_fail_cleanly_and_run_without_panics() {
         "the generator should also produce valid plans ({accepted})"
     );
 }
+
+#[test]
+fn random_per_unit_steps_compile_or_fail_cleanly_and_run_without_panics() {
+    use oar_guest::plan::Reduce;
+    let ds = Dataset::open(common::small_cdr()).unwrap();
+    let limits = PlanLimits {
+        max_output_cells: 100_000,
+        max_groups_per_unit: 64,
+    };
+    let reductions = [
+        Reduce::Mode,
+        Reduce::Min,
+        Reduce::Max,
+        Reduce::Mean,
+        Reduce::Sum,
+        Reduce::Count,
+        Reduce::CountDistinct,
+        Reduce::Any,
+        Reduce::All,
+    ];
+    let mut rng = SplitMix64::new(5);
+    let (mut accepted, mut executed) = (0, 0);
+    for _ in 0..2000 {
+        let mut plan = valid_plan();
+        let by = match rng.below(4) {
+            0 => vec!["day".to_string()],
+            1 => vec!["subscriber_id".to_string()],
+            2 => vec!["nowhere".to_string()],
+            _ => vec![],
+        };
+        plan.steps.push(Step::PerUnit {
+            name: "u".into(),
+            reduce: reductions[rng.below(reductions.len() as u64) as usize],
+            expr: random_expr(&mut rng, 2),
+            rows: (rng.below(2) == 0).then(|| random_expr(&mut rng, 2)),
+            by,
+        });
+        plan.group_by = match rng.below(3) {
+            0 => vec!["region".into(), "u".into()],
+            1 => vec!["u".into()],
+            _ => vec!["region".into()],
+        };
+        if rng.below(2) == 0 {
+            plan.aggregates.push(Aggregate::Mean {
+                name: "m".into(),
+                column: "u".into(),
+                bounds: Some([0.0, 10.0]),
+            });
+        }
+        if let Ok(compiled) = query::compile(&plan, &ds, limits) {
+            accepted += 1;
+            if executed < 150 {
+                executed += 1;
+                let _ = compiled.execute();
+            }
+        }
+    }
+    assert!(
+        accepted > 50,
+        "the generator should also produce valid per-unit plans ({accepted})"
+    );
+}

@@ -34,4 +34,5 @@ pub mod sandbox;
 pub mod server;
 pub mod session;
 pub mod synth;
+pub mod template;
 pub mod verify;

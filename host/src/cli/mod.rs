@@ -16,7 +16,7 @@ use oar_host::revocation::{RevocationList, Revocations, RevokedKind, SignedRevoc
 use oar_host::sandbox::Runtime;
 use oar_host::synth::cdr::CdrSpec;
 use oar_host::verify::verify;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -45,6 +45,16 @@ enum Command {
         /// Privacy budget of the release.
         #[arg(long, default_value_t = 1.0)]
         epsilon: f64,
+    },
+    /// Start a new analysis module from the template: an example that builds, tests natively
+    /// through the real gate on synthetic data, and signs. Inside an OAR checkout it goes to
+    /// example-algorithms/NAME and joins the workspace.
+    New {
+        /// The module's crate name (lowercase letters, digits, hyphens).
+        name: String,
+        /// Folder to create (default: example-algorithms/NAME in an OAR checkout, else ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Create an ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub in --out.
     Keygen {
@@ -937,6 +947,39 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 oar_host::synth::traffic::DAYS,
                 spec.event_dates().join(" and "),
                 desc.display()
+            );
+            Ok(())
+        }
+        Command::New { name, dir } => {
+            let cwd = std::env::current_dir()?;
+            let dir = match dir {
+                Some(d) => d,
+                None => match oar_host::template::find_checkout(&cwd) {
+                    Some(root) => root.join("example-algorithms").join(&name),
+                    None => cwd.join(&name),
+                },
+            };
+            let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(Path::new("."));
+            let created = oar_host::template::create(&name, &dir, checkout)?;
+            println!("created module '{name}' in {}", created.dir.display());
+            for f in &created.files {
+                println!("  {f}");
+            }
+            match &created.workspace {
+                Some(root) => println!("added to the workspace in {}/Cargo.toml", root.display()),
+                None => println!(
+                    "a standalone crate using the SDK and host in {}",
+                    checkout.display()
+                ),
+            }
+            let wasm = name.replace('-', "_");
+            println!(
+                "\nnext:\n  cargo test -p {name}        # natively, through the real gate, on synthetic data\n  \
+                 cargo build -p {name} --target wasm32-wasip2 --profile guest\n  \
+                 oar sign --component target/wasm32-wasip2/guest/{wasm}.wasm --manifest {}/manifest.toml --key YOUR.key --out {name}.oarb",
+                created.dir.display()
             );
             Ok(())
         }
