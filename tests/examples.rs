@@ -194,8 +194,9 @@ fn od_flows_match_the_ground_truth_and_stay_shares_carry_their_interval() {
         7 * 21 * 21,
         "every day × origin × destination"
     );
-    // Each subscriber adds to one cell per day: Laplace scale 7 / 0.75.
-    let sd = std::f64::consts::SQRT_2 * 7.0 / 0.75;
+    // Each subscriber adds to one cell per day: Laplace scale b = 7 / 0.75. A single cell
+    // misses by more than 16 b with probability e^-16 (1e-7); the mean error is the real check.
+    let b = 7.0 / 0.75;
     let (mut errors, mut big_errors) = (Vec::new(), Vec::new());
     let mut withheld_largest = 0;
     for row in &flows.rows {
@@ -208,7 +209,7 @@ fn od_flows_match_the_ground_truth_and_stay_shares_carry_their_interval() {
         match flows.get(&row.keys, "subscribers") {
             Some(v) => {
                 assert!(n >= 10.0, "{key:?} released with {n} subscribers");
-                assert!((v - n).abs() < 6.0 * sd, "{key:?}: {v} vs {n}");
+                assert!((v - n).abs() < 16.0 * b, "{key:?}: {v} vs {n}");
                 errors.push((v - n).abs() / n);
                 if n >= 200.0 {
                     big_errors.push((v - n).abs() / n);
@@ -233,7 +234,7 @@ fn od_flows_match_the_ground_truth_and_stay_shares_carry_their_interval() {
     assert!(mean(&big_errors) < 0.05, "{}", mean(&big_errors));
     // The noisy threshold withholds small flows, not large ones.
     assert!(
-        (withheld_largest as f64) < tau + 6.0 * sd,
+        (withheld_largest as f64) < tau + 16.0 * b,
         "a flow of {withheld_largest} was withheld (threshold {tau})"
     );
 
@@ -378,7 +379,8 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
         6 * 4 * 24,
         "corridors × event and baseline days × hours"
     );
-    let sd = std::f64::consts::SQRT_2 * 12.0 / 1.0;
+    // Laplace scale b = 12 / 1; a cell misses by more than 16 b with probability 1e-7.
+    let b = 12.0;
     let mut errors = Vec::new();
     for row in flows.released() {
         let k: Vec<String> = row.keys.iter().map(|k| k.key_text()).collect();
@@ -388,7 +390,7 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
             .copied()
             .unwrap_or(0) as f64;
         let v = flows.get(&row.keys, "vehicles").unwrap();
-        assert!(n >= 10.0 && (v - n).abs() < 6.0 * sd, "{k:?}: {v} vs {n}");
+        assert!(n >= 10.0 && (v - n).abs() < 16.0 * b, "{k:?}: {v} vs {n}");
         errors.push((v - n).abs() / n);
         assert_ne!(k[0], "C6", "the private road never appears");
     }
@@ -433,8 +435,8 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
                     .unwrap_or_else(|| panic!("{c} {window} {name} withheld"));
                 let t = truth.quantile(c, window, q);
                 // 30-second bins, read off noisy cumulative counts: the sparse upper tail of
-                // the smaller baseline windows moves most.
-                assert!((v - t).abs() <= 240.0, "{c} {window} {name}: {v} vs {t}");
+                // the smaller baseline windows moves most (a few bins).
+                assert!((v - t).abs() <= 150.0, "{c} {window} {name}: {v} vs {t}");
                 q_errors.push((v - t).abs() / t);
             }
         }
@@ -445,7 +447,7 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
         100.0 * q_mean,
         100.0 * q_errors.iter().cloned().fold(0.0, f64::max)
     );
-    assert!(q_mean < 0.06, "{q_mean}");
+    assert!(q_mean < 0.03, "{q_mean}");
 
     // The delay table shows the event's effect where the synthetic data has one.
     let delay = table(event_traffic::DELAY);

@@ -444,12 +444,21 @@ fn median_and_p90_come_from_a_noisy_histogram_of_units() {
 }
 
 #[test]
-fn quantile_reading_interpolates_and_ignores_negative_noise() {
+fn quantile_reading_interpolates_and_keeps_negative_noise() {
     use oar_host::gate::quantile_from_histogram;
     assert_eq!(quantile_from_histogram(&[10, 10], 0.5, [0.0, 2.0]), 1.0);
     assert_eq!(quantile_from_histogram(&[10, 10], 0.25, [0.0, 2.0]), 0.5);
-    assert_eq!(quantile_from_histogram(&[-5, 10, 0], 0.5, [0.0, 3.0]), 1.5);
+    // Total 5, target 2.5: bin 1 takes the cumulative count from -5 to 5, crossing 2.5 at 3/4.
+    assert_eq!(quantile_from_histogram(&[-5, 10, 0], 0.5, [0.0, 3.0]), 1.75);
+    // Nothing positive: the middle of the range.
     assert_eq!(quantile_from_histogram(&[-3, -1], 0.5, [0.0, 2.0]), 1.0);
+    // Noise on empty bins above the data cancels out instead of pushing the p90 up: 100 units
+    // in the first 10 bins, then 110 empty bins with alternating noise of +3 and -3 (clamping
+    // the negatives would add 165 phantom units above the data).
+    let mut counts = vec![10i64; 10];
+    counts.extend((0..110).map(|i| if i % 2 == 0 { 3 } else { -3 }));
+    let p90 = quantile_from_histogram(&counts, 0.9, [0.0, 120.0]);
+    assert!((p90 - 9.0).abs() < 1e-9, "{p90}");
 }
 
 #[test]

@@ -309,9 +309,9 @@ impl NoisyValues {
         }
     }
 
-    /// The `q`-quantile of `cell` from its noisy histogram: negative counts are read as zero,
-    /// then the value where the cumulative count reaches `q` of the total, interpolated
-    /// linearly within its bin. Post-processing of the noisy counts only.
+    /// The `q`-quantile of `cell` from its noisy histogram: the value where the noisy
+    /// cumulative count first reaches `q` of the noisy total, interpolated linearly within its
+    /// bin. Post-processing of the noisy counts only.
     fn quantile(&self, cell: usize, bins: usize, q: f64, bounds: [f64; 2]) -> f64 {
         let NoisyValues::Histogram(h) = self else {
             return f64::NAN;
@@ -320,17 +320,23 @@ impl NoisyValues {
     }
 }
 
-/// The `q`-quantile of values spread over equal-width bins of `bounds` with these counts.
+/// The `q`-quantile of values spread over equal-width bins of `bounds` with these noisy counts.
+///
+/// Negative counts are kept as they are: the noise has mean zero, so the total and every
+/// cumulative count stay unbiased. Reading negatives as zero would bias them upwards by about
+/// half the noise scale per empty bin, and with many empty bins above the data that pushes high
+/// quantiles far up the range. The quantile lies in the first bin with a positive count where
+/// the cumulative count reaches `q` of the total.
 pub fn quantile_from_histogram(counts: &[i64], q: f64, bounds: [f64; 2]) -> f64 {
     let width = (bounds[1] - bounds[0]) / counts.len() as f64;
-    let total: f64 = counts.iter().map(|&c| c.max(0) as f64).sum();
+    let total: f64 = counts.iter().map(|&c| c as f64).sum();
     if total <= 0.0 {
         return (bounds[0] + bounds[1]) / 2.0;
     }
     let target = q * total;
     let mut before = 0.0;
     for (b, &c) in counts.iter().enumerate() {
-        let c = c.max(0) as f64;
+        let c = c as f64;
         if c > 0.0 && before + c >= target {
             let within = ((target - before) / c).clamp(0.0, 1.0);
             return bounds[0] + (b as f64 + within) * width;
