@@ -31,9 +31,17 @@ fn public_key(dir: &Path, name: &str) -> String {
 
 /// `oar sign` of the population component with its manifest, using `key`, into `out`.
 fn sign(dir: &Path, key: &str, out: &str) -> Output {
-    let component = oar_host::artifacts::component_path("population");
+    sign_module(dir, "population", "example-algorithms/population", key, out)
+}
+
+/// `oar sign` of `component` (built by build.rs) with the manifest in `crate_dir` (relative to
+/// the repository), using `key`, into `out`.
+fn sign_module(dir: &Path, component: &str, crate_dir: &str, key: &str, out: &str) -> Output {
+    let component = oar_host::artifacts::component_path(component);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../example-algorithms/population/manifest.toml");
+        .join("..")
+        .join(crate_dir)
+        .join("manifest.toml");
     oar(
         &[
             "sign",
@@ -407,21 +415,12 @@ fn oar_new_writes_exactly_the_template_that_ci_builds_tests_and_signs() {
 
     // The template's component signs with its manifest and reviews.
     ok(oar(&["keygen", "author", "--out", "keys"], d));
-    let component = oar_host::artifacts::component_path("module_template");
-    let manifest = repo.join("manifest.toml");
-    ok(oar(
-        &[
-            "sign",
-            "--component",
-            component.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--key",
-            "keys/author.key",
-            "--out",
-            "module.oarb",
-        ],
+    ok(sign_module(
         d,
+        "module_template",
+        "templates/module",
+        "keys/author.key",
+        "module.oarb",
     ));
     let review = ok(oar(&["review", "module.oarb"], d));
     assert!(review.contains("module-template"), "{review}");

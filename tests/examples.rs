@@ -15,9 +15,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A host serving `descriptor`, with `world`'s requester allowed on `dataset`.
+/// A host serving `descriptor`, with `world`'s requester allowed on `dataset` and a generous
+/// run deadline.
 fn host_for(world: &mut World, dataset: &str, descriptor: &Path) -> Host {
     world.policy.requesters[0].datasets.push(dataset.into());
+    // Millions of rows, with these tests running side by side on two cores: the deadline is
+    // the policy's business, not what these tests measure.
+    world.policy.limits.time_ms = 300_000;
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(descriptor).unwrap());
     Host::new(
@@ -26,6 +30,16 @@ fn host_for(world: &mut World, dataset: &str, descriptor: &Path) -> Host {
         world.policy.clone(),
         Arc::new(SqliteLedger::in_memory()),
     )
+}
+
+/// The table `name` of a release.
+fn table_named<'a>(release: &'a oar_host::release::Release, name: &str) -> &'a oar_guest::Table {
+    &release
+        .tables
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no table {name}"))
+        .table
 }
 
 /// Per ward: (active premises, active premises missing from the register).
@@ -180,14 +194,7 @@ fn od_flows_match_the_ground_truth_and_stay_shares_carry_their_interval() {
     let release = out.result.expect("the module runs");
     assert_eq!(out.record.charges.len(), 2, "flows and residents");
     assert!((release.epsilon_total - 1.0).abs() < 1e-12);
-    let table = |name: &str| {
-        &release
-            .tables
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap()
-            .table
-    };
+    let table = |name: &str| table_named(&release, name);
     let flows = table(od_flows::FLOWS);
     assert_eq!(
         flows.rows.len(),
@@ -280,14 +287,7 @@ fn load_profile_matches_the_ground_truth_for_consenting_households_only() {
     let release = out.result.expect("the module runs");
     assert_eq!(out.record.charges.len(), 2, "profile and daily means");
     assert!((release.epsilon_total - 2.0).abs() < 1e-12);
-    let table = |name: &str| {
-        &release
-            .tables
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap()
-            .table
-    };
+    let table = |name: &str| table_named(&release, name);
     let profile = table(load_profile::PROFILE);
     assert_eq!(profile.rows.len(), 5 * 48, "every area × half-hour");
     let mut errors = Vec::new();
@@ -364,14 +364,7 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
     let out = host.run(m.clone(), "stats-office", "{}");
     let release = out.result.expect("the module runs");
     assert_eq!(out.record.charges.len(), 2, "flows and journey times");
-    let table = |name: &str| {
-        &release
-            .tables
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap()
-            .table
-    };
+    let table = |name: &str| table_named(&release, name);
 
     let flows = table(event_traffic::FLOWS);
     assert_eq!(

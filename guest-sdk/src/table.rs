@@ -58,7 +58,7 @@ pub struct Row {
 /// };
 /// assert!((a.ci95_half_width - 5.99).abs() < 0.01);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     /// The value column it describes.
     pub column: String,
@@ -183,6 +183,29 @@ impl Table {
             .iter()
             .find(|r| r.keys == keys)
             .and_then(|r| r.values.get(idx).copied())
+    }
+
+    /// The standard deviation of the noise on released column `name` (`√2·b` for Laplace
+    /// noise of scale `b`), for propagating intervals in post-processing; `None` if the table
+    /// carries no release facts for that column. For a mean it is the numerator's.
+    ///
+    /// ```
+    /// use oar_guest::table::{Accuracy, ReleaseInfo, Table};
+    /// let mut t = Table::new(["ward"], ["active"]);
+    /// t.release = Some(ReleaseInfo {
+    ///     accuracy: vec![Accuracy { column: "active".into(), noise_scale: 2.0, ..Default::default() }],
+    ///     ..Default::default()
+    /// });
+    /// assert_eq!(t.noise_sd("active"), Some(2.0 * std::f64::consts::SQRT_2));
+    /// assert_eq!(t.noise_sd("missing"), None);
+    /// ```
+    pub fn noise_sd(&self, name: &str) -> Option<f64> {
+        self.release
+            .as_ref()?
+            .accuracy
+            .iter()
+            .find(|a| a.column == name)
+            .map(|a| std::f64::consts::SQRT_2 * a.noise_scale)
     }
 
     /// Rows that carry values.

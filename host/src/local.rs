@@ -86,6 +86,17 @@ pub enum HarnessError {
     },
 }
 
+/// The text of the manifest at `path` and its parsed form.
+fn read_manifest(path: &Path) -> Result<(String, Manifest), HarnessError> {
+    let error = |reason: String| HarnessError::Manifest {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let parsed = Manifest::from_toml(&text).map_err(|e| error(e.to_string()))?;
+    Ok((text, parsed))
+}
+
 /// Runs one module natively, through the real session, against local datasets.
 pub struct Harness {
     module: Arc<VerifiedModule>,
@@ -104,14 +115,7 @@ impl Harness {
     /// datasets of `descriptors`. The policy is the starter one: at least 10 units per cell,
     /// δ₀ = 1e-9, default limits, and a budget of 10 per dataset for the harness's lifetime.
     pub fn new(manifest: &Path, descriptors: &[PathBuf]) -> Result<Harness, HarnessError> {
-        let text = std::fs::read_to_string(manifest).map_err(|e| HarnessError::Manifest {
-            path: manifest.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let parsed = Manifest::from_toml(&text).map_err(|e| HarnessError::Manifest {
-            path: manifest.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let (text, parsed) = read_manifest(manifest)?;
         let mut catalog = Catalog::new();
         for d in descriptors {
             catalog.register(Dataset::open(d)?);
@@ -179,14 +183,7 @@ impl Harness {
     /// A harness whose datasets are synthetic ones written into `dir` (`oar synth` at a size
     /// that runs in seconds) for every dataset the manifest reads.
     pub fn with_synthetic_data(manifest: &Path, dir: &Path) -> Result<Harness, HarnessError> {
-        let text = std::fs::read_to_string(manifest).map_err(|e| HarnessError::Manifest {
-            path: manifest.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let parsed = Manifest::from_toml(&text).map_err(|e| HarnessError::Manifest {
-            path: manifest.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let (_, parsed) = read_manifest(manifest)?;
         let mut descriptors = Vec::new();
         for d in &parsed.datasets {
             descriptors.push(match d.name.as_str() {

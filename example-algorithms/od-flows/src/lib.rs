@@ -19,7 +19,7 @@
 //! noise scales, giving the share of residents who stayed in their home region that day.
 
 use oar_guest::table::{Suppression, Table};
-use oar_guest::{col, per_unit, Context, Error, Expr};
+use oar_guest::{col, per_unit, Context, Error, Expr, Query};
 use serde::Deserialize;
 
 /// Parameters a requester may set.
@@ -66,6 +66,19 @@ pub fn working_hours() -> Expr {
     hour().ge(9).and(hour().lt(17))
 }
 
+/// Adds `day`, each subscriber's `origin` (most frequent night-time region over the period)
+/// and their `destination` on each day (most frequent working-hours region that day).
+pub fn with_origin_and_destination<'c, 'h>(q: Query<'c, 'h>) -> Query<'c, 'h> {
+    q.derive("day", col("timestamp").date())
+        .per_unit("origin", per_unit::mode(col("region")).rows(night()))
+        .per_unit(
+            "destination",
+            per_unit::mode(col("region"))
+                .rows(working_hours())
+                .by(["day"]),
+        )
+}
+
 /// Runs the analysis.
 pub fn run(ctx: &mut Context, p: Params) -> Result<(), Error> {
     if p.days == 0 {
@@ -77,30 +90,12 @@ pub fn run(ctx: &mut Context, p: Params) -> Result<(), Error> {
         .column("region")
         .and_then(|c| c.domain.clone())
         .ok_or_else(|| Error::module("the region column has no public domain"))?;
-    let flows = ctx
-        .dataset(&p.dataset)?
-        .derive("day", col("timestamp").date())
-        .per_unit("origin", per_unit::mode(col("region")).rows(night()))
-        .per_unit(
-            "destination",
-            per_unit::mode(col("region"))
-                .rows(working_hours())
-                .by(["day"]),
-        )
+    let flows = with_origin_and_destination(ctx.dataset(&p.dataset)?)
         .group_by(["day", "origin", "destination"])
         .count_units("subscribers")
         .max_groups_per_unit(p.days)
         .release(0.75 * p.epsilon)?;
-    let residents = ctx
-        .dataset(&p.dataset)?
-        .derive("day", col("timestamp").date())
-        .per_unit("origin", per_unit::mode(col("region")).rows(night()))
-        .per_unit(
-            "destination",
-            per_unit::mode(col("region"))
-                .rows(working_hours())
-                .by(["day"]),
-        )
+    let residents = with_origin_and_destination(ctx.dataset(&p.dataset)?)
         .filter(col("destination").is_in(regions))
         .group_by(["day", "origin"])
         .count_units("residents")
@@ -110,19 +105,14 @@ pub fn run(ctx: &mut Context, p: Params) -> Result<(), Error> {
     ctx.emit(STAYERS, &stayers_table(&flows, &residents))
 }
 
-/// Noise standard deviation of a released count table (`√2·b` for Laplace scale `b`).
-fn noise_sd(t: &Table) -> f64 {
-    t.release
-        .as_ref()
-        .and_then(|r| r.accuracy.first())
-        .map_or(0.0, |a| std::f64::consts::SQRT_2 * a.noise_scale)
-}
-
 /// Per day and origin: stayers (origin = destination), residents with a destination that day,
 /// the share who stayed and its 95% half-width (delta method). Suppressed in either release
 /// means suppressed here (`derived`).
 pub fn stayers_table(flows: &Table, residents: &Table) -> Table {
-    let (sd_s, sd_r) = (noise_sd(flows), noise_sd(residents));
+    let (sd_s, sd_r) = (
+        flows.noise_sd("subscribers").unwrap_or(0.0),
+        residents.noise_sd("residents").unwrap_or(0.0),
+    );
     let mut out = Table::new(
         ["day", "origin"],
         ["stayers", "residents", "stay_share", "stay_share_ci95"],

@@ -63,17 +63,12 @@ pub fn run(ctx: &mut Context, p: Params) -> Result<(), Error> {
     ctx.emit(OUTPUT, &gap_table(&active_by_ward, &missing_by_ward))
 }
 
-/// Noise standard deviation of a released count column (`√2·b` for scale `b`).
-fn noise_sd(t: &Table) -> f64 {
-    t.release
-        .as_ref()
-        .and_then(|r| r.accuracy.first())
-        .map_or(0.0, |a| std::f64::consts::SQRT_2 * a.noise_scale)
-}
-
 /// Combines the two releases: per ward, both counts, the gap rate and its 95% half-width.
 pub fn gap_table(active: &Table, missing: &Table) -> Table {
-    let (sd_a, sd_m) = (noise_sd(active), noise_sd(missing));
+    let (sd_a, sd_m) = (
+        active.noise_sd("active").unwrap_or(0.0),
+        missing.noise_sd("missing").unwrap_or(0.0),
+    );
     let mut out = Table::new(["ward"], ["active", "missing", "gap_rate", "gap_rate_ci95"]);
     for row in &active.rows {
         let a = active.get(&row.keys, "active");

@@ -11,7 +11,6 @@
 use super::{SplitMix64, SynthError};
 use crate::dataset::{Descriptor, Source, SourceFormat};
 use oar_guest::schema::{ColumnSchema, ColumnType};
-use oar_guest::Value;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -114,14 +113,6 @@ impl MetersSpec {
     /// The descriptor of the files [`MetersSpec::write`] writes.
     pub fn descriptor(&self, file: &str) -> Descriptor {
         let end = self.start + chrono::Duration::days(i64::from(self.days.max(1)) - 1);
-        let column = |name: &str, dtype, description: &str| ColumnSchema {
-            name: name.into(),
-            dtype,
-            domain: None,
-            bounds: None,
-            period: None,
-            description: description.into(),
-        };
         Descriptor {
             name: "meters".into(),
             title: "Smart-meter half-hourly readings (synthetic)".into(),
@@ -142,29 +133,16 @@ impl MetersSpec {
             max_groups_per_unit: 48,
             max_rows_per_group: 1,
             columns: vec![
-                ColumnSchema {
-                    domain: Some((1..=AREAS + 1).map(|k| Value::Str(area_name(k))).collect()),
-                    ..column("area", ColumnType::Str, "Distribution area (public list).")
-                },
-                ColumnSchema {
-                    period: Some([self.start.to_string(), end.to_string()]),
-                    ..column(
-                        "read_at",
-                        ColumnType::Datetime,
-                        "Start of the half-hour (UTC).",
-                    )
-                },
-                ColumnSchema {
-                    bounds: Some([0.0, MAX_HALF_HOUR_KWH]),
-                    ..column(
-                        "kwh",
-                        ColumnType::Float,
-                        "Energy used in the half-hour (kWh).",
-                    )
-                },
-                column(
-                    "half_hourly_consent",
-                    ColumnType::Bool,
+                ColumnSchema::new("area", ColumnType::Str)
+                    .with_domain((1..=AREAS + 1).map(area_name))
+                    .with_description("Distribution area (public list)."),
+                ColumnSchema::new("read_at", ColumnType::Datetime)
+                    .with_period(&self.start.to_string(), &end.to_string())
+                    .with_description("Start of the half-hour (UTC)."),
+                ColumnSchema::new("kwh", ColumnType::Float)
+                    .with_bounds(0.0, MAX_HALF_HOUR_KWH)
+                    .with_description("Energy used in the half-hour (kWh)."),
+                ColumnSchema::new("half_hourly_consent", ColumnType::Bool).with_description(
                     "The household agreed to the use of its half-hourly readings.",
                 ),
             ],

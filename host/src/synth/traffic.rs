@@ -12,7 +12,6 @@
 use super::{SplitMix64, SynthError};
 use crate::dataset::{Descriptor, Source, SourceFormat};
 use oar_guest::schema::{ColumnSchema, ColumnType};
-use oar_guest::Value;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -154,14 +153,6 @@ impl TrafficSpec {
     /// The descriptor of the files [`TrafficSpec::write`] writes.
     pub fn descriptor(&self, file: &str) -> Descriptor {
         let end = self.start + chrono::Duration::days(DAYS - 1);
-        let column = |name: &str, dtype, description: &str| ColumnSchema {
-            name: name.into(),
-            dtype,
-            domain: None,
-            bounds: None,
-            period: None,
-            description: description.into(),
-        };
         Descriptor {
             name: "journeys".into(),
             title: "Corridor journeys (synthetic)".into(),
@@ -182,18 +173,15 @@ impl TrafficSpec {
             max_groups_per_unit: 8,
             max_rows_per_group: 1,
             columns: vec![
-                ColumnSchema {
-                    domain: Some((1..=CORRIDORS + 1).map(|k| Value::Str(corridor_name(k))).collect()),
-                    ..column("corridor", ColumnType::Str, "Road corridor between two sensors (public list).")
-                },
-                ColumnSchema {
-                    period: Some([self.start.to_string(), end.to_string()]),
-                    ..column("entered_at", ColumnType::Datetime, "When the vehicle entered the corridor (UTC).")
-                },
-                ColumnSchema {
-                    bounds: Some([0.0, MAX_JOURNEY_SECS]),
-                    ..column("journey_secs", ColumnType::Float, "Time to traverse the corridor (seconds).")
-                },
+                ColumnSchema::new("corridor", ColumnType::Str)
+                    .with_domain((1..=CORRIDORS + 1).map(corridor_name))
+                    .with_description("Road corridor between two sensors (public list)."),
+                ColumnSchema::new("entered_at", ColumnType::Datetime)
+                    .with_period(&self.start.to_string(), &end.to_string())
+                    .with_description("When the vehicle entered the corridor (UTC)."),
+                ColumnSchema::new("journey_secs", ColumnType::Float)
+                    .with_bounds(0.0, MAX_JOURNEY_SECS)
+                    .with_description("Time to traverse the corridor (seconds)."),
             ],
         }
     }
