@@ -149,13 +149,25 @@ fn random_expr(rng: &mut SplitMix64, depth: u32) -> Expr {
     }
 }
 
-#[test]
-fn random_expression_trees_compile_or_fail_cleanly_and_run_without_panics() {
-    let ds = Dataset::open(common::small_cdr()).unwrap();
+/// Compiles `plan`; counts it if accepted, and runs the first 150 accepted plans (a runtime
+/// failure is a refusal, not a crash).
+fn compile_and_run_some(plan: &Plan, ds: &Dataset, accepted: &mut usize, executed: &mut usize) {
     let limits = PlanLimits {
         max_output_cells: 100_000,
         max_groups_per_unit: 64,
     };
+    if let Ok(compiled) = query::compile(plan, ds, limits) {
+        *accepted += 1;
+        if *executed < 150 {
+            *executed += 1;
+            let _ = compiled.execute();
+        }
+    }
+}
+
+#[test]
+fn random_expression_trees_compile_or_fail_cleanly_and_run_without_panics() {
+    let ds = Dataset::open(common::small_cdr()).unwrap();
     let mut rng = SplitMix64::new(3);
     let (mut accepted, mut executed) = (0, 0);
     for _ in 0..3000 {
@@ -174,14 +186,7 @@ fn random_expression_trees_compile_or_fail_cleanly_and_run_without_panics() {
             1 => vec!["day".into()],
             _ => vec![],
         };
-        if let Ok(compiled) = query::compile(&plan, &ds, limits) {
-            accepted += 1;
-            if executed < 150 {
-                executed += 1;
-                // A runtime failure is a refusal, not a crash.
-                let _ = compiled.execute();
-            }
-        }
+        compile_and_run_some(&plan, &ds, &mut accepted, &mut executed);
     }
     assert!(
         accepted > 50,
@@ -193,10 +198,6 @@ fn random_expression_trees_compile_or_fail_cleanly_and_run_without_panics() {
 fn random_per_unit_steps_compile_or_fail_cleanly_and_run_without_panics() {
     use oar_guest::plan::Reduce;
     let ds = Dataset::open(common::small_cdr()).unwrap();
-    let limits = PlanLimits {
-        max_output_cells: 100_000,
-        max_groups_per_unit: 64,
-    };
     let reductions = [
         Reduce::Mode,
         Reduce::Min,
@@ -237,13 +238,7 @@ fn random_per_unit_steps_compile_or_fail_cleanly_and_run_without_panics() {
                 bounds: Some([0.0, 10.0]),
             });
         }
-        if let Ok(compiled) = query::compile(&plan, &ds, limits) {
-            accepted += 1;
-            if executed < 150 {
-                executed += 1;
-                let _ = compiled.execute();
-            }
-        }
+        compile_and_run_some(&plan, &ds, &mut accepted, &mut executed);
     }
     assert!(
         accepted > 50,
