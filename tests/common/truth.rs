@@ -12,8 +12,8 @@ pub fn read_parquet(path: &Path) -> DataFrame {
     ParquetReader::new(f).finish().unwrap()
 }
 
-/// A datetime column as microseconds since the epoch.
-pub fn micros(df: &DataFrame, name: &str) -> Vec<i64> {
+/// An integer column, or a datetime column as microseconds since the epoch.
+pub fn i64s(df: &DataFrame, name: &str) -> Vec<i64> {
     df.column(name)
         .unwrap()
         .cast(&DataType::Int64)
@@ -33,11 +33,6 @@ pub fn strings(df: &DataFrame, name: &str) -> Vec<String> {
         .into_no_null_iter()
         .map(str::to_string)
         .collect()
-}
-
-/// An integer column.
-pub fn ints(df: &DataFrame, name: &str) -> Vec<i64> {
-    micros(df, name)
 }
 
 /// Hour of day and day number (days since the epoch) of a UTC timestamp in microseconds.
@@ -97,8 +92,8 @@ impl OdTruth {
 pub fn od_truth(parquet: &Path) -> OdTruth {
     let df = read_parquet(parquet);
     let (subs, times, regions) = (
-        ints(&df, "subscriber_id"),
-        micros(&df, "timestamp"),
+        i64s(&df, "subscriber_id"),
+        i64s(&df, "timestamp"),
         strings(&df, "region"),
     );
     let mut night: HashMap<i64, HashMap<String, u32>> = HashMap::new();
@@ -161,9 +156,9 @@ impl LoadTruth {
 pub fn load_truth(parquet: &Path, max_half_hour: f64, max_daily: f64) -> LoadTruth {
     let df = read_parquet(parquet);
     let (ids, areas, times) = (
-        ints(&df, "meter_id"),
+        i64s(&df, "meter_id"),
         strings(&df, "area"),
-        micros(&df, "read_at"),
+        i64s(&df, "read_at"),
     );
     let kwh: Vec<f64> = df
         .column("kwh")
@@ -266,9 +261,9 @@ impl TrafficTruth {
 pub fn traffic_truth(parquet: &Path, events: &[(&str, &str, i64, i64)]) -> TrafficTruth {
     let df = read_parquet(parquet);
     let (ids, corridors, times) = (
-        ints(&df, "vehicle_id"),
+        i64s(&df, "vehicle_id"),
         strings(&df, "corridor"),
-        micros(&df, "entered_at"),
+        i64s(&df, "entered_at"),
     );
     let secs: Vec<f64> = df
         .column("journey_secs")

@@ -42,7 +42,8 @@ impl Info {
         }
     }
 
-    fn plain(ty: ColumnType) -> Self {
+    /// A value of type `ty` with nothing public known about it.
+    pub(crate) fn plain(ty: ColumnType) -> Self {
         Info {
             ty,
             domain: None,

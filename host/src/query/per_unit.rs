@@ -63,12 +63,6 @@ pub(crate) fn lower_per_unit(
             )))
         }
     };
-    let plain = |ty| Info {
-        ty,
-        domain: None,
-        bounds: None,
-        period: None,
-    };
     let (reduced, out) = match step.reduce {
         // Ties go to the smallest value, so the result does not depend on row order.
         Reduce::Mode => (
@@ -83,7 +77,7 @@ pub(crate) fn lower_per_unit(
                 input.cast(DataType::Float64).mean(),
                 Info {
                     bounds: info.bounds,
-                    ..plain(ColumnType::Float)
+                    ..Info::plain(ColumnType::Float)
                 },
             )
         }
@@ -91,13 +85,16 @@ pub(crate) fn lower_per_unit(
             numeric("sum")?;
             (
                 input.cast(DataType::Float64).sum(),
-                plain(ColumnType::Float),
+                Info::plain(ColumnType::Float),
             )
         }
-        Reduce::Count => (input.count().cast(DataType::Int64), plain(ColumnType::Int)),
+        Reduce::Count => (
+            input.count().cast(DataType::Int64),
+            Info::plain(ColumnType::Int),
+        ),
         Reduce::CountDistinct => (
             input.drop_nulls().n_unique().cast(DataType::Int64),
-            plain(ColumnType::Int),
+            Info::plain(ColumnType::Int),
         ),
         Reduce::Any => {
             boolean("any")?;
