@@ -21,6 +21,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("oar-test-guest-spin", "oar_test_guest_spin"),
     ("oar-test-guest-hog", "oar_test_guest_hog"),
     ("oar-test-guest-greedy", "oar_test_guest_greedy"),
+    ("oar-test-guest-sleepy", "oar_test_guest_sleepy"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -443,3 +443,37 @@ fn oar_new_outside_a_checkout_makes_a_standalone_crate() {
         .unwrap()
         .contains("pub fn run"));
 }
+
+/// `oar bench` runs end to end (a smoke run on a small set; the default is 10 million rows).
+/// Two repetitions: the second run of the same module with the same parameters must run again,
+/// not come back from the release cache (which once made `oar bench` with its defaults fail).
+#[test]
+fn oar_bench_runs_and_reports_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bench");
+    let out = oar(
+        &[
+            "bench",
+            "--rows",
+            "20000",
+            "--repeat",
+            "2",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "raw Polars group-by",
+        "execute + gate",
+        "whole sandboxed module run",
+    ] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+}

@@ -313,7 +313,9 @@ fn load_profile_matches_the_ground_truth_for_consenting_households_only() {
         100.0 * worst
     );
     assert_eq!(errors.len(), 4 * 48);
-    assert!(mean < 0.08, "mean relative error {mean}");
+    // Each mean measures four noisy vectors (count, sum, units with a value, and the dominance
+    // rule's top contributions), so its ε share is a quarter of the query's.
+    assert!(mean < 0.13, "mean relative error {mean}");
 
     let daily = table(load_profile::DAILY);
     let mut daily_errors = Vec::new();
@@ -393,9 +395,15 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
         errors.len(),
         100.0 * mean
     );
+    // The module emits the flows of the event and baseline days only: a derived table, so its
+    // privacy figures are the host's record of the query it came from (the first).
+    assert!(
+        flows.release.is_none(),
+        "a derived table carries no figures"
+    );
     println!(
         "event-traffic: flows threshold {:.0} vehicles",
-        flows.release.as_ref().unwrap().threshold
+        release.queries[0].release.threshold
     );
     assert!(errors.len() >= 40, "{} flows released", errors.len());
     assert!(mean < 0.05, "{mean}");

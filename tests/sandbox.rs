@@ -264,3 +264,133 @@ fn example_module_imports_only_the_host_and_locked_down_wasi() {
         .iter()
         .any(|i| i.starts_with("wasi:sockets") || i.starts_with("wasi:http")));
 }
+
+/// Then: WASI's monotonic clock slept in real time inside `poll`, a host call the epoch
+/// deadline cannot interrupt, so `sleep(Duration::MAX)` pinned the worker for good (and a
+/// graceful shutdown then hung). Now every clock subscription is ready at once: the sleeping
+/// module spins, the deadline traps it, and the same host runs the next job.
+#[test]
+fn module_that_sleeps_forever_is_stopped_by_the_deadline_and_the_host_runs_the_next_job() {
+    let mut w = World::new(1, 1);
+    w.policy.limits.time_ms = 2_000;
+    let (host, ledger) = host(&w, 10.0);
+    let sleepy = verified(&w, "oar_test_guest_sleepy");
+    // Compile first, so the deadline below is the sleep's alone.
+    host.runtime().prepare(&sleepy).expect("compiles");
+    let started = std::time::Instant::now();
+    let out = host.run(sleepy, "stats-office", r#"{"mode": "sleep"}"#);
+    assert!(
+        matches!(
+            out.result,
+            Err(JobError::Sandbox(SandboxError::Deadline(_)))
+        ),
+        "{:?}",
+        out.result.err()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "stopped at the deadline, not after the sleep"
+    );
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
+    let next = host.run(
+        verified(&w, "population"),
+        "stats-office",
+        r#"{"epsilon": 1.0}"#,
+    );
+    next.result.expect("the next job runs");
+}
+
+/// A module reads the monotonic clock around a query: the host's virtual clock shows a few
+/// microseconds of readings, nothing of the query's real cost.
+#[test]
+fn module_cannot_time_a_query_with_the_clock() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let out = host.run(
+        verified(&w, "oar_test_guest_sleepy"),
+        "stats-office",
+        r#"{"mode": "time"}"#,
+    );
+    let release = out.result.expect("release");
+    let t = &release.tables[0].table;
+    let seen = t.rows[0].values[0];
+    assert!(seen < 100_000.0, "the module saw {seen} ns");
+}
+
+/// Then: the session's deadline started before the module was compiled and the epoch trap only
+/// when it ran, so for a while `query` answered "the deadline has passed" to a module that was
+/// still running: a clock on the host's data work. Now a query past the deadline gets no
+/// answer: the run ends with a trap.
+#[test]
+fn a_query_past_the_deadline_ends_the_run_without_an_answer() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let mut s = host.session("late", "stats-office", verified(&w, "population"));
+    s.set_deadline(std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let plan = r#"{"dataset": "cdr", "group_by": ["region"], "epsilon": 0.5,
+                   "aggregates": [{"agg": "count_units", "name": "n"}]}"#;
+    assert!(s.query(plan).is_err());
+    assert!(
+        s.deadline_hit(),
+        "the sandbox ends the run instead of returning"
+    );
+}
+
+/// Then: a long query ran past `time_ms` unchecked (one valid quantile plan ran 180 s against a
+/// 10 s deadline, most of it drawing noise for a million histogram counters). Now a query still
+/// running at the deadline is cancelled, in Polars or in the gate between chunks of noise
+/// draws: the call returns at the deadline, with no answer, and the run ends. The plan's own
+/// duration is measured first, so the test compares the two rather than trusting a fixed time.
+#[test]
+fn a_query_still_running_at_the_deadline_is_cancelled() {
+    use oar_guest::plan::{Aggregate, ContributionBounds, Plan, Step};
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 100.0);
+    let plan = Plan {
+        dataset: "cdr".into(),
+        steps: vec![
+            Step::Derive {
+                name: "day".into(),
+                expr: oar_guest::col("timestamp").date(),
+            },
+            Step::Derive {
+                name: "h".into(),
+                expr: oar_guest::col("timestamp").hour(),
+            },
+        ],
+        group_by: vec!["region".into(), "day".into()],
+        // 147 cells × 1024 bins × 2 quantiles: about 300,000 noise draws.
+        aggregates: (0..2)
+            .map(|i| Aggregate::Quantile {
+                name: format!("q{i}"),
+                column: "h".into(),
+                q: 0.25 + 0.5 * f64::from(i),
+                bounds: Some([0.0, 23.0]),
+                bins: Some(1024),
+            })
+            .collect(),
+        bounds: ContributionBounds::default(),
+        epsilon: 1.0,
+        totals: false,
+        key_selection: false,
+    };
+    let json = serde_json::to_string(&plan).unwrap();
+    let module = verified(&w, "population");
+    let mut s = host.session("slow-1", "stats-office", module.clone());
+    let t = std::time::Instant::now();
+    s.query(&json).expect("the plan is valid and answers");
+    let full = t.elapsed();
+    let mut s = host.session("slow-cut", "stats-office", module);
+    let budget = full / 5;
+    s.set_deadline(std::time::Instant::now() + budget);
+    let t = std::time::Instant::now();
+    assert!(s.query(&json).is_err());
+    let took = t.elapsed();
+    assert!(s.deadline_hit());
+    assert!(
+        took < budget + full / 2,
+        "the call returned after {took:?}; the query alone takes {full:?}"
+    );
+    eprintln!("query alone {full:?}; cancelled after {took:?}");
+}

@@ -328,12 +328,15 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             .prepare(&verified)
             .map_err(|e| BenchError::Oar(e.to_string()))
     })?;
+    // Each repetition runs the module: an identical run would otherwise get the first run's
+    // release back without running.
     let host = Host::new(
         runtime,
         catalog,
         policy,
         Arc::new(SqliteLedger::in_memory()),
-    );
+    )
+    .without_release_reuse();
     let mut instantiate = Vec::new();
     let oar_module = time(opts.repeat, || {
         let outcome = host.run(verified.clone(), "bench", r#"{"epsilon": 1.0}"#);

@@ -34,6 +34,19 @@ pub enum JobError {
     /// The audit log could not record a step, so the step did not happen (fail closed).
     #[error("{0}; nothing was released")]
     Audit(#[from] crate::audit::AuditError),
+    /// The release could not be written and signed; nothing was released or recorded as
+    /// released.
+    #[error("writing the release failed ({0}); nothing was released")]
+    Write(String),
+}
+
+/// Where a run's release goes: written and signed there before the audit log and the ledger
+/// record it as released (see [`Release::publish`]).
+pub struct ReleaseTarget<'a> {
+    /// The release folder (must not exist yet, or be empty).
+    pub dir: &'a std::path::Path,
+    /// The holder's key, to sign it.
+    pub signer: Option<&'a crate::keys::KeyPair>,
 }
 
 /// A job's result and everything needed to account for it.
@@ -56,6 +69,7 @@ pub struct Host {
     ledger: Arc<dyn Ledger>,
     revocations: Arc<Revocations>,
     audit: Option<Arc<AuditLog>>,
+    reuse_releases: bool,
 }
 
 impl Host {
@@ -73,7 +87,16 @@ impl Host {
             ledger,
             revocations: Arc::new(Revocations::new()),
             audit: None,
+            reuse_releases: true,
         }
+    }
+
+    /// Runs every job afresh instead of returning an identical earlier run's release. Only for
+    /// measuring the run path (`oar bench` repeats one run): a holder's host must reuse, or
+    /// repeating a run would let a requester average the noise away.
+    pub fn without_release_reuse(mut self) -> Self {
+        self.reuse_releases = false;
+        self
     }
 
     /// Records every run, charge, release and refusal in `log`.
@@ -170,6 +193,20 @@ impl Host {
         requester: &str,
         params: &str,
     ) -> JobOutcome {
+        self.run_job_into(job_id, module, requester, params, None)
+    }
+
+    /// [`Host::run_job`], writing the release to `target` before it is recorded: the audit
+    /// log's release entry and the stored copy exist only for a release that is on disk, whole
+    /// and signed.
+    pub fn run_job_into(
+        &self,
+        job_id: &str,
+        module: Arc<VerifiedModule>,
+        requester: &str,
+        params: &str,
+        target: Option<&ReleaseTarget<'_>>,
+    ) -> JobOutcome {
         let job_id = job_id.to_string();
         let refused = |e: JobError| {
             let details = serde_json::json!({
@@ -210,7 +247,7 @@ impl Host {
             .datasets
             .iter()
             .all(|d| r.may_query(&d.name));
-        let cache_key = allowed_everywhere
+        let cache_key = (allowed_everywhere && self.reuse_releases)
             .then(|| self.cache_key(&module, params))
             .flatten();
         if let Some(key) = &cache_key {
@@ -219,6 +256,11 @@ impl Host {
                     if let Ok(mut release) = serde_json::from_str::<Release>(&json) {
                         tracing::info!(original = %release.job_id, "identical run: returning the stored release, charging nothing");
                         release.reused_by = Some(job_id.clone());
+                        if let Some(t) = target {
+                            if let Err(e) = release.publish(t.dir, t.signer) {
+                                return refused(JobError::Write(e.to_string()));
+                            }
+                        }
                         if let Err(e) = self.audit(
                             EntryKind::Release,
                             requester,
@@ -278,12 +320,14 @@ impl Host {
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     epsilon_total: spends.iter().map(|s| s.epsilon).sum(),
                     epsilon_spent: spends,
+                    queries: record.answered.clone(),
                     tables: record
                         .outputs
                         .iter()
-                        .map(|(name, table)| ReleasedTable {
+                        .map(|(name, table, provenance)| ReleasedTable {
                             name: name.clone(),
                             table: table.clone(),
+                            provenance: provenance.clone(),
                         })
                         .collect(),
                     reused_by: None,
@@ -291,17 +335,35 @@ impl Host {
                 (Ok(release), Some(stats))
             }
         };
+        // Written and signed first: a release that cannot be written is a failed run.
+        let result = match (result, target) {
+            (Ok(release), Some(t)) => match release.publish(t.dir, t.signer) {
+                Ok(_) => Ok(release),
+                Err(e) => Err(JobError::Write(e.to_string())),
+            },
+            (result, _) => result,
+        };
         // The release, or the failure, goes on the record before anything is returned.
         let result = match result {
             Ok(release) => {
                 let details = release_details(&release, &module, release.epsilon_total);
                 match self.audit(EntryKind::Release, requester, details) {
                     Ok(()) => Ok(release),
-                    Err(e) => Err(JobError::Audit(e)),
+                    Err(e) => {
+                        // Not on the record, so not released: take the files back.
+                        if let Some(t) = target {
+                            let _ = std::fs::remove_dir_all(t.dir);
+                        }
+                        Err(JobError::Audit(e))
+                    }
                 }
             }
             Err(e) => {
-                let details = serde_json::json!({"job_id": job_id, "error": e.to_string()});
+                let error = crate::module_text::bounded(
+                    &e.to_string(),
+                    crate::module_text::MAX_MODULE_ERROR_CHARS,
+                );
+                let details = serde_json::json!({"job_id": job_id, "error": error});
                 if let Err(audit) = self.audit(EntryKind::RunFailed, requester, details) {
                     tracing::error!(error = %audit, "could not record the failed run");
                 }

@@ -25,6 +25,7 @@ pub mod job;
 pub mod keys;
 pub mod ledger;
 pub mod local;
+pub mod module_text;
 pub mod policy;
 pub mod query;
 pub mod release;

@@ -56,17 +56,26 @@ fn default_delta0() -> f64 {
     1e-9
 }
 
+/// The smallest `limits.min_epsilon_per_query` a policy may set. Below it, noise scales grow so
+/// large that a query answers nothing useful, and the policy refuses to admit them.
+pub const MIN_EPSILON_FLOOR: f64 = 1e-9;
+
 /// Resource limits applied to every run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Linear memory cap per module instance, in MiB.
+    /// Memory cap per module instance, in MiB: all its linear memories and tables together.
     pub memory_mib: u64,
-    /// Wall-clock deadline of a run, in milliseconds (guest code; host queries are checked
-    /// against it between calls).
+    /// Wall-clock deadline of a run, in milliseconds, from its start (compiling included): guest
+    /// code, host calls and queries all end there, with a trap.
     pub time_ms: u64,
-    /// Most queries one run may make.
+    /// Most queries one run may make; refused queries count too, so refusals cannot be used as a
+    /// free, unlimited oracle.
     pub max_queries_per_run: u32,
+    /// Smallest epsilon one query may ask for. A plan below it is refused before any data is
+    /// touched. At least [`MIN_EPSILON_FLOOR`], so every noise scale the gate calibrates stays in
+    /// the range where its threshold arithmetic is exact enough (see `gate::threshold`).
+    pub min_epsilon_per_query: f64,
     /// Most cells (public key domain size) one query may produce.
     pub max_output_cells: usize,
     /// Largest `max_groups_per_unit` a plan may ask for.
@@ -85,6 +94,7 @@ impl Default for Limits {
             memory_mib: 128,
             time_ms: 30_000,
             max_queries_per_run: 32,
+            min_epsilon_per_query: 1e-3,
             max_output_cells: 100_000,
             max_groups_per_unit: 256,
             max_output_tables: 16,
@@ -352,6 +362,15 @@ impl Policy {
             return bad(
                 "limits.max_queries_per_run",
                 "must be positive, e.g. 16".into(),
+            );
+        }
+        let min_eps = self.limits.min_epsilon_per_query;
+        if !(min_eps.is_finite() && min_eps >= MIN_EPSILON_FLOOR) {
+            return bad(
+                "limits.min_epsilon_per_query",
+                format!(
+                    "is {min_eps}; it must be at least {MIN_EPSILON_FLOOR} (the default is 0.001)"
+                ),
             );
         }
         if self.limits.concurrent_runs == 0 || self.limits.runs_per_requester_per_hour == 0 {

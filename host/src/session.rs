@@ -8,8 +8,10 @@
 use crate::dataset::Catalog;
 use crate::gate::{self, GateConfig};
 use crate::ledger::{Account, ChargeId, Ledger};
+use crate::module_text::{bounded, MAX_MODULE_ERROR_CHARS};
 use crate::policy::Policy;
 use crate::query::{self, PlanLimits};
+use crate::release::provenance::{self, AnsweredQuery, Provenance, QueryFigures};
 use crate::revocation::Revocations;
 use crate::verify::{VerifiedModule, VerifyError};
 use oar_guest::plan::Plan;
@@ -33,8 +35,8 @@ pub enum Refusal {
     /// The run's wall-clock deadline passed.
     #[error("the run's deadline has passed")]
     Deadline,
-    /// The run used up its queries.
-    #[error("this run has made its {limit} queries, the policy's limit")]
+    /// The run used up its queries (answered and refused ones alike).
+    #[error("this run has made its {limit} queries (refused ones count too), the policy's limit")]
     TooManyQueries {
         /// The policy's limit.
         limit: u32,
@@ -45,7 +47,8 @@ pub enum Refusal {
         /// Its size.
         bytes: usize,
     },
-    /// The plan is not valid plan JSON.
+    /// The plan is not valid plan JSON. The text says where and what kind of error, bounded and
+    /// escaped; it never repeats the plan.
     #[error("malformed plan: {0}")]
     MalformedPlan(String),
     /// The dataset is not in the approval's scope.
@@ -73,6 +76,14 @@ pub enum Refusal {
     InvalidEpsilon {
         /// What was asked.
         epsilon: f64,
+    },
+    /// Epsilon is below the policy's smallest epsilon per query.
+    #[error("epsilon {epsilon} is below the policy's minimum of {minimum} per query; ask for at least {minimum}")]
+    EpsilonBelowMinimum {
+        /// What was asked.
+        epsilon: f64,
+        /// The policy's minimum.
+        minimum: f64,
     },
     /// The query would take the run past the approval's per-run epsilon.
     #[error("epsilon {requested} exceeds what this run may still spend ({left:.4} of the approved {cap} per run)")]
@@ -117,15 +128,11 @@ pub enum Refusal {
         /// The column.
         column: String,
     },
-    /// Polars failed; only the kind of failure is given.
-    #[error("the query failed while running next to the data ({kind}); the holder can rerun it to see the details")]
-    ExecutionFailed {
-        /// The kind of error.
-        kind: &'static str,
-    },
-    /// The gate refused to release.
-    #[error("{0}")]
-    Gate(String),
+    /// The query failed after it touched the data. Whether and how a query fails there could
+    /// depend on the data, so every such failure reads the same, and its charge stands. (Valid
+    /// plans do not reach this: expressions are total and key selection never refuses.)
+    #[error("the query failed after touching the data; its charge stands and nothing was released (the holder's log has the details)")]
+    FailedAfterData,
     /// The ledger could not record the charge, so nothing is released.
     #[error("the privacy ledger could not record the charge ({0}); nothing was released")]
     Ledger(String),
@@ -138,8 +145,15 @@ pub enum Refusal {
 /// What a finished session leaves behind.
 #[derive(Debug, Default)]
 pub struct SessionRecord {
-    /// Tables emitted, in order.
-    pub outputs: Vec<(String, Table)>,
+    /// Tables emitted, in order, as the host attested them: figures from the gate's record,
+    /// never from the module (see [`crate::release::provenance`]).
+    pub outputs: Vec<(String, Table, Provenance)>,
+    /// What the gate did for each answered query, in order.
+    pub answered: Vec<QueryFigures>,
+    /// Calls of `query`, answered or refused.
+    pub attempts: u32,
+    /// Set when the run's deadline passed during a host call: the run must end with a trap.
+    pub deadline_hit: bool,
     /// Charges made (already committed to the ledger).
     pub charges: Vec<Charge>,
     /// Queries refused, with the reason given to the module.
@@ -163,13 +177,16 @@ pub struct Session {
     deadline: Instant,
     run_spent: f64,
     record: SessionRecord,
+    /// The tables the gate released to the module, for attesting what it emits.
+    answers: Vec<AnsweredQuery>,
 }
 
 const MAX_LOG_LINE: usize = 1024;
 /// Largest plan a module may send, in bytes of JSON.
 pub const MAX_PLAN_BYTES: usize = 256 * 1024;
-/// Largest table a module may emit, in bytes of JSON.
-pub const MAX_TABLE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest table a module may emit, in bytes of JSON. Parsing one costs the host at most a
+/// small multiple of this (each row and value is checked against the policy right after).
+pub const MAX_TABLE_BYTES: usize = 4 * 1024 * 1024;
 const MAX_LOG_LINES: usize = 1000;
 
 impl Session {
@@ -196,7 +213,26 @@ impl Session {
             deadline,
             run_spent: 0.0,
             record: SessionRecord::default(),
+            answers: Vec::new(),
         }
+    }
+
+    /// Sets the run's one deadline. The sandbox calls this when the run starts, before it
+    /// compiles or instantiates anything, and arms its epoch trap for the same instant, so the
+    /// guest's code, host calls and queries all end at one time.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// The run's deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the deadline passed during a host call. The sandbox then ends the run with a
+    /// trap instead of returning to the guest, so no answer ever tells the module the time.
+    pub fn deadline_hit(&self) -> bool {
+        self.record.deadline_hit
     }
 
     /// Records every charge and refusal of this session in `log` (a charge that cannot be
@@ -305,17 +341,29 @@ impl Session {
     }
 
     /// Answers a plan with a gated table, or refuses with a reason (and releases nothing).
+    ///
+    /// Every call counts toward the policy's `max_queries_per_run`, refused or not. Refusals
+    /// are decided from the plan, the schema, the policy and the approval alone; once the data
+    /// is touched a query ends in a gated table or a constant failure.
     pub fn query(&mut self, plan_json: &str) -> Result<String, String> {
-        let result = self.query_inner(plan_json);
+        let attempt = self.record.attempts;
+        self.record.attempts = self.record.attempts.saturating_add(1);
+        let result = self.query_inner(plan_json, attempt);
         match result {
             Ok(table) => {
                 self.record.queries += 1;
                 Ok(table)
             }
             Err(refusal) => {
-                let reason = refusal.to_string();
+                if matches!(refusal, Refusal::Deadline) {
+                    self.record.deadline_hit = true;
+                }
+                let reason = bounded(&refusal.to_string(), MAX_MODULE_ERROR_CHARS);
                 tracing::info!(job = %self.job_id, %reason, "query refused");
-                if let Some(log) = &self.audit {
+                // Past the query limit, further refusals are all alike: one entry says so.
+                let limit = self.policy.limits.max_queries_per_run;
+                let audited = self.audit.as_ref().filter(|_| attempt <= limit);
+                if let Some(log) = audited {
                     let details = serde_json::json!({"job_id": self.job_id, "reason": reason});
                     if let Err(e) =
                         log.append(crate::audit::EntryKind::Refusal, &self.requester, details)
@@ -329,12 +377,12 @@ impl Session {
         }
     }
 
-    fn query_inner(&mut self, plan_json: &str) -> Result<String, Refusal> {
+    fn query_inner(&mut self, plan_json: &str, attempt: u32) -> Result<String, Refusal> {
         if Instant::now() > self.deadline {
             return Err(Refusal::Deadline);
         }
         self.check_revocations()?;
-        if self.record.queries >= self.policy.limits.max_queries_per_run {
+        if attempt >= self.policy.limits.max_queries_per_run {
             return Err(Refusal::TooManyQueries {
                 limit: self.policy.limits.max_queries_per_run,
             });
@@ -344,12 +392,18 @@ impl Session {
                 bytes: plan_json.len(),
             });
         }
-        let plan: Plan =
-            serde_json::from_str(plan_json).map_err(|e| Refusal::MalformedPlan(e.to_string()))?;
+        let plan: Plan = serde_json::from_str(plan_json).map_err(malformed)?;
         self.in_scope(&plan.dataset)?;
         if !(plan.epsilon.is_finite() && plan.epsilon > 0.0) {
             return Err(Refusal::InvalidEpsilon {
                 epsilon: plan.epsilon,
+            });
+        }
+        let minimum = self.policy.limits.min_epsilon_per_query;
+        if plan.epsilon < minimum {
+            return Err(Refusal::EpsilonBelowMinimum {
+                epsilon: plan.epsilon,
+                minimum,
             });
         }
         let run_left = self.run_cap() - self.run_spent;
@@ -412,7 +466,7 @@ impl Session {
         };
         // A failure while running next to the data (Polars or the noise mechanism) may depend on
         // the data, so the charge stands (fail closed), and only the kind of failure is told.
-        let table = match self.run_parts(&plan, parts, config, &dataset, limits) {
+        let table = match self.run_parts(&plan, parts, config) {
             Ok(table) => table,
             Err(refusal) => {
                 self.settle(charge, &plan.dataset, plan.epsilon)?;
@@ -428,51 +482,37 @@ impl Session {
         // Settled before the table leaves this function.
         self.settle(charge, &plan.dataset, plan.epsilon)?;
         tracing::info!(job = %self.job_id, dataset = %plan.dataset, epsilon = plan.epsilon, cells = table.rows.len(), "query released");
-        Ok(serde_json::to_string(&table).expect("tables serialize"))
+        let json = serde_json::to_string(&table).expect("tables serialize");
+        let figures = QueryFigures {
+            query: self.record.answered.len() as u32,
+            dataset: plan.dataset.clone(),
+            release: table.release.clone().unwrap_or_default(),
+        };
+        self.record.answered.push(figures.clone());
+        self.answers.push(AnsweredQuery { figures, table });
+        Ok(json)
     }
 
     /// Executes and gates each part of a plan (one, or one per margin with totals) and merges
-    /// them into the released table.
+    /// them into the released table. Runs after the data is touched: every failure here is
+    /// [`Refusal::FailedAfterData`] (or [`Refusal::Deadline`], which ends the run).
     fn run_parts(
         &self,
         plan: &Plan,
-        mut parts: Vec<(Vec<bool>, query::CompiledPlan)>,
+        parts: Vec<(Vec<bool>, query::CompiledPlan)>,
         config: GateConfig,
-        dataset: &crate::dataset::Dataset,
-        limits: PlanLimits,
     ) -> Result<Table, Refusal> {
-        if plan.key_selection {
-            // The keys come from the data, so they are read only now, with the budget reserved;
-            // the plan is compiled again over them (it validated with placeholders).
-            let observed = query::discover_keys(plan, dataset).map_err(|e| {
-                tracing::warn!(job = %self.job_id, "key discovery failed");
-                match e {
-                    query::DiscoverError::Plan(e) => Refusal::InvalidPlan(e.to_string()),
-                    query::DiscoverError::Polars(e) => Refusal::ExecutionFailed {
-                        kind: polars_error_kind(&e),
-                    },
-                }
-            })?;
-            let compiled = query::compile_with_keys(plan, dataset, limits, Some(&observed))
-                .map_err(|e| Refusal::InvalidPlan(e.to_string()))?;
-            parts = vec![(vec![true; plan.group_by.len()], compiled)];
-        }
         let mut tables = Vec::with_capacity(parts.len());
         for (mask, compiled) in parts {
-            // Polars messages can quote data values (a failed cast lists the strings).
-            let stats = compiled.execute().map_err(|e| {
-                let kind = polars_error_kind(&e);
-                tracing::warn!(job = %self.job_id, kind, "query failed while running next to the data");
-                Refusal::ExecutionFailed { kind }
-            })?;
-            let table = gate::release(&compiled, &stats, config).map_err(|e| {
-                Refusal::Gate(match e {
-                    gate::GateError::Mechanism(_) => {
-                        "the noise mechanism failed; nothing was released".to_string()
+            let (compiled, stats) = execute_by(compiled, self.deadline, &self.job_id)?;
+            let table =
+                gate::release_by(&compiled, &stats, config, self.deadline).map_err(|e| match e {
+                    gate::GateError::Deadline => Refusal::Deadline,
+                    e => {
+                        tracing::error!(job = %self.job_id, error = %e, "the gate could not release");
+                        Refusal::FailedAfterData
                     }
-                    other => other.to_string(),
-                })
-            })?;
+                })?;
             tables.push((mask, table));
         }
         if !plan.totals {
@@ -515,7 +555,13 @@ impl Session {
     }
 
     /// Publishes a table under `name`.
+    ///
+    /// The table must fit its columns (every row has one key per key column, and one value per
+    /// value column unless suppressed). Its privacy facts are the host's: an unchanged query
+    /// answer carries the figures the gate recorded, anything else is labelled as derived and
+    /// keeps suppressed cells suppressed ([`provenance::attest`]).
     pub fn emit(&mut self, name: &str, table_json: &str) -> Result<(), String> {
+        let name_shown = bounded(name, 64);
         let declared = self
             .module
             .manifest()
@@ -524,41 +570,65 @@ impl Session {
             .any(|o| o.name == name);
         if !declared {
             return Err(format!(
-                "table '{name}' is not declared in the module's manifest"
+                "table '{name_shown}' is not declared in the module's manifest"
             ));
         }
-        if self.record.outputs.iter().any(|(n, _)| n == name) {
-            return Err(format!("table '{name}' was already emitted in this run"));
+        if self.record.outputs.iter().any(|(n, _, _)| n == name) {
+            return Err(format!(
+                "table '{name_shown}' was already emitted in this run"
+            ));
         }
         if self.record.outputs.len() >= self.policy.limits.max_output_tables {
             return Err("this run has emitted as many tables as the policy allows".into());
         }
         if table_json.len() > MAX_TABLE_BYTES {
             return Err(format!(
-                "table '{name}' is larger than {MAX_TABLE_BYTES} bytes"
+                "table '{name_shown}' is larger than {MAX_TABLE_BYTES} bytes"
             ));
         }
-        let table: Table =
-            serde_json::from_str(table_json).map_err(|e| format!("malformed table: {e}"))?;
+        let table: Table = serde_json::from_str(table_json)
+            .map_err(|e| format!("malformed table: {}", bounded(&e.to_string(), 200)))?;
         if table.rows.len() > self.policy.limits.max_output_cells {
             return Err(format!(
-                "table '{name}' has {} rows; the policy allows {}",
+                "table '{name_shown}' has {} rows; the policy allows {}",
                 table.rows.len(),
                 self.policy.limits.max_output_cells
             ));
         }
-        self.record.outputs.push((name.to_string(), table));
+        provenance::check_shape(&table)
+            .map_err(|e| format!("table '{name_shown}' cannot be released: {e}"))?;
+        let (table, from) = provenance::attest(table, &self.answers);
+        self.record.outputs.push((name.to_string(), table, from));
         Ok(())
     }
 
     /// Appends a line to the run log (truncated; bounded in count).
+    /// Control characters are escaped ([`bounded`]), so a line cannot steer a terminal.
     pub fn log(&mut self, message: &str) {
         if self.record.log.len() < MAX_LOG_LINES {
-            let mut line: String = message.chars().take(MAX_LOG_LINE).collect();
-            if line.len() < message.len() {
-                line.push('…');
-            }
-            self.record.log.push(line);
+            self.record.log.push(bounded(message, MAX_LOG_LINE));
+        }
+    }
+}
+
+/// Runs `compiled` next to the data until `deadline`: a query still running then is cancelled
+/// ([`query::CompiledPlan::execute_until`]) and the run ends ([`Refusal::Deadline`] makes the
+/// sandbox trap).
+fn execute_by(
+    compiled: query::CompiledPlan,
+    deadline: Instant,
+    job_id: &str,
+) -> Result<(query::CompiledPlan, query::CellStats), Refusal> {
+    match compiled.execute_until(Some(deadline)) {
+        Ok(stats) => Ok((compiled, stats)),
+        Err(query::ExecuteError::Polars(e)) => {
+            // Polars messages can quote data values (a failed cast lists the strings).
+            tracing::warn!(job = %job_id, kind = polars_error_kind(&e), "query failed while running next to the data");
+            Err(Refusal::FailedAfterData)
+        }
+        Err(query::ExecuteError::Deadline) => {
+            tracing::warn!(job = %job_id, "query still running at the run's deadline; cancelled");
+            Err(Refusal::Deadline)
         }
     }
 }
@@ -617,6 +687,12 @@ fn compile_parts(
         parts.push((mask, compiled));
     }
     Ok(parts)
+}
+
+/// A plan that is not plan JSON, as the module sees it: serde's account of what is wrong and
+/// where, cut short and escaped, so a refusal never carries the plan back at length.
+fn malformed(e: serde_json::Error) -> Refusal {
+    Refusal::MalformedPlan(bounded(&e.to_string(), 200))
 }
 
 /// A ledger failure as the module sees it.

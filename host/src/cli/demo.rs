@@ -117,11 +117,23 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
 
     let t = Instant::now();
     let params = serde_json::json!({ "epsilon": opts.epsilon }).to_string();
-    let outcome = host.run(verified, requester.name(), &params);
+    // The demo owns its folder: a release from an earlier demo is replaced.
+    let dir = opts.out.join("release");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let target = oar_host::job::ReleaseTarget {
+        dir: &dir,
+        signer: None,
+    };
+    let job_id = oar_host::job::new_job_id();
+    let outcome = host.run_job_into(&job_id, verified, requester.name(), &params, Some(&target));
     let release = outcome.result?;
     step("ran the module in the sandbox", t, progress);
-
-    let files = release.write(&opts.out.join("release"))?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
     Ok(DemoReport {
         release,
         files,

@@ -713,17 +713,22 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     .with_context(|| format!("opening the audit log {}", path.display()))?;
                 host = host.with_audit(Arc::new(log));
             }
-            let outcome = host.run(v, &requester, &params);
+            let target = oar_host::job::ReleaseTarget {
+                dir: &out,
+                signer: holder.as_ref(),
+            };
+            let job_id = oar_host::job::new_job_id();
+            let outcome = host.run_job_into(&job_id, v, &requester, &params, Some(&target));
             for line in &outcome.record.log {
                 eprintln!("module: {line}");
             }
             let release = outcome
                 .result
                 .with_context(|| format!("job {}", outcome.job_id))?;
-            let files = match &holder {
-                Some(h) => release.write_signed(&out, h)?,
-                None => release.write(&out)?,
-            };
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            files.sort();
             if release.reused_by.is_some() {
                 println!(
                     "job {}: identical to job {} (same module, approval, parameters and data); its release is returned again and nothing was charged",

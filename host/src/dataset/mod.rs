@@ -260,6 +260,11 @@ impl Dataset {
     }
 
     /// A lazy scan of all files.
+    ///
+    /// CSV columns are read as their declared types, whatever the first rows look like, and a
+    /// value that does not parse as its column's type reads as null (so a float column whose
+    /// first rows are whole numbers still reads a later `NaN`, and no value can make a scan
+    /// fail: whether a query fails must not depend on the data).
     pub fn scan(&self) -> PolarsResult<LazyFrame> {
         let frames = self
             .files
@@ -273,6 +278,8 @@ impl Dataset {
                     SourceFormat::Csv => LazyCsvReader::new(path)
                         .with_has_header(true)
                         .with_try_parse_dates(true)
+                        .with_dtype_overwrite(Some(self.csv_types()))
+                        .with_ignore_errors(true)
                         .finish(),
                 }
             })
@@ -282,6 +289,24 @@ impl Dataset {
         } else {
             concat(frames, UnionArgs::default())
         }
+    }
+}
+
+impl Dataset {
+    /// The Polars types the declared columns are read as from CSV (dates and datetimes are left
+    /// to the reader's date parsing).
+    fn csv_types(&self) -> SchemaRef {
+        let fields = self.descriptor.columns.iter().filter_map(|c| {
+            let dtype = match c.dtype {
+                ColumnType::Float => DataType::Float64,
+                ColumnType::Int => DataType::Int64,
+                ColumnType::Str => DataType::String,
+                ColumnType::Bool => DataType::Boolean,
+                ColumnType::Date | ColumnType::Datetime => return None,
+            };
+            Some(Field::new(c.name.as_str().into(), dtype))
+        });
+        std::sync::Arc::new(Schema::from_iter(fields))
     }
 }
 

@@ -93,11 +93,115 @@ fn key_of(keys: &[Value]) -> String {
     serde_json::to_string(keys).expect("keys serialize")
 }
 
-/// Withholds cells until no suppressed cell can be recovered by subtraction; returns how many
-/// it withheld. Along each line (all keys fixed but one, plus that key's total), if the total is
-/// released and exactly one member is suppressed, the released member with the smallest value
-/// of `rank_column` (the noisy count) is suppressed too; if there is none, the total is.
+/// Withholds cells until no suppressed cell can be recovered from the released cells and
+/// totals; returns how many it withheld.
+///
+/// The released margins are linear equations: along every line (all keys fixed but one, plus
+/// that key's total) the members add up to the total. With the suppressed cells as unknowns, a
+/// suppressed cell is recoverable exactly when its unit vector lies in the row space of those
+/// equations ([`determined`]: Gaussian elimination over every line at once, not one line at a
+/// time; two suppressed 2×2 blocks joined by one bridge cell pass a line-by-line check, yet the
+/// bridge is determined). While some cell is determined, the nearest released cell with the
+/// smallest value of `rank_column` (the noisy count) is withheld too ([`nearest_released`]).
+///
+/// Past [`MAX_EXACT_UNKNOWNS`] suppressed cells the elimination would be slow; then every total
+/// is withheld, which leaves no suppressed cell determined (each line's equation then holds an
+/// unknown total of its own).
 pub fn secondary_suppression(table: &mut Table, rank_column: usize) -> usize {
+    let lines = lines_of(table);
+    let mut withheld = 0;
+    let withhold = |table: &mut Table, row: usize| {
+        let r = &mut table.rows[row];
+        r.values.clear();
+        r.suppressed = Some(Suppression::Secondary);
+    };
+    loop {
+        let unknown: Vec<usize> = (0..table.rows.len())
+            .filter(|&i| table.rows[i].suppressed.is_some())
+            .collect();
+        if unknown.len() > MAX_EXACT_UNKNOWNS {
+            for (total, _) in &lines {
+                if table.rows[*total].suppressed.is_none() {
+                    withhold(table, *total);
+                    withheld += 1;
+                }
+            }
+            return withheld;
+        }
+        let Some(cell) = determined(&lines, &unknown) else {
+            return withheld;
+        };
+        let Some(victim) = nearest_released(table, &lines, cell, rank_column) else {
+            // Every cell connected to it is withheld already: nothing released pins it down.
+            return withheld;
+        };
+        withhold(table, victim);
+        withheld += 1;
+    }
+}
+
+/// The released cell to withhold for a determined `cell`: among the released cells of its lines,
+/// the one with the smallest `rank_column` (the noisy count), preferring a member over a total;
+/// if its lines hold none, the same one step further out (the lines of the withheld cells in its
+/// lines), and so on.
+fn nearest_released(
+    table: &Table,
+    lines: &[(usize, Vec<usize>)],
+    cell: usize,
+    rank_column: usize,
+) -> Option<usize> {
+    let rank = |i: usize| {
+        table.rows[i]
+            .values
+            .get(rank_column)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    };
+    let mut seen = std::collections::HashSet::from([cell]);
+    let mut frontier = vec![cell];
+    while !frontier.is_empty() {
+        let mut members = Vec::new();
+        let mut totals = Vec::new();
+        let mut next = Vec::new();
+        for (total, line) in lines
+            .iter()
+            .filter(|(t, m)| frontier.iter().any(|c| t == c || m.contains(c)))
+        {
+            for (&m, is_total) in line
+                .iter()
+                .map(|m| (m, false))
+                .chain(std::iter::once((total, true)))
+            {
+                if table.rows[m].suppressed.is_none() {
+                    if is_total {
+                        totals.push(m);
+                    } else {
+                        members.push(m);
+                    }
+                } else if seen.insert(m) {
+                    next.push(m);
+                }
+            }
+        }
+        let best = |cands: &[usize]| {
+            cands
+                .iter()
+                .copied()
+                .min_by(|&a, &b| rank(a).total_cmp(&rank(b)).then(a.cmp(&b)))
+        };
+        if let Some(v) = best(&members).or_else(|| best(&totals)) {
+            return Some(v);
+        }
+        frontier = next;
+    }
+    None
+}
+
+/// Most suppressed cells [`secondary_suppression`] checks exactly.
+pub const MAX_EXACT_UNKNOWNS: usize = 600;
+
+/// Every line of `table`: its total row and its member rows, for every dimension.
+fn lines_of(table: &Table) -> Vec<(usize, Vec<usize>)> {
     let dims = table.key_columns.len();
     let index: HashMap<String, usize> = table
         .rows
@@ -105,7 +209,6 @@ pub fn secondary_suppression(table: &mut Table, rank_column: usize) -> usize {
         .enumerate()
         .map(|(i, r)| (key_of(&r.keys), i))
         .collect();
-    // Lines: (total row, member rows) for every dimension.
     let mut lines: Vec<(usize, Vec<usize>)> = Vec::new();
     for j in 0..dims {
         let mut members: HashMap<String, Vec<usize>> = HashMap::new();
@@ -117,45 +220,80 @@ pub fn secondary_suppression(table: &mut Table, rank_column: usize) -> usize {
             line[j] = Value::Str(TOTAL.into());
             members.entry(key_of(&line)).or_default().push(i);
         }
-        for (line, rows) in members {
-            if let Some(&total) = index.get(&line) {
-                lines.push((total, rows));
+        let mut found: Vec<(usize, Vec<usize>)> = members
+            .into_iter()
+            .filter_map(|(line, rows)| index.get(&line).map(|&total| (total, rows)))
+            .collect();
+        found.sort();
+        lines.extend(found);
+    }
+    lines
+}
+
+/// The first row among `unknown` whose value the equations of `lines` determine, if any.
+///
+/// Each line says `Σ members − total = 0`. Restricted to the unknowns (known cells only move
+/// the right-hand side), the matrix is brought to reduced row echelon form; an unknown is
+/// determined exactly when it is a pivot whose row has no other non-zero entry.
+pub fn determined(lines: &[(usize, Vec<usize>)], unknown: &[usize]) -> Option<usize> {
+    let column: HashMap<usize, usize> = unknown.iter().enumerate().map(|(c, &r)| (r, c)).collect();
+    let width = unknown.len();
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    for (total, members) in lines {
+        let mut row = vec![0.0; width];
+        let mut any = false;
+        for (&cell, coefficient) in members
+            .iter()
+            .map(|m| (m, 1.0))
+            .chain(std::iter::once((total, -1.0)))
+        {
+            if let Some(&c) = column.get(&cell) {
+                row[c] += coefficient;
+                any = true;
             }
+        }
+        if any {
+            rows.push(row);
         }
     }
-    let mut withheld = 0;
-    loop {
-        let mut changed = false;
-        for (total, members) in &lines {
-            if table.rows[*total].suppressed.is_some() {
-                continue;
-            }
-            let suppressed = members
-                .iter()
-                .filter(|&&m| table.rows[m].suppressed.is_some())
-                .count();
-            if suppressed != 1 {
-                continue;
-            }
-            let victim = members
-                .iter()
-                .copied()
-                .filter(|&m| table.rows[m].suppressed.is_none())
-                .min_by(|&a, &b| {
-                    let v = |i: usize| table.rows[i].values.get(rank_column).copied();
-                    v(a).partial_cmp(&v(b)).unwrap_or(std::cmp::Ordering::Equal)
-                })
-                .unwrap_or(*total);
-            let row = &mut table.rows[victim];
-            row.values.clear();
-            row.suppressed = Some(Suppression::Secondary);
-            withheld += 1;
-            changed = true;
+    const EPS: f64 = 1e-9;
+    let mut pivots = Vec::new();
+    let mut r = 0;
+    for c in 0..width {
+        let Some(p) =
+            (r..rows.len()).max_by(|&a, &b| rows[a][c].abs().total_cmp(&rows[b][c].abs()))
+        else {
+            break;
+        };
+        if rows[p][c].abs() < EPS {
+            continue;
         }
-        if !changed {
-            return withheld;
+        rows.swap(r, p);
+        let lead = rows[r][c];
+        for x in rows[r].iter_mut() {
+            *x /= lead;
         }
+        let pivot_row = rows[r].clone();
+        for (i, row) in rows.iter_mut().enumerate() {
+            if i != r && row[c].abs() >= EPS {
+                let f = row[c];
+                for (x, p) in row.iter_mut().zip(&pivot_row) {
+                    *x -= f * p;
+                }
+            }
+        }
+        pivots.push((r, c));
+        r += 1;
     }
+    pivots
+        .into_iter()
+        .find(|&(row, c)| {
+            rows[row]
+                .iter()
+                .enumerate()
+                .all(|(j, x)| j == c || x.abs() < EPS)
+        })
+        .map(|(_, c)| unknown[c])
 }
 
 #[cfg(test)]
@@ -221,6 +359,53 @@ mod tests {
             .iter()
             .filter(|r| r.suppressed == Some(Suppression::Secondary))
             .all(|r| r.values.is_empty()));
+    }
+
+    /// Two suppressed 2×2 blocks (A,B × E,F and C,D × G,H in a 4 × 4 table) joined by
+    /// one suppressed bridge cell: every line holds two suppressed cells or none, so the
+    /// line-by-line rule saw nothing to do, yet the bridge is determined by the totals.
+    #[test]
+    fn a_bridge_between_two_suppressed_blocks_is_protected() {
+        let rows = ["A", "B", "C", "D"];
+        let cols = ["E", "F", "G", "H"];
+        let small = [
+            ("A", "E"),
+            ("A", "F"),
+            ("B", "E"),
+            ("B", "F"),
+            ("C", "G"),
+            ("C", "H"),
+            ("D", "G"),
+            ("D", "H"),
+            ("B", "G"),
+        ];
+        let mut t = Table::new(["r", "c"], ["n"]);
+        for r in rows.iter().chain([&TOTAL]) {
+            for c in cols.iter().chain([&TOTAL]) {
+                if small.contains(&(r, c)) {
+                    t.push_suppressed(vec![s(r), s(c)], Suppression::MinimumUnits);
+                } else {
+                    t.push(vec![s(r), s(c)], vec![100.0]);
+                }
+            }
+        }
+        let unknown: Vec<usize> = (0..t.rows.len())
+            .filter(|&i| t.rows[i].suppressed.is_some())
+            .collect();
+        let bridge = t
+            .rows
+            .iter()
+            .position(|r| r.keys == vec![s("B"), s("G")])
+            .unwrap();
+        // The bridge is determined: rows A and B less columns E and F leave B-G alone.
+        assert!(determined(&lines_of(&t), &unknown).is_some());
+        assert!(!unknown.is_empty() && unknown.contains(&bridge));
+        let withheld = secondary_suppression(&mut t, 0);
+        assert!(withheld >= 1);
+        let unknown: Vec<usize> = (0..t.rows.len())
+            .filter(|&i| t.rows[i].suppressed.is_some())
+            .collect();
+        assert_eq!(determined(&lines_of(&t), &unknown), None);
     }
 
     #[test]

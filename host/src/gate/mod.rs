@@ -1,7 +1,7 @@
 //! The privacy gate: turns true per-cell aggregates into a releasable table.
 //!
 //! For one plan with budget `ε`, split evenly over `k` measurements (one noisy count of units per
-//! cell, plus one noisy sum per sum or mean aggregate):
+//! cell, plus what each sum, mean or quantile needs: see [`release`]):
 //!
 //! 1. **Noise** (OpenDP `make_laplace` over the whole vector of cells of the public key domain):
 //!    counts get discrete Laplace noise with scale `N / ε_i`, where `N` is the most cells one unit
@@ -26,6 +26,7 @@ use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::make_laplace;
 use opendp::measures::MaxDivergence;
 use opendp::metrics::L1Distance;
+use std::time::Instant;
 
 /// The gate's settings, from the policy.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +58,12 @@ impl Default for Dominance {
 }
 
 impl Dominance {
-    /// Whether a cell with these contributions is dominated.
-    pub fn dominated(&self, top: &[f64], abs_total: f64) -> bool {
-        let top: f64 = top.iter().take(self.n).sum();
-        abs_total > 0.0 && top > self.k * abs_total
+    /// Whether a cell is dominated, read off noisy figures: the noisy sum of its `n` largest
+    /// absolute contributions `top` against the noisy total of absolute contributions
+    /// `abs_total`. ACRO's boundary: `top / total >= k` fails. A total that is not positive
+    /// counts as dominated (no share can be read off it). With `k >= 1` the rule is off.
+    pub fn dominated(&self, top: f64, abs_total: f64) -> bool {
+        self.k < 1.0 && (abs_total <= 0.0 || top >= self.k * abs_total)
     }
 }
 
@@ -70,6 +73,9 @@ pub enum GateError {
     /// OpenDP refused to build or run a measurement.
     #[error("noise mechanism failed: {0}")]
     Mechanism(String),
+    /// The run's deadline passed while the gate drew noise.
+    #[error("the run's deadline passed while the gate drew noise")]
+    Deadline,
     /// The certified privacy loss exceeds the budget asked for.
     #[error("the certified privacy loss {certified} exceeds the requested epsilon {requested}")]
     OverBudget {
@@ -91,75 +97,248 @@ const LN_20: f64 = 2.995_732_273_553_991;
 ///
 /// Guarantee: a cell whose true count is at most `min_units - 1` reaches `τ` with probability at
 /// most `delta_cell`. For discrete Laplace with `α = e^(-1/scale)`, `P(Z ≥ t) = α^t / (1 + α)`
-/// for `t ≥ 1`, so `t = ⌈ln(delta_cell·(1 + α)) / ln α⌉` and `τ = min_units - 1 + t`.
+/// for `t ≥ 1`, so the smallest `t` is `⌈scale·(−ln δ − ln(1 + α))⌉` and
+/// `τ = min_units − 1 + t`.
+///
+/// The arithmetic stays in log space (`ln α = −1/scale` exactly, `ln(1 + α)` by `ln_1p`), so it
+/// is sound for every scale, however large: computing `α` first and taking its logarithm
+/// rounds `α` to 1 once `1/scale` is below about 1.1e-16, and `τ` then collapses to
+/// `min_units`. A relative margin of 1e-12 covers the rounding of the product.
 pub fn threshold(scale: f64, min_units: u64, delta_cell: f64) -> f64 {
-    let alpha = (-1.0 / scale).exp();
-    let t = ((delta_cell * (1.0 + alpha)).ln() / alpha.ln())
+    let ln_1p_alpha = (-1.0 / scale).exp().ln_1p();
+    let t = (scale * (-delta_cell.ln() - ln_1p_alpha) * (1.0 + 1e-12))
         .ceil()
         .max(1.0);
     (min_units - 1) as f64 + t
 }
 
-/// Probability that discrete Laplace noise of `scale` is at least `t` (for `t ≥ 1`).
+/// Probability that discrete Laplace noise of `scale` is at least `t` (for `t ≥ 1`), computed
+/// in log space.
 pub fn discrete_laplace_tail(scale: f64, t: f64) -> f64 {
-    let alpha = (-1.0 / scale).exp();
-    alpha.powf(t) / (1.0 + alpha)
+    let ln_1p_alpha = (-1.0 / scale).exp().ln_1p();
+    (-t / scale - ln_1p_alpha).exp()
+}
+
+/// One noisy vector the gate measured, with the scale of its noise.
+struct Noisy<T> {
+    values: Vec<T>,
+    scale: f64,
+}
+
+/// The measurements of one sum, mean or quantile aggregate.
+struct ValueMeasures {
+    /// Sum and mean: noisy per-cell sums of per-unit values. Quantile: noisy unit counts per
+    /// (cell, bin), at `cell * bins + bin`.
+    main: Measured,
+    /// Mean: noisy per-cell counts of units that have a value (the denominator).
+    valued: Option<Noisy<i64>>,
+    /// Dominance: noisy per-cell sums of the `n` largest absolute contributions.
+    top: Option<Noisy<f64>>,
+    /// Dominance with negative bounds: noisy per-cell totals of absolute contributions (with
+    /// non-negative bounds the noisy sum is that total).
+    abs: Option<Noisy<f64>>,
+}
+
+enum Measured {
+    Sums(Noisy<f64>),
+    Histogram(Noisy<i64>),
+}
+
+impl ValueMeasures {
+    fn sums(&self) -> &[f64] {
+        match &self.main {
+            Measured::Sums(n) => &n.values,
+            Measured::Histogram(_) => &[],
+        }
+    }
+
+    fn scale(&self) -> f64 {
+        match &self.main {
+            Measured::Sums(n) => n.scale,
+            Measured::Histogram(n) => n.scale,
+        }
+    }
+
+    /// Whether `cell` is dominated under `rule`, from noisy figures only.
+    fn dominated(&self, rule: &Dominance, cell: usize) -> bool {
+        let Some(top) = &self.top else {
+            return false;
+        };
+        let total = match &self.abs {
+            Some(abs) => abs.values[cell],
+            None => self.sums()[cell],
+        };
+        rule.dominated(top.values[cell], total)
+    }
+}
+
+/// How many noisy vectors the gate measures for a plan: one count vector, then per aggregate
+/// its own (see [`release`]).
+fn measurements(aggregates: &[ResolvedAggregate], dominance: Option<Dominance>) -> usize {
+    let dominance_extra = |bounds: &[f64; 2]| match dominance {
+        Some(_) => 1 + usize::from(bounds[0] < 0.0),
+        None => 0,
+    };
+    1 + aggregates
+        .iter()
+        .map(|a| match a {
+            ResolvedAggregate::CountUnits { .. } => 0,
+            ResolvedAggregate::Sum { bounds, .. } => 1 + dominance_extra(bounds),
+            ResolvedAggregate::Mean { bounds, .. } => 2 + dominance_extra(bounds),
+            ResolvedAggregate::Quantile { .. } => 1,
+        })
+        .sum::<usize>()
 }
 
 /// Applies noise, threshold and hard check to `stats` computed for `plan`.
+///
+/// The budget `ε` is split evenly over the noisy vectors measured (OpenDP `make_laplace` over
+/// every cell; the sensitivities are for one unit touching at most `N` cells):
+/// - the unit count of every cell (discrete Laplace, sensitivity `N`);
+/// - per sum: the sum of per-unit values (Laplace, `N·Δ`);
+/// - per mean: that sum, and the count of units with a value (discrete, `N`);
+/// - per quantile: a histogram of per-unit values (discrete, `N`);
+/// - with the dominance rule, per sum or mean: the sum of the `n` largest absolute per-unit
+///   contributions (Laplace, `N·Δ`: one unit moves it by at most its own contribution), and,
+///   if the bounds allow negative values, the total of absolute contributions (Laplace, `N·Δ`).
+///
+/// Every decision after that (threshold, dominance, key selection, the quantile reading) reads
+/// noisy figures only, except the hard minimum on the true count, which changes the outcome
+/// with probability at most `δ0`.
 pub fn release(
     plan: &CompiledPlan,
     stats: &CellStats,
     config: GateConfig,
 ) -> Result<Table, GateError> {
+    release_checked(plan, stats, config, HardCheck::On, None)
+}
+
+/// [`release`], stopping with [`GateError::Deadline`] if `deadline` passes while it draws noise
+/// (it checks between chunks of [`NOISE_CHUNK`] draws).
+pub fn release_by(
+    plan: &CompiledPlan,
+    stats: &CellStats,
+    config: GateConfig,
+    deadline: Instant,
+) -> Result<Table, GateError> {
+    release_checked(plan, stats, config, HardCheck::On, Some(deadline))
+}
+
+/// Noise is drawn in chunks of this many cells, with a deadline check between chunks. Each
+/// cell's noise is independent, so drawing a vector in chunks gives the same distribution.
+pub const NOISE_CHUNK: usize = 4096;
+
+/// `measure` applied to `data` chunk by chunk, checking `deadline` between chunks.
+fn noise_by<T: Clone>(
+    data: &[T],
+    deadline: Option<Instant>,
+    measure: impl Fn(&Vec<T>) -> opendp::error::Fallible<Vec<T>>,
+) -> Result<Vec<T>, GateError> {
+    if data.is_empty() {
+        return measure(&Vec::new()).map_err(mech);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in data.chunks(NOISE_CHUNK) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(GateError::Deadline);
+        }
+        out.extend(measure(&chunk.to_vec()).map_err(mech)?);
+    }
+    Ok(out)
+}
+
+/// Whether the gate applies its hard minimum on true counts. Only the calibration test turns
+/// it off, to see the noisy threshold alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum HardCheck {
+    On,
+    #[cfg(test)]
+    Off,
+}
+
+fn release_checked(
+    plan: &CompiledPlan,
+    stats: &CellStats,
+    config: GateConfig,
+    hard_check: HardCheck,
+    deadline: Option<Instant>,
+) -> Result<Table, GateError> {
     let epsilon = plan.plan.epsilon;
     let n = i64::from(plan.max_groups_per_unit);
+    let dominance = config.dominance.filter(|d| d.k < 1.0);
     // Sums, means and quantiles: one value column each, in plan order (as in `CellStats`).
-    let value_aggs: Vec<&ResolvedAggregate> = plan
+    let value_aggs: Vec<(usize, &ResolvedAggregate)> = plan
         .aggregates
         .iter()
         .filter(|a| !matches!(a, ResolvedAggregate::CountUnits { .. }))
+        .enumerate()
         .collect();
-    let eps_each = epsilon / (1 + value_aggs.len()) as f64;
-
-    // 1. Noisy counts of units over every cell of the domain.
-    let (count_meas, count_scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
-    let noisy_counts = count_meas.invoke(&stats.units).map_err(mech)?;
-    let mut certified = count_meas.map(&n).map_err(mech)?;
-
-    // Noisy sums, and noisy histograms for quantiles (one per value column, in order).
-    let mut noisy_values: Vec<NoisyValues> = Vec::new();
-    let mut value_scales = Vec::new();
-    for (s_index, agg) in value_aggs.iter().enumerate() {
-        if let ResolvedAggregate::Quantile { .. } = agg {
-            // Each unit adds one to one bin in at most N cells: L1 sensitivity N.
-            let (meas, scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
-            let noisy = meas.invoke(&stats.histograms[s_index]).map_err(mech)?;
-            certified += meas.map(&n).map_err(mech)?;
-            noisy_values.push(NoisyValues::Histogram(noisy));
-            value_scales.push(scale);
-            continue;
-        }
-        let delta = per_cell_sensitivity(agg, plan.max_rows_per_group);
-        let d_in = n as f64 * delta;
-        let (meas, scale) = calibrate(
-            |scale| {
-                make_laplace::<_, _, MaxDivergence>(
-                    VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
-                    L1Distance::<f64>::default(),
-                    scale,
-                    None,
-                )
+    let eps_each = epsilon / measurements(&plan.aggregates, dominance) as f64;
+    let mut certified = 0.0;
+    let mut count_noise = |counts: &Vec<i64>| -> Result<Noisy<i64>, GateError> {
+        let (meas, scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
+        let values = noise_by(counts, deadline, |v| meas.invoke(v))?;
+        certified += meas.map(&n).map_err(mech)?;
+        Ok(Noisy { values, scale })
+    };
+    // 1. Noisy counts of units over every cell.
+    let counts = count_noise(&stats.units)?;
+    let mut measured = Vec::with_capacity(value_aggs.len());
+    for (i, agg) in &value_aggs {
+        let m = match agg {
+            ResolvedAggregate::Quantile { .. } => ValueMeasures {
+                main: Measured::Histogram(count_noise(&stats.histograms[*i])?),
+                valued: None,
+                top: None,
+                abs: None,
             },
-            d_in / eps_each,
-            &d_in,
-            eps_each,
-        )?;
-        noisy_values.push(NoisyValues::Sums(
-            meas.invoke(&stats.sums[s_index]).map_err(mech)?,
-        ));
-        certified += meas.map(&d_in).map_err(mech)?;
-        value_scales.push(scale);
+            _ => {
+                let valued = match agg {
+                    ResolvedAggregate::Mean { .. } => Some(count_noise(&stats.valued[*i])?),
+                    _ => None,
+                };
+                ValueMeasures {
+                    main: Measured::Sums(Noisy {
+                        values: Vec::new(),
+                        scale: 0.0,
+                    }),
+                    valued,
+                    top: None,
+                    abs: None,
+                }
+            }
+        };
+        measured.push(m);
+    }
+    for ((i, agg), m) in value_aggs.iter().zip(&mut measured) {
+        let bounds = match agg {
+            ResolvedAggregate::Sum { bounds, .. } | ResolvedAggregate::Mean { bounds, .. } => {
+                *bounds
+            }
+            _ => continue,
+        };
+        let d_in = n as f64 * per_cell_sensitivity(agg, plan.max_rows_per_group);
+        let mut sum_noise = |values: &Vec<f64>| -> Result<Noisy<f64>, GateError> {
+            let (meas, scale) = calibrate(laplace, d_in / eps_each, &d_in, eps_each)?;
+            let noisy = noise_by(values, deadline, |v| meas.invoke(v))?;
+            certified += meas.map(&d_in).map_err(mech)?;
+            Ok(Noisy {
+                values: noisy,
+                scale,
+            })
+        };
+        m.main = Measured::Sums(sum_noise(&stats.sums[*i])?);
+        if let Some(rule) = dominance {
+            let top: Vec<f64> = stats.dominance[*i]
+                .iter()
+                .map(|(top, _)| top.iter().take(rule.n).sum())
+                .collect();
+            m.top = Some(sum_noise(&top)?);
+            if bounds[0] < 0.0 {
+                let abs: Vec<f64> = stats.dominance[*i].iter().map(|(_, a)| *a).collect();
+                m.abs = Some(sum_noise(&abs)?);
+            }
+        }
     }
     if certified > epsilon * (1.0 + 1e-9) {
         return Err(GateError::OverBudget {
@@ -171,32 +350,39 @@ pub fn release(
     // 2 and 3. Threshold on the noisy count, then the hard minimum on the true count.
     let delta_cell = config.delta0 / plan.threshold_cells as f64;
     let selecting = plan.plan.key_selection;
-    let tau = threshold(count_scale, config.min_units, delta_cell);
+    let tau = threshold(counts.scale, config.min_units, delta_cell);
+    let passes = |cell: usize| {
+        (counts.values[cell] as f64) >= tau
+            && (hard_check != HardCheck::On || stats.units[cell] >= config.min_units as i64)
+    };
+    // With key selection the keys came from the data: a key combination that does not pass is
+    // left out, not shown as suppressed, and at most the policy's cell limit are released, the
+    // ones with the largest noisy counts (post-processing of noisy counts). Nothing says how
+    // many were left out.
+    let cells: Vec<usize> = if selecting {
+        let mut kept: Vec<usize> = (0..stats.cells()).filter(|&c| passes(c)).collect();
+        if kept.len() > plan.threshold_cells {
+            kept.sort_by_key(|&c| (std::cmp::Reverse(counts.values[c]), c));
+            kept.truncate(plan.threshold_cells);
+            kept.sort_unstable();
+        }
+        kept
+    } else {
+        (0..stats.cells()).collect()
+    };
     let mut table = Table::new(
         plan.keys.iter().map(|k| k.name.clone()),
         plan.aggregates.iter().map(|a| a.name().to_string()),
     );
-    for cell in 0..plan.cells {
-        let keys = plan.cell_keys(cell);
-        let noisy_count = noisy_counts[cell];
-        let passes = (noisy_count as f64) >= tau && stats.units[cell] >= config.min_units as i64;
-        if !passes {
-            // With key selection the key itself came from the data: a key that does not pass
-            // is left out, not shown as suppressed.
-            if !selecting {
-                table.push_suppressed(keys, Suppression::MinimumUnits);
-            }
+    for cell in cells {
+        let keys = plan.keys_of(stats, cell);
+        let noisy_count = counts.values[cell];
+        if !passes(cell) {
+            table.push_suppressed(keys, Suppression::MinimumUnits);
             continue;
         }
-        let dominated = config.dominance.is_some_and(|rule| {
-            value_aggs
-                .iter()
-                .zip(&stats.dominance)
-                .any(|(agg, per_cell)| {
-                    !matches!(agg, ResolvedAggregate::Quantile { .. })
-                        && rule.dominated(&per_cell[cell].0, per_cell[cell].1)
-                })
-        });
+        let dominated =
+            dominance.is_some_and(|rule| measured.iter().any(|m| m.dominated(&rule, cell)));
         if dominated {
             table.push_suppressed(keys, Suppression::Dominance);
             continue;
@@ -208,17 +394,22 @@ pub fn release(
                 ResolvedAggregate::CountUnits { .. } => noisy_count as f64,
                 ResolvedAggregate::Sum { .. } => {
                     s += 1;
-                    noisy_values[s - 1].sum(cell)
+                    measured[s - 1].sums()[cell]
                 }
                 ResolvedAggregate::Mean { bounds, .. } => {
                     s += 1;
-                    (noisy_values[s - 1].sum(cell) / noisy_count as f64).clamp(bounds[0], bounds[1])
+                    let m = &measured[s - 1];
+                    let valued = m.valued.as_ref().map_or(noisy_count, |v| v.values[cell]);
+                    (m.sums()[cell] / valued.max(1) as f64).clamp(bounds[0], bounds[1])
                 }
                 ResolvedAggregate::Quantile {
                     q, bounds, bins, ..
                 } => {
                     s += 1;
-                    noisy_values[s - 1].quantile(cell, *bins, *q, *bounds)
+                    let Measured::Histogram(h) = &measured[s - 1].main else {
+                        unreachable!("quantiles are measured as histograms")
+                    };
+                    quantile_from_histogram(&h.values[cell * bins..(cell + 1) * bins], *q, *bounds)
                 }
             });
         }
@@ -232,27 +423,30 @@ pub fn release(
             ResolvedAggregate::CountUnits { name } => Accuracy {
                 column: name.clone(),
                 mechanism: "discrete Laplace (OpenDP make_laplace)".into(),
-                noise_scale: count_scale,
-                ci95_half_width: count_scale * LN_20,
+                noise_scale: counts.scale,
+                ci95_half_width: counts.scale * LN_20,
             },
             ResolvedAggregate::Sum { name, .. } => {
                 s += 1;
+                let scale = measured[s - 1].scale();
                 Accuracy {
                     column: name.clone(),
                     mechanism: "Laplace (OpenDP make_laplace)".into(),
-                    noise_scale: value_scales[s - 1],
-                    ci95_half_width: value_scales[s - 1] * LN_20,
+                    noise_scale: scale,
+                    ci95_half_width: scale * LN_20,
                 }
             }
             ResolvedAggregate::Mean { name, bounds } => {
                 s += 1;
+                let m = &measured[s - 1];
                 let b = bounds[0].abs().max(bounds[1].abs());
+                let count_scale = m.valued.as_ref().map_or(counts.scale, |v| v.scale);
                 Accuracy {
                     column: name.clone(),
-                    mechanism: "Laplace sum / discrete Laplace count (OpenDP make_laplace)".into(),
-                    noise_scale: value_scales[s - 1],
+                    mechanism: "Laplace sum / discrete Laplace count of units with a value (OpenDP make_laplace)".into(),
+                    noise_scale: m.scale(),
                     // Delta-method bound at the smallest released count, τ.
-                    ci95_half_width: (value_scales[s - 1] + b * count_scale) * LN_20 / tau,
+                    ci95_half_width: (m.scale() + b * count_scale) * LN_20 / tau,
                 }
             }
             ResolvedAggregate::Quantile {
@@ -264,7 +458,7 @@ pub fn release(
                     mechanism: format!(
                         "quantile read off a noisy histogram of {bins} bins (discrete Laplace, OpenDP make_laplace); the interval is one bin width, the resolution"
                     ),
-                    noise_scale: value_scales[s - 1],
+                    noise_scale: measured[s - 1].scale(),
                     ci95_half_width: (bounds[1] - bounds[0]) / *bins as f64,
                 }
             }
@@ -291,33 +485,6 @@ pub fn release(
         keys_selected: selecting,
     });
     Ok(table)
-}
-
-/// Noisy per-cell values of one sum, mean or quantile aggregate.
-enum NoisyValues {
-    /// Noisy sums, one per cell.
-    Sums(Vec<f64>),
-    /// Noisy unit counts per (cell, bin), at `cell * bins + bin`.
-    Histogram(Vec<i64>),
-}
-
-impl NoisyValues {
-    fn sum(&self, cell: usize) -> f64 {
-        match self {
-            NoisyValues::Sums(v) => v[cell],
-            NoisyValues::Histogram(_) => f64::NAN,
-        }
-    }
-
-    /// The `q`-quantile of `cell` from its noisy histogram: the value where the noisy
-    /// cumulative count first reaches `q` of the noisy total, interpolated linearly within its
-    /// bin. Post-processing of the noisy counts only.
-    fn quantile(&self, cell: usize, bins: usize, q: f64, bounds: [f64; 2]) -> f64 {
-        let NoisyValues::Histogram(h) = self else {
-            return f64::NAN;
-        };
-        quantile_from_histogram(&h[cell * bins..(cell + 1) * bins], q, bounds)
-    }
 }
 
 /// The `q`-quantile of values spread over equal-width bins of `bounds` with these noisy counts.
@@ -353,6 +520,25 @@ type CountsMeasurement = opendp::core::Measurement<
     MaxDivergence,
     Vec<i64>,
 >;
+
+/// Laplace noise over a vector of sums (finite values: the query turns NaN and ±inf into
+/// null, and nulls add nothing).
+type SumsMeasurement = opendp::core::Measurement<
+    VectorDomain<AtomDomain<f64>>,
+    L1Distance<f64>,
+    MaxDivergence,
+    Vec<f64>,
+>;
+
+/// The Laplace measurement over a vector of sums with this scale.
+fn laplace(scale: f64) -> opendp::error::Fallible<SumsMeasurement> {
+    make_laplace::<_, _, MaxDivergence>(
+        VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
+        L1Distance::<f64>::default(),
+        scale,
+        None,
+    )
+}
 
 /// The discrete Laplace measurement over a vector of integer counts with this scale.
 fn discrete_laplace(scale: f64) -> opendp::error::Fallible<CountsMeasurement> {
@@ -430,6 +616,102 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The noisy threshold on its own, without the hard check behind it: a cell of
+    /// `min_units - 1` units passes at most at the calibrated rate. (With the hard check on, a
+    /// miscalibrated threshold would never show.) The rate is set high (δ per cell = 0.02) so
+    /// that it can be measured: 40,000 draws see about 800 passes, and a threshold one noise
+    /// scale too low (a pass rate e times higher) fails the bound by over 20 standard errors.
+    #[test]
+    fn the_noisy_threshold_alone_lets_a_nine_unit_cell_through_at_most_at_the_calibrated_rate() {
+        let trials = 40_000usize;
+        for scale in [1.0, 4.0, 25.0] {
+            let delta_cell = 0.02;
+            let tau = threshold(scale, 10, delta_cell);
+            let meas = discrete_laplace(scale).unwrap();
+            let noisy = meas.invoke(&vec![9i64; trials]).unwrap();
+            let passed = noisy.iter().filter(|&&c| c as f64 >= tau).count() as f64;
+            let rate = passed / trials as f64;
+            let sd = (delta_cell * (1.0 - delta_cell) / trials as f64).sqrt();
+            assert!(
+                rate <= delta_cell + 4.5 * sd,
+                "scale {scale}: 9-unit cell passes at {rate}, calibrated for {delta_cell}"
+            );
+            // The threshold is not needlessly high either: the exact tail at τ is within a
+            // factor e^(1/scale) of the target.
+            let exact = discrete_laplace_tail(scale, tau - 9.0);
+            assert!(exact <= delta_cell && exact * (1.0 / scale).exp() > delta_cell);
+        }
+    }
+
+    /// The same through the whole gate, with its hard check switched off: a 9-unit cell passes
+    /// at most at the calibrated rate, and a 500-unit cell always does.
+    #[test]
+    fn the_gate_without_its_hard_check_releases_a_nine_unit_cell_at_most_at_the_calibrated_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from("person,region\n");
+        for i in 0..509 {
+            let region = if i < 9 { "A" } else { "B" };
+            csv.push_str(&format!("p{i},{region}\n"));
+        }
+        std::fs::write(dir.path().join("people.csv"), csv).unwrap();
+        std::fs::write(
+            dir.path().join("people.toml"),
+            "name = \"people\"\nprivacy_unit = \"person\"\nmax_groups_per_unit = 1\n\
+             source = { format = \"csv\", paths = [\"people.csv\"] }\n\
+             [[columns]]\nname = \"region\"\ntype = \"str\"\ndomain = [\"A\", \"B\"]\n",
+        )
+        .unwrap();
+        let ds = crate::dataset::Dataset::open(&dir.path().join("people.toml")).unwrap();
+        let plan: oar_guest::plan::Plan = serde_json::from_value(serde_json::json!({
+            "dataset": "people", "group_by": ["region"], "epsilon": 0.5,
+            "aggregates": [{"agg": "count_units", "name": "n"}]
+        }))
+        .unwrap();
+        let limits = crate::query::PlanLimits {
+            max_output_cells: 100,
+            max_groups_per_unit: 4,
+        };
+        let compiled = crate::query::compile(&plan, &ds, limits).unwrap();
+        let stats = compiled.execute().unwrap();
+        assert_eq!(stats.units, vec![9, 500]);
+        // Two cells: δ per cell = δ0 / 2 = 0.02.
+        let config = GateConfig {
+            min_units: 10,
+            delta0: 0.04,
+            dominance: None,
+        };
+        let trials = 20_000;
+        let mut passed = 0usize;
+        for _ in 0..trials {
+            let t = release_checked(&compiled, &stats, config, HardCheck::Off, None).unwrap();
+            if t.get(&[oar_guest::Value::from("A")], "n").is_some() {
+                passed += 1;
+            }
+            assert!(t.get(&[oar_guest::Value::from("B")], "n").is_some());
+        }
+        let rate = passed as f64 / trials as f64;
+        let sd = (0.02f64 * 0.98 / trials as f64).sqrt();
+        assert!(rate <= 0.02 + 4.5 * sd, "9-unit cell passed at {rate}");
+        // And the hard check, on, never lets it through.
+        for _ in 0..200 {
+            let t = release(&compiled, &stats, config).unwrap();
+            assert!(t.get(&[oar_guest::Value::from("A")], "n").is_none());
+        }
+    }
+
+    /// Below about 5.5e-17 per unit of sensitivity, `exp(-1/scale)` rounds to 1 and the old
+    /// formula let τ fall to `min_units`: fifteen queries at ε = 1e-17 then answered "≥ 10
+    /// units?" for every cell. In log space τ grows with the scale, as it must.
+    #[test]
+    fn the_threshold_stays_sound_for_huge_noise_scales() {
+        for scale in [1e6, 1e12, 1e16, 1e17, 1e20] {
+            let delta_cell = 1e-9 / 100.0;
+            let tau = threshold(scale, 10, delta_cell);
+            assert!(tau > scale, "scale {scale}: τ = {tau}");
+            assert!(discrete_laplace_tail(scale, tau - 9.0) <= delta_cell);
+        }
+    }
 
     #[test]
     fn threshold_keeps_cells_below_minimum_under_delta() {

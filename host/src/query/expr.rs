@@ -221,7 +221,14 @@ pub(crate) fn lower(
             if !read.contains(name) {
                 read.push(name.clone());
             }
-            (col(name.as_str()), info.clone())
+            let column = col(name.as_str());
+            // Float data can hold NaN and ±inf; they read as null (missing).
+            let column = if info.ty == ColumnType::Float {
+                finite_or_null(column)
+            } else {
+                column
+            };
+            (column, info.clone())
         }
         PExpr::Literal { value } => {
             let (expr, ty) = match value {
@@ -301,10 +308,21 @@ pub(crate) fn lower(
                         ColumnType::Float
                     },
                 ),
-                ArithOp::Div => (
-                    l.cast(DataType::Float64) / r.cast(DataType::Float64),
-                    ColumnType::Float,
-                ),
+                ArithOp::Div => {
+                    let r = r.cast(DataType::Float64);
+                    (
+                        when(r.clone().neq(lit(0.0)))
+                            .then(l.cast(DataType::Float64) / r)
+                            .otherwise(lit(NULL).cast(DataType::Float64)),
+                        ColumnType::Float,
+                    )
+                }
+            };
+            // Total arithmetic: a float result that is not finite (overflow, x/0) is null.
+            let out = if ty == ColumnType::Float {
+                finite_or_null(out)
+            } else {
+                out
             };
             (out, Info::plain(ty))
         }
@@ -439,6 +457,15 @@ pub(crate) fn lower(
             )
         }
     })
+}
+
+/// `e` with NaN and ±inf replaced by null, so no float that is not a number reaches a sum, a
+/// comparison or a bound (one NaN would otherwise turn a whole cell's sum into NaN).
+pub(crate) fn finite_or_null(e: Expr) -> Expr {
+    let e = e.cast(DataType::Float64);
+    when(e.clone().is_finite())
+        .then(e)
+        .otherwise(lit(NULL).cast(DataType::Float64))
 }
 
 /// Most bins one `bin()` may declare.

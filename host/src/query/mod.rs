@@ -15,6 +15,7 @@ use oar_guest::plan::{Aggregate, Plan, Step};
 use oar_guest::Value;
 use polars::prelude::*;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Why a plan was refused before it touched data.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -110,8 +111,11 @@ impl ResolvedAggregate {
 pub struct KeySpec {
     /// Key name.
     pub name: String,
-    /// Its public values, in release order.
+    /// Its public values, in release order (empty for a key selected from the data).
     pub domain: Vec<Value>,
+    /// For a key without a public domain (key selection), its type: its values come from the
+    /// data and are released only for cells the gate selects.
+    pub selected: Option<oar_guest::ColumnType>,
 }
 
 /// A validated plan ready to run.
@@ -154,6 +158,20 @@ pub struct CellStats {
     /// Per sum/mean/quantile aggregate: for quantiles, the number of units per (cell, bin) at
     /// index `cell * bins + bin`; empty for sums and means.
     pub histograms: Vec<Vec<i64>>,
+    /// Per sum/mean/quantile aggregate, per cell: how many units have a value (not null); a
+    /// mean divides by this.
+    pub valued: Vec<Vec<i64>>,
+    /// With key selection: the key combinations found in the data (after filters and
+    /// contribution bounding), one per cell, in release order. None for public key domains.
+    /// They are candidates only: the gate releases those whose noisy count passes.
+    pub observed: Option<Vec<Vec<Value>>>,
+}
+
+impl CellStats {
+    /// Number of cells measured.
+    pub fn cells(&self) -> usize {
+        self.units.len()
+    }
 }
 
 /// Default number of bins of a quantile's histogram.
@@ -164,6 +182,80 @@ pub const MAX_QUANTILE_BINS: u32 = 1024;
 /// How many of a cell's largest contributors the query measures for the dominance rule (the
 /// policy's `n` may be at most this).
 pub const DOMINANCE_TOP: usize = 5;
+
+/// Most aggregates one plan may ask for.
+pub const MAX_AGGREGATES: usize = 32;
+/// Most steps (filters, derived columns, per-unit reductions) one plan may have.
+pub const MAX_STEPS: usize = 64;
+/// Most per-unit steps one plan may have (each is a window over every row).
+pub const MAX_PER_UNIT_STEPS: usize = 8;
+/// Most expression nodes across a plan's steps.
+pub const MAX_EXPRESSION_NODES: usize = 4096;
+/// Most noise draws one plan may need: every cell of every noisy vector the gate measures
+/// (cells × (1 + up to 4 per sum or mean), plus cells × bins per quantile). OpenDP's exact
+/// samplers take about 10 µs a draw on a 2-core machine, so this bounds the gate's work to
+/// seconds (a quantile plan of 1.8 million counters took 20 s; the run's deadline also
+/// stops the gate between chunks of draws).
+pub const MAX_NOISE_DRAWS: usize = 1_000_000;
+
+/// The host's cost bound on a plan, decided from the plan alone before any data is touched: how
+/// many aggregates, steps and expression nodes it has. Together with the cell limit and the
+/// bounds on histogram and per-cell figures (checked once the cells are known), this bounds the
+/// time and memory a query can take next to the data. (Before, one plan with 1,000 sums took
+/// 4.3 GB, and 2,500 per-unit steps 1.5 GB on 50k rows.)
+fn check_plan_size(plan: &Plan) -> Result<(), QueryError> {
+    let too_big = |what: &str, n: usize, max: usize| {
+        Err(QueryError::Invalid(format!(
+            "the plan has {n} {what}; the host allows at most {max} per query (split it into several queries)"
+        )))
+    };
+    if plan.aggregates.len() > MAX_AGGREGATES {
+        return too_big("aggregates", plan.aggregates.len(), MAX_AGGREGATES);
+    }
+    if plan.steps.len() > MAX_STEPS {
+        return too_big("steps", plan.steps.len(), MAX_STEPS);
+    }
+    let per_unit = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::PerUnit { .. }))
+        .count();
+    if per_unit > MAX_PER_UNIT_STEPS {
+        return too_big("per-unit steps", per_unit, MAX_PER_UNIT_STEPS);
+    }
+    let nodes: usize = plan
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::Filter { predicate } => expression_nodes(predicate),
+            Step::Derive { expr, .. } => expression_nodes(expr),
+            Step::PerUnit { expr, rows, .. } => {
+                expression_nodes(expr) + rows.as_ref().map_or(0, expression_nodes)
+            }
+        })
+        .sum();
+    if nodes > MAX_EXPRESSION_NODES {
+        return too_big("expression nodes", nodes, MAX_EXPRESSION_NODES);
+    }
+    Ok(())
+}
+
+/// The number of nodes of an expression tree (a list of `is_in` values counts by its length).
+fn expression_nodes(e: &oar_guest::plan::Expr) -> usize {
+    use oar_guest::plan::Expr as E;
+    1 + match e {
+        E::Column { .. } | E::Literal { .. } => 0,
+        E::Compare { left, right, .. }
+        | E::Arith { left, right, .. }
+        | E::And { left, right }
+        | E::Or { left, right } => expression_nodes(left) + expression_nodes(right),
+        E::Not { expr } | E::Date { expr } | E::Hour { expr } | E::HalfHour { expr } => {
+            expression_nodes(expr)
+        }
+        E::IsIn { expr, values } => expression_nodes(expr) + values.len() / 64,
+        E::Bin { expr, edges } => expression_nodes(expr) + edges.len(),
+    }
+}
 
 /// Limits the policy puts on plans.
 #[derive(Debug, Clone, Copy)]
@@ -180,22 +272,16 @@ const UNITS: &str = "__units";
 
 /// Validates `plan` against `dataset` and builds the Polars pipeline that computes its
 /// [`CellStats`].
+///
+/// With `key_selection`, keys without a public domain are allowed (text and integer keys): the
+/// cells are then the key combinations found in the data, each unit's contribution bounded to
+/// `max_groups_per_unit` of them, and the gate decides from noisy counts alone which of them
+/// appear ([`CellStats::observed`]). Compiling never looks at the data, so every refusal comes
+/// before the data is touched.
 pub fn compile(
     plan: &Plan,
     dataset: &Dataset,
     limits: PlanLimits,
-) -> Result<CompiledPlan, QueryError> {
-    compile_with_keys(plan, dataset, limits, None)
-}
-
-/// [`compile`], with the key values [`discover_keys`] found for a plan with key selection.
-/// Without them, keys lacking a public domain get a placeholder, which is enough to validate
-/// the plan before any data is touched.
-pub fn compile_with_keys(
-    plan: &Plan,
-    dataset: &Dataset,
-    limits: PlanLimits,
-    observed: Option<&HashMap<String, Vec<Value>>>,
 ) -> Result<CompiledPlan, QueryError> {
     let schema = dataset.schema();
     if plan.dataset != schema.name {
@@ -215,6 +301,7 @@ pub fn compile_with_keys(
             "a plan needs at least one aggregate".into(),
         ));
     }
+    check_plan_size(plan)?;
     let mut names = std::collections::HashSet::new();
     for a in &plan.aggregates {
         if !names.insert(a.name()) || a.name().starts_with("__") || a.name().is_empty() {
@@ -251,34 +338,21 @@ pub fn compile_with_keys(
             columns_read.push(k.clone());
         }
         let (domain, index) = match info.key_index() {
-            Some(found) => found,
-            None if plan.key_selection => {
-                let placeholder = match info.ty {
-                    oar_guest::ColumnType::Str => Value::Str(String::new()),
-                    oar_guest::ColumnType::Int => Value::Int(0),
-                    other => {
-                        return Err(QueryError::Type(format!(
-                            "key selection works on text and integer keys; '{k}' is {other:?}"
-                        )))
-                    }
-                };
-                let values = observed
-                    .and_then(|o| o.get(k))
-                    .filter(|v| !v.is_empty())
-                    .cloned()
-                    .unwrap_or_else(|| vec![placeholder]);
-                let discovered = Info {
-                    domain: Some(values),
-                    ..info.clone()
-                };
-                discovered.key_index().expect("a domain was just set")
-            }
+            Some(found) => (found.0, Some(found.1)),
+            None if plan.key_selection => match info.ty {
+                oar_guest::ColumnType::Str | oar_guest::ColumnType::Int => (Vec::new(), None),
+                other => {
+                    return Err(QueryError::Type(format!(
+                        "key selection works on text and integer keys; '{k}' is {other:?}"
+                    )))
+                }
+            },
             None => return Err(QueryError::KeyWithoutDomain(k.clone())),
         };
-        if domain.is_empty() {
+        if domain.is_empty() && index.is_some() {
             return Err(QueryError::KeyWithoutDomain(k.clone()));
         }
-        cells = cells.saturating_mul(domain.len());
+        cells = cells.saturating_mul(domain.len().max(1));
         if cells > limits.max_output_cells {
             return Err(QueryError::TooManyCells {
                 cells,
@@ -288,6 +362,7 @@ pub fn compile_with_keys(
         keys.push(KeySpec {
             name: k.clone(),
             domain,
+            selected: index.is_none().then_some(info.ty),
         });
         key_index.push(index);
     }
@@ -395,16 +470,43 @@ pub fn compile_with_keys(
         }
     }
 
+    // With key selection the cells are found in the data; the policy's cell limit bounds them.
+    let measured_cells = if plan.key_selection {
+        limits.max_output_cells.max(cells)
+    } else {
+        cells
+    };
+    let per_cell: usize = 1 + quantile_bins
+        .iter()
+        .map(|q| match q {
+            Some((_, _, bins)) => *bins,
+            None => 4,
+        })
+        .fold(0, usize::saturating_add);
+    let draws = measured_cells.saturating_mul(per_cell);
+    if draws > MAX_NOISE_DRAWS {
+        return Err(QueryError::Invalid(format!(
+            "the plan needs up to {draws} noise draws (cells × noisy figures per cell, a quantile's bins each); the host allows at most {MAX_NOISE_DRAWS} per query (use fewer cells, bins or aggregates)"
+        )));
+    }
+
     // Rows -> (unit, cell index, clamped values) -> one record per (unit, cell), at most
     // `n_groups` cells per unit -> per-cell totals.
     //
     // Cell index: mixed radix over the key domains; rows outside the domains get null and drop.
-    let mut cell = lit(0u64);
-    let mut stride: u64 = 1;
-    for (index, key) in key_index.iter().zip(&keys).rev() {
-        cell = cell + index.expr(col(key.name.as_str())).cast(DataType::UInt64) * lit(stride);
-        stride *= index.len() as u64;
-    }
+    // With key selection, a text code of the key combination instead (see `cell_code`).
+    let cell = if plan.key_selection {
+        cell_code(&key_index, &keys)
+    } else {
+        let mut cell = lit(0u64);
+        let mut stride: u64 = 1;
+        for (index, key) in key_index.iter().zip(&keys).rev() {
+            let index = index.as_ref().expect("public keys have an index");
+            cell = cell + index.expr(col(key.name.as_str())).cast(DataType::UInt64) * lit(stride);
+            stride *= index.len() as u64;
+        }
+        cell
+    };
     let mut select = vec![
         col(schema.privacy_unit.as_str()).alias(UNIT),
         cell.alias(CELL),
@@ -414,7 +516,7 @@ pub fn compile_with_keys(
     // Contribution bounding keeps each unit's `n_groups` lowest cell indices: a choice that depends
     // on this unit's rows alone, so adding or removing another unit cannot change it. It is a
     // no-op (and skipped) when the domain has no more cells than the bound.
-    let truncate = (n_groups as usize) < cells;
+    let truncate = plan.key_selection || (n_groups as usize) < cells;
     let value_names: Vec<String> = (0..value_exprs.len()).map(|i| format!("__v{i}")).collect();
     let per_unit_cell = if value_names.is_empty() {
         // Count-only plans: one group-by on the unit collects its distinct cells. Only units with
@@ -453,12 +555,21 @@ pub fn compile_with_keys(
             per
         }
     };
+    // Nulls: a unit whose value is null (missing, NaN, ±inf, x/0: expressions are total and
+    // turn these into null) drops out of that aggregate. It adds nothing to a sum or to the
+    // dominance figures, is not counted in a mean's denominator (`_n`), and has no quantile bin.
     let mut cell_aggs = vec![len().alias(UNITS)];
     cell_aggs.extend(value_names.iter().map(|v| col(v.as_str()).sum()));
+    cell_aggs.extend(
+        value_names
+            .iter()
+            .map(|v| col(v.as_str()).count().alias(format!("{v}_n"))),
+    );
     // For the dominance rule: each cell's largest per-unit contributions, sorted, and the
     // total of absolute contributions.
     cell_aggs.extend(value_names.iter().map(|v| {
         col(v.as_str())
+            .drop_nulls()
             .abs()
             .sort(SortOptions::default().with_order_descending(true))
             .head(Some(DOMINANCE_TOP))
@@ -473,7 +584,7 @@ pub fn compile_with_keys(
     for (v, q) in value_names.iter().zip(&quantile_bins) {
         if let Some((lo, hi, bins)) = *q {
             cell_aggs.push(
-                ((col(v.as_str()) - lit(lo)) / lit(hi - lo) * lit(bins as f64))
+                ((col(v.as_str()).drop_nulls() - lit(lo)) / lit(hi - lo) * lit(bins as f64))
                     .floor()
                     .clip(lit(0.0), lit((bins - 1) as f64))
                     .cast(DataType::UInt32)
@@ -502,6 +613,94 @@ pub fn compile_with_keys(
         value_columns: value_exprs.len(),
         quantile_bins: quantile_bins.iter().map(|q| q.map(|(_, _, b)| b)).collect(),
     })
+}
+
+/// Why a query did not produce statistics.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Polars failed (its message may quote data: report only its kind).
+    #[error("the query failed next to the data")]
+    Polars(#[from] PolarsError),
+    /// The run's deadline passed first; the query was cancelled.
+    #[error("the run's deadline passed while the query ran")]
+    Deadline,
+}
+
+/// How often a running query is checked against its deadline.
+const DEADLINE_POLL: Duration = Duration::from_millis(2);
+
+/// Collects `frame` on Polars' pool, cancelling it at `deadline`.
+fn collect_until(frame: LazyFrame, deadline: Instant) -> Result<DataFrame, ExecuteError> {
+    let running = frame.collect_concurrently()?;
+    loop {
+        if let Some(done) = running.fetch() {
+            return Ok(done?);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            running.cancel();
+            // Polars' worker sends its (cancelled) result to this handle and must find it
+            // alive, so a thread keeps it until then; the caller does not wait.
+            let drain = running.clone();
+            let _ = std::thread::Builder::new()
+                .name("oar-cancelled-query".into())
+                .spawn(move || {
+                    let _ = drain.fetch_blocking();
+                });
+            return Err(ExecuteError::Deadline);
+        }
+        std::thread::sleep(DEADLINE_POLL.min(deadline - now));
+    }
+}
+
+/// A text code of a row's key combination, for key selection: per key, `<chars>:<text>`, where
+/// the text is the value's position in its public domain (public keys) or the value itself
+/// (keys selected from the data). The length prefixes make the code injective. A row with a
+/// null key, or a value outside a public domain, gets null and drops.
+fn cell_code(index: &[Option<expr::KeyIndex>], keys: &[KeySpec]) -> Expr {
+    let mut code = lit("");
+    for (i, k) in index.iter().zip(keys) {
+        let text = match i {
+            Some(i) => i.expr(col(k.name.as_str())).cast(DataType::String),
+            None => col(k.name.as_str()).cast(DataType::String),
+        };
+        let prefix = text.clone().str().len_chars().cast(DataType::String) + lit(":");
+        code = code + prefix + text;
+    }
+    code
+}
+
+/// The keys of a cell code made by [`cell_code`], or None if it is not one.
+fn decode_cell(code: &str, keys: &[KeySpec]) -> Option<Vec<Value>> {
+    let mut rest = code;
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let (len, tail) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let end = tail.char_indices().nth(len).map_or(tail.len(), |(i, _)| i);
+        let (text, tail) = tail.split_at(end);
+        rest = tail;
+        out.push(match k.selected {
+            Some(oar_guest::ColumnType::Int) => Value::Int(text.parse().ok()?),
+            Some(_) => Value::Str(text.to_string()),
+            None => k.domain.get(text.parse::<usize>().ok()?)?.clone(),
+        });
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// Orders key tuples for release: integers by value, everything else by its text.
+fn compare_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (Value::Int(x), Value::Int(y)) => x.cmp(y),
+            _ => x.key_text().cmp(&y.key_text()),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
 }
 
 /// Lowers the numeric input `column` of aggregate `name`, clamped to `bounds` (or the column's
@@ -605,116 +804,106 @@ fn check_derived_name(name: &str, unit: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// The distinct values of `plan`'s group keys that have no public domain, found in the data
-/// after the plan's steps (for thresholded key selection). Each list is sorted. Runs next to
-/// the data: call it only after the query's budget is reserved.
-pub fn discover_keys(
-    plan: &Plan,
-    dataset: &Dataset,
-) -> Result<HashMap<String, Vec<Value>>, DiscoverError> {
-    let (lf, env, _) = apply_steps(plan, dataset).map_err(DiscoverError::Plan)?;
-    let mut found = HashMap::new();
-    for k in &plan.group_by {
-        let Some(info) = env.get(k) else { continue };
-        if info.domain.is_some() {
-            continue;
-        }
-        let values = lf
-            .clone()
-            .select([col(k.as_str())])
-            .drop_nulls(None)
-            .unique(None, UniqueKeepStrategy::Any)
-            .sort([k.as_str()], SortMultipleOptions::default())
-            .collect()
-            .map_err(DiscoverError::Polars)?;
-        let column = values.column(k).map_err(DiscoverError::Polars)?;
-        let list: Vec<Value> = match info.ty {
-            oar_guest::ColumnType::Int => column
-                .cast(&DataType::Int64)
-                .map_err(DiscoverError::Polars)?
-                .i64()
-                .map_err(DiscoverError::Polars)?
-                .into_no_null_iter()
-                .map(Value::Int)
-                .collect(),
-            _ => column
-                .cast(&DataType::String)
-                .map_err(DiscoverError::Polars)?
-                .str()
-                .map_err(DiscoverError::Polars)?
-                .into_no_null_iter()
-                .map(|s| Value::Str(s.to_string()))
-                .collect(),
-        };
-        found.insert(k.clone(), list);
-    }
-    Ok(found)
-}
-
-/// Why key discovery failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoverError {
-    /// The plan does not validate.
-    #[error("{0}")]
-    Plan(QueryError),
-    /// Polars failed (the message may quote data: report only its kind).
-    #[error("the data could not be read")]
-    Polars(PolarsError),
-}
-
 impl CompiledPlan {
     /// Runs the pipeline next to the data.
     pub fn execute(&self) -> Result<CellStats, PolarsError> {
-        let df = self.frame.clone().collect()?;
-        let mut units = vec![0i64; self.cells];
-        let mut sums = vec![vec![0f64; self.cells]; self.value_columns];
-        let mut dominance = vec![vec![(Vec::new(), 0f64); self.cells]; self.value_columns];
-        let cell = df.column(CELL)?.cast(&DataType::UInt64)?;
-        let cell = cell.u64()?;
+        self.execute_until(None).map_err(|e| match e {
+            ExecuteError::Polars(e) => e,
+            ExecuteError::Deadline => unreachable!("no deadline was set"),
+        })
+    }
+
+    /// Runs the pipeline next to the data, stopping at `deadline`.
+    ///
+    /// Polars runs the query on its thread pool; at the deadline the query is cancelled (Polars
+    /// stops it at its next operator boundary) and this returns [`ExecuteError::Deadline`] at
+    /// once, without waiting for the cancelled work to wind down.
+    pub fn execute_until(&self, deadline: Option<Instant>) -> Result<CellStats, ExecuteError> {
+        let df = match deadline {
+            None => self.frame.clone().collect()?,
+            Some(deadline) => collect_until(self.frame.clone(), deadline)?,
+        };
+        self.cell_stats(df).map_err(ExecuteError::Polars)
+    }
+
+    /// The per-cell statistics from the collected frame.
+    fn cell_stats(&self, df: DataFrame) -> Result<CellStats, PolarsError> {
+        // Which output cell each row of `df` is: its public index, or with key selection its
+        // place among the key combinations found, in release order.
+        let (slots, observed): (Vec<Option<usize>>, Option<Vec<Vec<Value>>>) =
+            if self.plan.key_selection {
+                let codes = df.column(CELL)?.str()?.clone();
+                let mut found: Vec<(usize, Vec<Value>)> = (&codes)
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(row, c)| Some((row, decode_cell(c?, &self.keys)?)))
+                    .collect();
+                found.sort_by(|a, b| compare_keys(&a.1, &b.1));
+                let mut slots = vec![None; df.height()];
+                for (slot, (row, _)) in found.iter().enumerate() {
+                    slots[*row] = Some(slot);
+                }
+                (slots, Some(found.into_iter().map(|(_, k)| k).collect()))
+            } else {
+                let cell = df.column(CELL)?.cast(&DataType::UInt64)?;
+                let slots = cell
+                    .u64()?
+                    .into_iter()
+                    .map(|c| c.map(|c| c as usize).filter(|&c| c < self.cells))
+                    .collect();
+                (slots, None)
+            };
+        let cells = observed.as_ref().map_or(self.cells, Vec::len);
+        let mut units = vec![0i64; cells];
+        let mut sums = vec![vec![0f64; cells]; self.value_columns];
+        let mut valued = vec![vec![0i64; cells]; self.value_columns];
+        let mut dominance = vec![vec![(Vec::new(), 0f64); cells]; self.value_columns];
         let count = df.column(UNITS)?.cast(&DataType::Int64)?;
         let count = count.i64()?;
+        let column = |suffix: &str, i: usize| df.column(&format!("__v{i}{suffix}"));
         let values: Vec<Float64Chunked> = (0..self.value_columns)
-            .map(|i| Ok(df.column(&format!("__v{i}"))?.f64()?.clone()))
+            .map(|i| Ok(column("", i)?.cast(&DataType::Float64)?.f64()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        let counts: Vec<Int64Chunked> = (0..self.value_columns)
+            .map(|i| Ok(column("_n", i)?.cast(&DataType::Int64)?.i64()?.clone()))
             .collect::<PolarsResult<_>>()?;
         let tops: Vec<ListChunked> = (0..self.value_columns)
-            .map(|i| Ok(df.column(&format!("__v{i}_top"))?.list()?.clone()))
+            .map(|i| Ok(column("_top", i)?.list()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        let abs: Vec<Float64Chunked> = (0..self.value_columns)
+            .map(|i| Ok(column("_abs", i)?.cast(&DataType::Float64)?.f64()?.clone()))
             .collect::<PolarsResult<_>>()?;
         let mut histograms: Vec<Vec<i64>> = self
             .quantile_bins
             .iter()
-            .map(|b| b.map_or(Vec::new(), |b| vec![0; self.cells * b]))
+            .map(|b| b.map_or(Vec::new(), |b| vec![0; cells * b]))
             .collect();
         let bin_lists: Vec<Option<ListChunked>> = self
             .quantile_bins
             .iter()
             .enumerate()
             .map(|(i, b)| match b {
-                Some(_) => Ok(Some(df.column(&format!("__v{i}_bins"))?.list()?.clone())),
+                Some(_) => Ok(Some(column("_bins", i)?.list()?.clone())),
                 None => Ok(None),
             })
             .collect::<PolarsResult<_>>()?;
-        let abs: Vec<Float64Chunked> = (0..self.value_columns)
-            .map(|i| Ok(df.column(&format!("__v{i}_abs"))?.f64()?.clone()))
-            .collect::<PolarsResult<_>>()?;
-        for row in 0..df.height() {
-            let (Some(c), Some(n)) = (cell.get(row), count.get(row)) else {
+        for (row, slot) in slots.iter().enumerate() {
+            let (Some(c), Some(n)) = (*slot, count.get(row)) else {
                 continue;
             };
-            let c = c as usize;
-            if c >= self.cells {
-                continue;
-            }
             units[c] = n;
-            for (i, v) in values.iter().enumerate() {
-                sums[i][c] = v.get(row).unwrap_or(0.0);
+            for i in 0..self.value_columns {
+                sums[i][c] = values[i].get(row).filter(|v| v.is_finite()).unwrap_or(0.0);
+                valued[i][c] = counts[i].get(row).unwrap_or(0);
                 let top: Vec<f64> = match tops[i].get_as_series(row) {
-                    Some(s) => s.f64()?.into_no_null_iter().collect(),
+                    Some(s) => s.f64()?.into_iter().flatten().collect(),
                     None => Vec::new(),
                 };
-                dominance[i][c] = (top, abs[i].get(row).unwrap_or(0.0));
+                let total = abs[i].get(row).filter(|a| a.is_finite()).unwrap_or(0.0);
+                dominance[i][c] = (top, total);
                 if let (Some(lists), Some(bins)) = (&bin_lists[i], self.quantile_bins[i]) {
                     if let Some(series) = lists.get_as_series(row) {
-                        for b in series.u32()?.into_no_null_iter() {
+                        for b in series.u32()?.into_iter().flatten() {
                             histograms[i][c * bins + (b as usize).min(bins - 1)] += 1;
                         }
                     }
@@ -724,12 +913,22 @@ impl CompiledPlan {
         Ok(CellStats {
             units,
             sums,
+            valued,
             dominance,
             histograms,
+            observed,
         })
     }
 
-    /// Key values of cell `index`.
+    /// Key values of cell `index` of `stats`.
+    pub fn keys_of(&self, stats: &CellStats, index: usize) -> Vec<Value> {
+        match &stats.observed {
+            Some(found) => found[index].clone(),
+            None => self.cell_keys(index),
+        }
+    }
+
+    /// Key values of cell `index` of the public key domain.
     pub fn cell_keys(&self, mut index: usize) -> Vec<Value> {
         let mut out = vec![Value::Bool(false); self.keys.len()];
         for (i, k) in self.keys.iter().enumerate().rev() {

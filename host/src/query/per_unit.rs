@@ -74,7 +74,7 @@ pub(crate) fn lower_per_unit(
         Reduce::Mean => {
             numeric("mean")?;
             (
-                input.cast(DataType::Float64).mean(),
+                super::expr::finite_or_null(input.cast(DataType::Float64).mean()),
                 Info {
                     bounds: info.bounds,
                     ..Info::plain(ColumnType::Float)
@@ -84,7 +84,7 @@ pub(crate) fn lower_per_unit(
         Reduce::Sum => {
             numeric("sum")?;
             (
-                input.cast(DataType::Float64).sum(),
+                super::expr::finite_or_null(input.cast(DataType::Float64).sum()),
                 Info::plain(ColumnType::Float),
             )
         }

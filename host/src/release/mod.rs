@@ -1,10 +1,12 @@
 //! Releases: the tables a successful run emitted, with the facts a statistical office needs to
 //! use them (epsilon spent, noise, suppression), written as CSV and JSON.
 
+pub mod provenance;
 pub mod signed;
 
 use crate::session::Charge;
 use oar_guest::table::Table;
+use provenance::{Provenance, QueryFigures};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -13,8 +15,11 @@ use std::path::{Path, PathBuf};
 pub struct ReleasedTable {
     /// Name, as declared in the manifest.
     pub name: String,
-    /// The cells.
+    /// The cells. Its `release` block is the host's record of the query it answers, or absent
+    /// for a derived table; never what the module wrote.
     pub table: Table,
+    /// Where the table came from, as the host established it.
+    pub provenance: Provenance,
 }
 
 /// Epsilon spent on one dataset.
@@ -47,6 +52,9 @@ pub struct Release {
     pub epsilon_spent: Vec<Spend>,
     /// Total epsilon spent.
     pub epsilon_total: f64,
+    /// What the gate did for each query the run's answers came from, as the host recorded it.
+    #[serde(default)]
+    pub queries: Vec<QueryFigures>,
     /// The tables.
     pub tables: Vec<ReleasedTable>,
     /// Set when this release was returned again for an identical later run (same module,
@@ -78,7 +86,17 @@ impl Release {
     }
 
     /// Writes `release.json` and one CSV per table into `dir`; returns the files written.
+    ///
+    /// A table whose rows do not fit its columns is refused before anything is written.
     pub fn write(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        for t in &self.tables {
+            provenance::check_shape(&t.table).map_err(|e| {
+                std::io::Error::other(format!(
+                    "table '{}': {e}",
+                    crate::module_text::bounded(&t.name, 64)
+                ))
+            })?;
+        }
         std::fs::create_dir_all(dir)?;
         let mut written = Vec::new();
         let json = dir.join("release.json");
@@ -108,6 +126,68 @@ impl Release {
         let mut written = self.write(dir)?;
         written.push(signed::sign_dir(dir, &written, &self.job_id, holder)?);
         Ok(written)
+    }
+}
+
+impl Release {
+    /// Writes the release (signed by `signer` if given) into `dir` as one step: everything is
+    /// written and signed in a fresh sibling folder first, which is then renamed to `dir`. So
+    /// `dir` either holds the whole release or nothing, never a partial or unsigned one, and a
+    /// table that cannot be written fails the release before anything records it as released.
+    ///
+    /// `dir` must not exist, or be an empty folder (which is replaced). Returns the files
+    /// written, under `dir`.
+    pub fn publish(
+        &self,
+        dir: &Path,
+        signer: Option<&crate::keys::KeyPair>,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        let name = dir.file_name().ok_or_else(|| {
+            std::io::Error::other(format!("{} is not a folder name", dir.display()))
+        })?;
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)?;
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} already holds files; choose a new folder for the release",
+                    dir.display()
+                ),
+            ));
+        }
+        let staging = parent.join(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        let written = match signer {
+            Some(key) => self.write_signed(&staging, key),
+            None => self.write(&staging),
+        };
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        if dir.exists() {
+            std::fs::remove_dir(dir)?;
+        }
+        if let Err(e) = std::fs::rename(&staging, dir) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        Ok(written
+            .iter()
+            .filter_map(|f| f.file_name())
+            .map(|f| dir.join(f))
+            .collect())
     }
 }
 

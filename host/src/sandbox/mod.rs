@@ -11,6 +11,7 @@
 
 mod wasi;
 
+use crate::module_text::bounded;
 use crate::session::Session;
 use crate::verify::VerifiedModule;
 use std::collections::HashMap;
@@ -97,13 +98,38 @@ pub(crate) struct RunState {
     table: ResourceTable,
     limits: MemoryCap,
     session: Session,
+    /// The module's virtual monotonic time, in nanoseconds (see `wasi::VirtualClock`).
+    clock_ns: u64,
 }
 
-/// Caps linear memory and table growth; remembers whether the memory cap was hit, so a trap can
-/// be reported as what it is.
+/// Caps the instance's memory **in total**: every linear memory (a component may hold several,
+/// and multi-memory allows many) and every table (counted at [`TABLE_ELEMENT_BYTES`] a slot)
+/// add up against one budget. Remembers whether the cap was hit, so a trap can be reported as
+/// what it is.
+///
+/// What it does not cover: the host's own memory for a query (bounded by the plan cost checks
+/// in `query`) and for parsing what the module emits (bounded by the size limits in
+/// `session`).
 struct MemoryCap {
     max_bytes: usize,
+    used: usize,
     hit: bool,
+}
+
+/// Bytes one table slot is counted as (a function reference and its metadata).
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+impl MemoryCap {
+    /// Grows the total by `desired - current` if it stays under the cap.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.max_bytes {
+            self.hit = true;
+            return false;
+        }
+        self.used = total;
+        true
+    }
 }
 
 /// Most table elements a module may have (function tables of real modules are far smaller).
@@ -112,12 +138,11 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
+        if !self.grow(current, desired) {
             wasmtime::bail!("memory cap of {} bytes reached", self.max_bytes);
         }
         Ok(true)
@@ -125,11 +150,18 @@ impl ResourceLimiter for MemoryCap {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let bytes = |n: usize| n.saturating_mul(TABLE_ELEMENT_BYTES);
+        if !self.grow(bytes(current), bytes(desired)) {
+            wasmtime::bail!("memory cap of {} bytes reached", self.max_bytes);
+        }
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -278,10 +310,15 @@ impl Runtime {
     ///
     /// Whatever happens, the session comes back so its record (charges already made, outputs)
     /// can be accounted for; outputs of a failed run must not be released.
+    ///
+    /// The run has one deadline, `limits.time` from this call: compiling, instantiating, the
+    /// guest's code, its host calls and the queries they run all count against it. The session
+    /// refuses to start a query past it, a query still running at the deadline is cancelled,
+    /// and either way the run ends with a trap rather than a refusal the module could read.
     pub fn run(
         &self,
         module: &VerifiedModule,
-        session: Session,
+        mut session: Session,
         params: &str,
         limits: RunLimits,
     ) -> (Result<RunStats, SandboxError>, Session) {
@@ -290,12 +327,17 @@ impl Runtime {
         let _guard = span.enter();
         let mut stats = RunStats::default();
         let started = Instant::now();
+        let deadline = started + limits.time;
+        session.set_deadline(deadline);
         let (component, hit) = match self.prepare(module) {
             Ok(c) => c,
             Err(e) => return (Err(e), session),
         };
         stats.prepare = started.elapsed();
         stats.cache_hit = hit;
+        if Instant::now() >= deadline {
+            return (Err(SandboxError::Deadline(limits.time)), session);
+        }
 
         let memory_bytes = limits.memory_mib.saturating_mul(1 << 20);
         let (wasi, console) = wasi::locked_down_ctx(session.job_id());
@@ -304,13 +346,16 @@ impl Runtime {
             table: ResourceTable::new(),
             limits: MemoryCap {
                 max_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
+                used: 0,
                 hit: false,
             },
             session,
+            clock_ns: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (limits.time.as_nanos() / TICK.as_nanos()).max(1) as u64;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ticks = (left.as_nanos() / TICK.as_nanos()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -331,7 +376,14 @@ impl Runtime {
                 stats.execute = t.elapsed();
                 match out {
                     Ok((Ok(()),)) => Ok(()),
-                    Ok((Err(msg),)) => Err(SandboxError::Module(msg)),
+                    Ok((Err(msg),)) => Err(SandboxError::Module(bounded(
+                        &msg,
+                        crate::module_text::MAX_MODULE_ERROR_CHARS,
+                    ))),
+                    Err(e) if store.data().session.deadline_hit() => {
+                        drop(e);
+                        Err(SandboxError::Deadline(limits.time))
+                    }
                     Err(e) => Err(classify(e, limits, store.data().limits.hit)),
                 }
             });
@@ -361,7 +413,11 @@ fn classify(e: wasmtime::Error, limits: RunLimits, memory_cap_hit: bool) -> Sand
     if memory_cap_hit {
         return SandboxError::Memory(limits.memory_mib);
     }
-    SandboxError::Trap(format!("{e:#}"))
+    // A trap's text can hold names the module chose (its function names in the backtrace).
+    SandboxError::Trap(bounded(
+        &format!("{e:#}"),
+        crate::module_text::MAX_MODULE_ERROR_CHARS,
+    ))
 }
 
 /// Refuses a component that imports anything outside [`HOST_INTERFACE`] and [`ALLOWED_WASI`].
@@ -386,7 +442,12 @@ fn link_host(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
         Ok((store.data().session.dataset_schema(&name),))
     })?;
     host.func_wrap("query", |mut store, (plan,): (String,)| {
-        Ok((store.data_mut().session.query(&plan),))
+        let answer = store.data_mut().session.query(&plan);
+        // Past the deadline the module gets no answer at all: the run ends here.
+        if store.data().session.deadline_hit() {
+            wasmtime::bail!("the run's deadline passed during a query");
+        }
+        Ok((answer,))
     })?;
     host.func_wrap("budget-remaining", |store, (dataset,): (String,)| {
         Ok((store.data().session.budget_remaining(&dataset),))

@@ -27,7 +27,10 @@ pub(super) fn link(l: &mut Linker<RunState>) -> wasmtime::Result<()> {
     sync::io::poll::add_to_linker::<RunState, HasIo>(l, |t| &mut t.table)?;
     sync::io::streams::add_to_linker::<RunState, HasIo>(l, |t| &mut t.table)?;
     clocks::wall_clock::add_to_linker::<RunState, WasiClocks>(l, RunState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<RunState, WasiClocks>(l, RunState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<RunState, VirtualClock>(l, |s| VirtualClockView {
+        now: &mut s.clock_ns,
+        table: &mut s.table,
+    })?;
     random::random::add_to_linker::<RunState, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure::add_to_linker::<RunState, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure_seed::add_to_linker::<RunState, WasiRandom>(l, |t| t.wasi.random())?;
@@ -65,6 +68,69 @@ impl HostMonotonicClock for VirtualMonotonicClock {
     fn now(&self) -> u64 {
         self.0
             .fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` as a module sees it: virtual time that advances one
+/// microsecond per reading and by the length of every wait, and waits that are over at once.
+///
+/// A module cannot time the host's work with it, and cannot block in it: WASI's own clock
+/// would sleep in real time inside `poll`, a host call that the epoch deadline cannot interrupt,
+/// so one `sleep(Duration::MAX)` would pin a worker for good. Here every subscription is ready
+/// immediately; a module that sleeps in a loop spins, and the deadline traps it like any loop.
+struct VirtualClock;
+impl HasData for VirtualClock {
+    type Data<'a> = VirtualClockView<'a>;
+}
+
+/// The run's virtual time (nanoseconds) and resource table.
+pub(super) struct VirtualClockView<'a> {
+    now: &'a mut u64,
+    table: &'a mut ResourceTable,
+}
+
+/// A pollable that is always ready.
+struct Ready;
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+impl VirtualClockView<'_> {
+    fn ready_after(
+        &mut self,
+        nanos: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        *self.now = self.now.saturating_add(nanos);
+        let ready = self.table.push(Ready)?;
+        wasmtime_wasi::p2::subscribe(self.table, ready)
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host for VirtualClockView<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        *self.now = self.now.saturating_add(1_000);
+        Ok(*self.now)
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        Ok(1_000)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        let wait = when.saturating_sub(*self.now);
+        self.ready_after(wait)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        self.ready_after(duration)
     }
 }
 

@@ -457,7 +457,21 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
 fn worker(state: &State) {
     while !state.stopping.load(Ordering::SeqCst) {
         match state.store.claim() {
-            Ok(Some(job)) => run_queued(state, job),
+            Ok(Some(job)) => {
+                // A worker survives any module and any bug in a run: the job fails, the worker
+                // takes the next one.
+                let id = job.id.clone();
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_queued(state, job)
+                }));
+                if ran.is_err() {
+                    tracing::error!(job = %id, "the run stopped unexpectedly; the job is marked failed");
+                    let reason = "the run stopped unexpectedly; nothing was released";
+                    if let Err(e) = state.store.finish(&id, "failed", Some(reason)) {
+                        tracing::error!(error = %e, "cannot record the job's end");
+                    }
+                }
+            }
             Ok(None) => {
                 let guard = state.wake.0.lock().unwrap_or_else(|p| p.into_inner());
                 let _ = state.wake.1.wait_timeout(guard, Duration::from_millis(500));
@@ -484,17 +498,20 @@ fn run_queued(state: &State, job: Job) {
             ("failed", Some(reason))
         }
         Ok(module) => {
-            let outcome =
-                state
-                    .host
-                    .run_job(&job.id, Arc::new(module), &job.requester, &job.params);
+            let dir = state.releases_dir(&job.id);
+            let target = crate::job::ReleaseTarget {
+                dir: &dir,
+                signer: Some(&state.holder),
+            };
+            let outcome = state.host.run_job_into(
+                &job.id,
+                Arc::new(module),
+                &job.requester,
+                &job.params,
+                Some(&target),
+            );
             match outcome.result {
-                Ok(release) => {
-                    match release.write_signed(&state.releases_dir(&job.id), &state.holder) {
-                        Ok(_) => ("succeeded", None),
-                        Err(e) => ("failed", Some(format!("writing the release failed: {e}"))),
-                    }
-                }
+                Ok(_) => ("succeeded", None),
                 Err(e) => ("failed", Some(e.to_string())),
             }
         }

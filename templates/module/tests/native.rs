@@ -16,7 +16,7 @@ fn publishes_one_row_per_region_and_never_the_small_island() {
     let h = harness(dir.path());
     let record = h.run::<Params>("{}", run).expect("the module runs");
     assert_eq!(record.charges.len(), 2, "two releases");
-    let (name, table) = &record.outputs[0];
+    let (name, table, _) = &record.outputs[0];
     assert_eq!(name, OUTPUT);
     assert_eq!(table.rows.len(), 21, "20 mainland regions and the island");
     for row in &table.rows {
