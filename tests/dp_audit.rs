@@ -41,35 +41,9 @@ const RUNS: usize = 6000;
 const Z: f64 = 4.5;
 
 /// 200 people in region B with amounts 1..=50 (cycled); `extra` adds one more person, with
-/// amount 50 (the top of the bounds, the largest possible change to a sum).
+/// amount 50 (the top of the bounds, the largest possible change to a sum). One cell per person.
 fn people(dir: &Path, extra: bool) -> Dataset {
-    let mut csv = String::from("person,region,amount\n");
-    for i in 0..200 {
-        writeln!(csv, "p{i},B,{}", 1 + i % 50).unwrap();
-    }
-    if extra {
-        writeln!(csv, "target,B,50").unwrap();
-    }
-    std::fs::write(dir.join("people.csv"), csv).unwrap();
-    std::fs::write(
-        dir.join("people.toml"),
-        r#"
-name = "people"
-privacy_unit = "person"
-max_groups_per_unit = 1
-source = { format = "csv", paths = ["people.csv"] }
-[[columns]]
-name = "region"
-type = "str"
-domain = ["A", "B"]
-[[columns]]
-name = "amount"
-type = "float"
-bounds = [0.0, 50.0]
-"#,
-    )
-    .unwrap();
-    Dataset::open(&dir.join("people.toml")).unwrap()
+    dataset(dir, false, extra.then_some("50"), 1)
 }
 
 fn plan(aggregate: Aggregate, epsilon: f64) -> Plan {
@@ -87,16 +61,7 @@ fn plan(aggregate: Aggregate, epsilon: f64) -> Plan {
 
 /// `RUNS` released values of cell B for `plan` on `ds`.
 fn samples(plan: &Plan, ds: &Dataset, column: &str) -> Vec<f64> {
-    let compiled = query::compile(plan, ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
-    (0..RUNS)
-        .map(|_| {
-            gate::release(&compiled, &stats, CONFIG)
-                .unwrap()
-                .get(&[Value::Str("B".into())], column)
-                .expect("a cell of 200 people is released")
-        })
-        .collect()
+    samples_of(plan, ds, &b(), column, RUNS)
 }
 
 fn wilson(hits: usize, n: usize) -> (f64, f64) {
@@ -235,27 +200,33 @@ fn differencing_two_queries_reveals_no_more_than_their_combined_epsilon() {
 /// is in region A too when `both` is set (so one person touches two cells). `extra` adds one
 /// person: `Some(amount)` as written in the file ("50", "NaN", "" for missing).
 fn wide(dir: &Path, both: bool, extra: Option<&str>) -> Dataset {
+    dataset(dir, both, extra, 2)
+}
+
+/// The audit's datasets: see [`people`] and [`wide`]; `max_groups` is the descriptor's bound on
+/// the cells one person counts in.
+fn dataset(dir: &Path, both: bool, extra: Option<&str>, max_groups: u32) -> Dataset {
     let mut csv = String::from("person,region,town,amount\n");
-    for i in 0..200 {
-        writeln!(csv, "p{i},B,Big,{}", 1 + i % 50).unwrap();
-        if both {
-            writeln!(csv, "p{i},A,Big,{}", 1 + i % 50).unwrap();
+    let mut person = |id: &str, amount: &str| {
+        for region in if both { &["B", "A"][..] } else { &["B"][..] } {
+            writeln!(csv, "{id},{region},Big,{amount}").unwrap();
         }
+    };
+    for i in 0..200 {
+        person(&format!("p{i}"), &(1 + i % 50).to_string());
     }
     if let Some(amount) = extra {
-        writeln!(csv, "target,B,Big,{amount}").unwrap();
-        if both {
-            writeln!(csv, "target,A,Big,{amount}").unwrap();
-        }
+        person("target", amount);
     }
-    std::fs::write(dir.join("wide.csv"), csv).unwrap();
+    std::fs::write(dir.join("people.csv"), csv).unwrap();
     std::fs::write(
-        dir.join("wide.toml"),
-        r#"
+        dir.join("people.toml"),
+        format!(
+            r#"
 name = "people"
 privacy_unit = "person"
-max_groups_per_unit = 2
-source = { format = "csv", paths = ["wide.csv"] }
+max_groups_per_unit = {max_groups}
+source = {{ format = "csv", paths = ["people.csv"] }}
 [[columns]]
 name = "region"
 type = "str"
@@ -267,10 +238,11 @@ type = "str"
 name = "amount"
 type = "float"
 bounds = [0.0, 50.0]
-"#,
+"#
+        ),
     )
     .unwrap();
-    Dataset::open(&dir.join("wide.toml")).unwrap()
+    Dataset::open(&dir.join("people.toml")).unwrap()
 }
 
 /// `runs` released values of the cell with `keys` for `plan` on `ds`.

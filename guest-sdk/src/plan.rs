@@ -8,6 +8,28 @@
 use crate::Value;
 use serde::{Deserialize, Serialize};
 
+/// Most aggregates one plan may ask for; the host refuses a larger plan before it touches any
+/// data (split it into several queries).
+///
+/// ```
+/// assert_eq!(oar_guest::plan::MAX_AGGREGATES, 32);
+/// ```
+pub const MAX_AGGREGATES: usize = 32;
+
+/// Most steps (filters, derived columns and per-unit reductions) one plan may have.
+///
+/// ```
+/// assert!(oar_guest::plan::MAX_PER_UNIT_STEPS < oar_guest::plan::MAX_STEPS);
+/// ```
+pub const MAX_STEPS: usize = 64;
+
+/// Most per-unit steps one plan may have (each is a window over every row of the dataset).
+///
+/// ```
+/// assert_eq!(oar_guest::plan::MAX_PER_UNIT_STEPS, 8);
+/// ```
+pub const MAX_PER_UNIT_STEPS: usize = 8;
+
 /// One aggregate query, released with `epsilon`. Modules build it with [`Query`](crate::Query);
 /// this is the JSON the host receives.
 ///

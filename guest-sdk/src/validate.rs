@@ -12,6 +12,7 @@ use crate::{ColumnType, DatasetSchema, Error, Expr};
 /// Checks `plan` against `schema`: columns exist, group keys have public domains, aggregates
 /// have distinct names, numeric inputs and valid bounds.
 pub(crate) fn check_plan(schema: &DatasetSchema, plan: &Plan) -> Result<(), Error> {
+    size(plan)?;
     let env = steps(schema, &plan.steps)?;
     if plan.aggregates.is_empty() {
         return Err(Error::InvalidPlan(
@@ -24,6 +25,28 @@ pub(crate) fn check_plan(schema: &DatasetSchema, plan: &Plan) -> Result<(), Erro
     aggregate_names(&plan.aggregates)?;
     for a in &plan.aggregates {
         aggregate(&env, a)?;
+    }
+    Ok(())
+}
+
+/// The host's plan-size limits ([`crate::plan::MAX_AGGREGATES`] and the step limits).
+fn size(plan: &Plan) -> Result<(), Error> {
+    use crate::plan::{MAX_AGGREGATES, MAX_PER_UNIT_STEPS, MAX_STEPS};
+    let per_unit = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::PerUnit { .. }))
+        .count();
+    for (what, n, max) in [
+        ("aggregates", plan.aggregates.len(), MAX_AGGREGATES),
+        ("steps", plan.steps.len(), MAX_STEPS),
+        ("per-unit steps", per_unit, MAX_PER_UNIT_STEPS),
+    ] {
+        if n > max {
+            return Err(Error::InvalidPlan(format!(
+                "the plan has {n} {what}; the host allows at most {max} per query (split it into several queries)"
+            )));
+        }
     }
     Ok(())
 }
@@ -503,6 +526,17 @@ mod tests {
         assert!(err.to_string().contains("is empty"), "{err}");
         let err = refused_early(|q| q.count_units("__n"));
         assert!(err.to_string().contains("reserved"), "{err}");
+    }
+
+    #[test]
+    fn a_plan_over_the_hosts_size_limits_is_refused_before_sending() {
+        let err = refused_early(|mut q| {
+            for i in 0..=crate::plan::MAX_AGGREGATES {
+                q = q.count_units(&format!("n{i}"));
+            }
+            q
+        });
+        assert!(err.to_string().contains("at most 32"), "{err}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Policy {
     /// release; the hard check then removes it anyway (see PRIVACY notes in `gate`).
     #[serde(default = "default_delta0")]
     pub delta0: f64,
-    /// The dominance rule for sums and means (`[dominance] n = 2, k = 0.9`, the default);
+    /// The dominance rule for sums (`[dominance] n = 2, k = 0.9`, the default);
     /// `dominance = false` is not accepted: to relax it, raise `k` to 1.0.
     #[serde(default)]
     pub dominance: crate::gate::Dominance,

@@ -39,9 +39,9 @@ pub struct GateConfig {
     pub dominance: Option<Dominance>,
 }
 
-/// The (n, k) dominance rule: a sum or mean cell is suppressed when its `n` largest units hold
-/// more than a share `k` of the cell's total (absolute contributions). ACRO's defaults are
-/// n = 2, k = 0.9.
+/// The (n, k) dominance rule: a sum cell is suppressed when its `n` largest units hold a share
+/// `k` or more of the cell's total of absolute contributions (ACRO's boundary), decided on
+/// noisy figures (see [`release`]). ACRO's defaults are n = 2, k = 0.9.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dominance {
@@ -60,10 +60,11 @@ impl Default for Dominance {
 impl Dominance {
     /// Whether a cell is dominated, read off noisy figures: the noisy sum of its `n` largest
     /// absolute contributions `top` against the noisy total of absolute contributions
-    /// `abs_total`. ACRO's boundary: `top / total >= k` fails. A total that is not positive
-    /// counts as dominated (no share can be read off it). With `k >= 1` the rule is off.
+    /// `abs_total`. ACRO's boundary: `top / total >= k` fails. A total that is not positive is
+    /// not told apart from zero by the noise, so no contributor stands out of it: not
+    /// dominated. With `k >= 1` the rule is off.
     pub fn dominated(&self, top: f64, abs_total: f64) -> bool {
-        self.k < 1.0 && (abs_total <= 0.0 || top >= self.k * abs_total)
+        self.k < 1.0 && abs_total > 0.0 && top >= self.k * abs_total
     }
 }
 
@@ -132,7 +133,7 @@ struct ValueMeasures {
     main: Measured,
     /// Mean: noisy per-cell counts of units that have a value (the denominator).
     valued: Option<Noisy<i64>>,
-    /// Dominance: noisy per-cell sums of the `n` largest absolute contributions.
+    /// Dominance (sums): noisy per-cell sums of the `n` largest absolute contributions.
     top: Option<Noisy<f64>>,
     /// Dominance with negative bounds: noisy per-cell totals of absolute contributions (with
     /// non-negative bounds the noisy sum is that total).
@@ -184,7 +185,7 @@ fn measurements(aggregates: &[ResolvedAggregate], dominance: Option<Dominance>) 
         .map(|a| match a {
             ResolvedAggregate::CountUnits { .. } => 0,
             ResolvedAggregate::Sum { bounds, .. } => 1 + dominance_extra(bounds),
-            ResolvedAggregate::Mean { bounds, .. } => 2 + dominance_extra(bounds),
+            ResolvedAggregate::Mean { .. } => 2,
             ResolvedAggregate::Quantile { .. } => 1,
         })
         .sum::<usize>()
@@ -198,7 +199,7 @@ fn measurements(aggregates: &[ResolvedAggregate], dominance: Option<Dominance>) 
 /// - per sum: the sum of per-unit values (Laplace, `N·Δ`);
 /// - per mean: that sum, and the count of units with a value (discrete, `N`);
 /// - per quantile: a histogram of per-unit values (discrete, `N`);
-/// - with the dominance rule, per sum or mean: the sum of the `n` largest absolute per-unit
+/// - with the dominance rule, per sum: the sum of the `n` largest absolute per-unit
 ///   contributions (Laplace, `N·Δ`: one unit moves it by at most its own contribution), and,
 ///   if the bounds allow negative values, the total of absolute contributions (Laplace, `N·Δ`).
 ///
@@ -328,7 +329,10 @@ fn release_checked(
             })
         };
         m.main = Measured::Sums(sum_noise(&stats.sums[*i])?);
-        if let Some(rule) = dominance {
+        // The dominance rule is for magnitude tables: sums. A mean is of per-unit values
+        // clamped to the bounds, over at least τ units.
+        let is_sum = matches!(agg, ResolvedAggregate::Sum { .. });
+        if let Some(rule) = dominance.filter(|_| is_sum) {
             let top: Vec<f64> = stats.dominance[*i]
                 .iter()
                 .map(|(top, _)| top.iter().take(rule.n).sum())

@@ -183,12 +183,9 @@ pub const MAX_QUANTILE_BINS: u32 = 1024;
 /// policy's `n` may be at most this).
 pub const DOMINANCE_TOP: usize = 5;
 
-/// Most aggregates one plan may ask for.
-pub const MAX_AGGREGATES: usize = 32;
-/// Most steps (filters, derived columns, per-unit reductions) one plan may have.
-pub const MAX_STEPS: usize = 64;
-/// Most per-unit steps one plan may have (each is a window over every row).
-pub const MAX_PER_UNIT_STEPS: usize = 8;
+/// The plan-size limits are part of the plan contract, shared with the SDK (which checks them
+/// before sending).
+pub use oar_guest::plan::{MAX_AGGREGATES, MAX_PER_UNIT_STEPS, MAX_STEPS};
 /// Most expression nodes across a plan's steps.
 pub const MAX_EXPRESSION_NODES: usize = 4096;
 /// Most noise draws one plan may need: every cell of every noisy vector the gate measures

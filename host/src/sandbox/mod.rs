@@ -461,3 +461,30 @@ fn link_host(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Then: the cap applied to each memory on its own, and multi-memory allows 16 of them, so a
+    /// module could hold 16 times the cap. Now every memory and table counts against one total.
+    #[test]
+    fn the_memory_cap_counts_every_memory_and_table_together() {
+        let mib = 1 << 20;
+        let mut cap = MemoryCap {
+            max_bytes: 64 * mib,
+            used: 0,
+            hit: false,
+        };
+        assert!(cap.memory_growing(0, 40 * mib, None).unwrap());
+        // A second memory of 40 MiB would take the total to 80: refused, and remembered.
+        assert!(cap.memory_growing(0, 40 * mib, None).is_err());
+        assert!(cap.hit);
+        // Growing the first memory counts only the difference.
+        assert!(cap.memory_growing(40 * mib, 60 * mib, None).unwrap());
+        // Tables count too: 4 MiB free is 262,144 slots of 16 bytes.
+        assert!(cap.table_growing(0, 200_000, None).unwrap());
+        assert!(cap.table_growing(200_000, 300_000, None).is_err());
+        assert_eq!(cap.used, 60 * mib + 200_000 * TABLE_ELEMENT_BYTES);
+    }
+}
