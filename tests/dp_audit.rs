@@ -290,6 +290,17 @@ fn audit(plan: &Plan, d0: &Dataset, d1: &Dataset, keys: &[Value], column: &str) 
     audit_with(plan, d0, d1, keys, column, RUNS)
 }
 
+/// The loss the samples of `column` at `keys` prove for `plan`, between the audit's dataset
+/// (one region per person) and the same with one more person whose amount is `extra`.
+fn audit_neighbours(plan: &Plan, extra: &str, keys: &[Value], column: &str) -> f64 {
+    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d0, d1) = (
+        wide(x.path(), false, None),
+        wide(y.path(), false, Some(extra)),
+    );
+    audit(plan, &d0, &d1, keys, column)
+}
+
 fn b() -> Vec<Value> {
     vec![Value::Str("B".into())]
 }
@@ -343,11 +354,6 @@ fn a_sum_with_a_too_small_noise_scale_is_caught() {
 /// A mean reads two noisy vectors (sum and count of units with a value, ε/3 each).
 #[test]
 fn mean_release_privacy_loss_stays_within_its_share() {
-    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (d0, d1) = (
-        wide(x.path(), false, None),
-        wide(y.path(), false, Some("50")),
-    );
     let epsilon = 3.0;
     let p = plan(
         Aggregate::Mean {
@@ -357,18 +363,13 @@ fn mean_release_privacy_loss_stays_within_its_share() {
         },
         epsilon,
     );
-    let proven = audit(&p, &d0, &d1, &b(), "mean");
+    let proven = audit_neighbours(&p, "50", &b(), "mean");
     assert!(proven <= 2.0, "proved {proven:.3} > 2");
 }
 
 /// A median is post-processing of a noisy histogram (ε/2).
 #[test]
 fn quantile_release_privacy_loss_stays_within_its_share() {
-    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (d0, d1) = (
-        wide(x.path(), false, None),
-        wide(y.path(), false, Some("50")),
-    );
     let epsilon = 2.0;
     let p = plan(
         Aggregate::Quantile {
@@ -380,7 +381,7 @@ fn quantile_release_privacy_loss_stays_within_its_share() {
         },
         epsilon,
     );
-    let proven = audit(&p, &d0, &d1, &b(), "median");
+    let proven = audit_neighbours(&p, "50", &b(), "median");
     assert!(proven <= 1.0, "proved {proven:.3} > 1");
 }
 
@@ -388,31 +389,21 @@ fn quantile_release_privacy_loss_stays_within_its_share() {
 /// computed with ε/2 (the session splits a plan with totals this way).
 #[test]
 fn a_total_stays_within_its_share() {
-    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (d0, d1) = (
-        wide(x.path(), false, None),
-        wide(y.path(), false, Some("50")),
-    );
     let epsilon = 1.0;
     let mut total = plan(Aggregate::CountUnits { name: "n".into() }, epsilon / 2.0);
     total.group_by.clear();
-    let proven = audit(&total, &d0, &d1, &[], "n");
+    let proven = audit_neighbours(&total, "50", &[], "n");
     assert!(proven <= epsilon / 2.0, "proved {proven:.3}");
 }
 
 /// Key selection: the count of a selected town.
 #[test]
 fn a_selected_key_stays_within_epsilon() {
-    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (d0, d1) = (
-        wide(x.path(), false, None),
-        wide(y.path(), false, Some("50")),
-    );
     let epsilon = 0.5;
     let mut p = plan(Aggregate::CountUnits { name: "n".into() }, epsilon);
     p.group_by = vec!["town".into()];
     p.key_selection = true;
-    let proven = audit(&p, &d0, &d1, &[Value::Str("Big".into())], "n");
+    let proven = audit_neighbours(&p, "50", &[Value::Str("Big".into())], "n");
     assert!(proven <= epsilon, "proved {proven:.3}");
 }
 
@@ -421,11 +412,6 @@ fn a_selected_key_stays_within_epsilon() {
 #[test]
 fn nan_and_null_inputs_stay_within_epsilon() {
     for odd in ["NaN", ""] {
-        let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (d0, d1) = (
-            wide(x.path(), false, None),
-            wide(y.path(), false, Some(odd)),
-        );
         let epsilon = 2.0;
         let p = plan(
             Aggregate::Sum {
@@ -435,7 +421,7 @@ fn nan_and_null_inputs_stay_within_epsilon() {
             },
             epsilon,
         );
-        let proven = audit(&p, &d0, &d1, &b(), "amount");
+        let proven = audit_neighbours(&p, odd, &b(), "amount");
         assert!(proven <= 1.0, "with {odd:?}: proved {proven:.3}");
     }
 }
