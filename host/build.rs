@@ -30,13 +30,16 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    // Every file and folder of the guests' sources, not just the top folders: a folder's own
+    // modification time changes only when an entry is added or removed, so an edited guest
+    // source would otherwise leave a stale component behind.
     for dir in [
         "guest-sdk",
         "example-algorithms",
         "templates",
         "tests/guests",
     ] {
-        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+        watch(&root.join(dir));
     }
     println!(
         "cargo:rerun-if-changed={}",
@@ -102,6 +105,24 @@ fn main() {
         copy_if_changed(&from, &to);
     }
     println!("cargo:rustc-env=OAR_GUEST_DIR={}", out_dir.display());
+}
+
+/// Asks cargo to rerun this script when `path`, or anything below it, changes (build output
+/// folders named `target` are skipped).
+fn watch(path: &Path) {
+    println!("cargo:rerun-if-changed={}", path.display());
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                if entry.file_name() != "target" {
+                    watch(&p);
+                }
+            } else {
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
+        }
+    }
 }
 
 /// Installs the wasm target through rustup when the toolchain lacks it (rust-toolchain.toml lists

@@ -394,3 +394,62 @@ fn a_query_still_running_at_the_deadline_is_cancelled() {
     );
     eprintln!("query alone {full:?}; cancelled after {took:?}");
 }
+
+/// Then: the holder signed whatever `release` block the module wrote (a forged ε of 1e-6 went
+/// out under the holder's signature), and a table with fewer keys than key columns panicked the
+/// worker while the release was written, after the audit log already said "released". Now the
+/// signed release carries the host's figures, and a malformed table fails the run with no
+/// release folder left behind.
+#[test]
+fn a_forged_release_block_is_replaced_and_a_malformed_table_leaves_no_release() {
+    let w = World::new(1, 1);
+    let (host, _) = host(&w, 10.0);
+    let holder = oar_host::keys::KeyPair::from_seed("holder", "test holder");
+    let dir = tempfile::tempdir().unwrap();
+    let sleepy = verified(&w, "oar_test_guest_sleepy");
+
+    let out_dir = dir.path().join("forged");
+    let target = oar_host::job::ReleaseTarget {
+        dir: &out_dir,
+        signer: Some(&holder),
+    };
+    let out = host.run_job_into(
+        "forge-1",
+        sleepy.clone(),
+        "stats-office",
+        r#"{"mode": "forge"}"#,
+        Some(&target),
+    );
+    out.result.expect("the run releases");
+    oar_host::release::signed::verify_dir(&out_dir, &holder.public()).expect("signed");
+    let written: oar_host::release::Release =
+        serde_json::from_slice(&std::fs::read(out_dir.join("release.json")).unwrap()).unwrap();
+    let info = written.tables[0].table.release.as_ref().unwrap();
+    assert_eq!(info.epsilon, 0.5, "the host's ε, not the forged 1e-6");
+    assert!(info.threshold > 10.0);
+    assert_eq!(info, &written.queries[0].release);
+
+    let out_dir = dir.path().join("malformed");
+    let target = oar_host::job::ReleaseTarget {
+        dir: &out_dir,
+        signer: Some(&holder),
+    };
+    let out = host.run_job_into(
+        "bad-1",
+        sleepy,
+        "stats-office",
+        r#"{"mode": "malformed"}"#,
+        Some(&target),
+    );
+    let err = out
+        .result
+        .expect_err("a malformed table fails the run")
+        .to_string();
+    assert!(err.contains("row 0 has 0 keys"), "{err}");
+    assert!(!out_dir.exists(), "no release folder");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no partial folder"
+    );
+}

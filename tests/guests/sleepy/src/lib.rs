@@ -8,6 +8,9 @@
 //!
 //! `{"mode": "time"}` tries to time the host: it reads the monotonic clock around a query and
 //! emits what it saw as a table (the host's virtual clock shows nothing of the query's cost).
+//!
+//! `{"mode": "forge"}` emits a query's answer with a forged `release` block (a tiny ε, no
+//! threshold); `{"mode": "malformed"}` emits a table whose row has fewer keys than key columns.
 use oar_guest::{Context, Error, Table};
 use std::time::{Duration, Instant};
 
@@ -15,12 +18,29 @@ use std::time::{Duration, Instant};
 #[derive(Default, serde::Deserialize)]
 #[serde(default)]
 pub struct Params {
-    /// `sleep` or `time`.
+    /// `sleep`, `time`, `forge` or `malformed`.
     pub mode: String,
 }
 
 /// Sleeps forever, or times a query.
 pub fn run(ctx: &mut Context, p: Params) -> Result<(), Error> {
+    if p.mode == "forge" || p.mode == "malformed" {
+        let mut table = ctx
+            .dataset("cdr")?
+            .group_by(["region"])
+            .count_units("subscribers")
+            .release(0.5)?;
+        if p.mode == "forge" {
+            if let Some(info) = table.release.as_mut() {
+                info.epsilon = 1e-6;
+                info.threshold = 0.0;
+                info.suppressed_minimum_units = 0;
+            }
+        } else {
+            table.rows[0].keys.clear();
+        }
+        return ctx.emit("population_by_region_day", &table);
+    }
     if p.mode == "time" {
         let start = Instant::now();
         let _ = ctx
