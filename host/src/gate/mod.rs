@@ -120,6 +120,46 @@ pub fn discrete_laplace_tail(scale: f64, t: f64) -> f64 {
     (-t / scale - ln_1p_alpha).exp()
 }
 
+/// The cells of `stats` that `keep` accepts, in order, with every per-cell figure.
+fn only_cells(plan: &CompiledPlan, stats: &CellStats, keep: impl Fn(usize) -> bool) -> CellStats {
+    let cells: Vec<usize> = (0..stats.cells()).filter(|&c| keep(c)).collect();
+    let pick = |v: &Vec<i64>| cells.iter().map(|&c| v[c]).collect::<Vec<i64>>();
+    let value_aggs = plan
+        .aggregates
+        .iter()
+        .filter(|a| !matches!(a, ResolvedAggregate::CountUnits { .. }));
+    CellStats {
+        units: pick(&stats.units),
+        sums: stats
+            .sums
+            .iter()
+            .map(|v| cells.iter().map(|&c| v[c]).collect())
+            .collect(),
+        valued: stats.valued.iter().map(pick).collect(),
+        dominance: stats
+            .dominance
+            .iter()
+            .map(|v| cells.iter().map(|&c| v[c].clone()).collect())
+            .collect(),
+        histograms: stats
+            .histograms
+            .iter()
+            .zip(value_aggs)
+            .map(|(h, agg)| match agg {
+                ResolvedAggregate::Quantile { bins, .. } => cells
+                    .iter()
+                    .flat_map(|&c| h[c * bins..(c + 1) * bins].iter().copied())
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        observed: stats
+            .observed
+            .as_ref()
+            .map(|o| cells.iter().map(|&c| o[c].clone()).collect()),
+    }
+}
+
 /// One noisy vector the gate measured, with the scale of its noise.
 struct Noisy<T> {
     values: Vec<T>,
@@ -264,6 +304,16 @@ fn release_checked(
     hard_check: HardCheck,
     deadline: Option<Instant>,
 ) -> Result<Table, GateError> {
+    // With key selection, a combination below the minimum can never be released (the hard
+    // check drops it whatever its noise), so it is left out before any noise is drawn: the
+    // output is the same, and a key with millions of rare values costs no draws for them.
+    let eligible;
+    let stats = if plan.plan.key_selection && hard_check == HardCheck::On {
+        eligible = only_cells(plan, stats, |c| stats.units[c] >= config.min_units as i64);
+        &eligible
+    } else {
+        stats
+    };
     let epsilon = plan.plan.epsilon;
     let n = i64::from(plan.max_groups_per_unit);
     let dominance = config.dominance.filter(|d| d.k < 1.0);
