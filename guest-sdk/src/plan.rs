@@ -72,6 +72,37 @@ pub struct Plan {
     pub key_selection: bool,
 }
 
+impl Plan {
+    /// The first of the host's plan-size limits this plan exceeds, as `(what, how many, limit)`
+    /// ([`MAX_AGGREGATES`], [`MAX_STEPS`], [`MAX_PER_UNIT_STEPS`]). The SDK checks it before
+    /// sending and the host before touching any data.
+    ///
+    /// ```
+    /// use oar_guest::plan::{Aggregate, Plan, MAX_AGGREGATES};
+    /// let mut plan: Plan = serde_json::from_str(
+    ///     r#"{"dataset": "cdr", "aggregates": [], "epsilon": 0.5}"#).unwrap();
+    /// assert_eq!(plan.over_size_limit(), None);
+    /// plan.aggregates = (0..=MAX_AGGREGATES)
+    ///     .map(|i| Aggregate::CountUnits { name: format!("n{i}") })
+    ///     .collect();
+    /// assert_eq!(plan.over_size_limit(), Some(("aggregates", 33, 32)));
+    /// ```
+    pub fn over_size_limit(&self) -> Option<(&'static str, usize, usize)> {
+        let per_unit = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::PerUnit { .. }))
+            .count();
+        [
+            ("aggregates", self.aggregates.len(), MAX_AGGREGATES),
+            ("steps", self.steps.len(), MAX_STEPS),
+            ("per-unit steps", per_unit, MAX_PER_UNIT_STEPS),
+        ]
+        .into_iter()
+        .find(|&(_, n, max)| n > max)
+    }
+}
+
 /// A row-level step.
 ///
 /// ```

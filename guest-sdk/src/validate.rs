@@ -29,26 +29,14 @@ pub(crate) fn check_plan(schema: &DatasetSchema, plan: &Plan) -> Result<(), Erro
     Ok(())
 }
 
-/// The host's plan-size limits ([`crate::plan::MAX_AGGREGATES`] and the step limits).
+/// The host's plan-size limits ([`Plan::over_size_limit`]).
 fn size(plan: &Plan) -> Result<(), Error> {
-    use crate::plan::{MAX_AGGREGATES, MAX_PER_UNIT_STEPS, MAX_STEPS};
-    let per_unit = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s, Step::PerUnit { .. }))
-        .count();
-    for (what, n, max) in [
-        ("aggregates", plan.aggregates.len(), MAX_AGGREGATES),
-        ("steps", plan.steps.len(), MAX_STEPS),
-        ("per-unit steps", per_unit, MAX_PER_UNIT_STEPS),
-    ] {
-        if n > max {
-            return Err(Error::InvalidPlan(format!(
-                "the plan has {n} {what}; the host allows at most {max} per query (split it into several queries)"
-            )));
-        }
+    match plan.over_size_limit() {
+        Some((what, n, max)) => Err(Error::InvalidPlan(format!(
+            "the plan has {n} {what}; the host allows at most {max} per query (split it into several queries)"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Walks the row-level steps in order, checking each reads only columns available at that point;

@@ -57,6 +57,8 @@ pub struct JobOutcome {
     pub result: Result<Release, JobError>,
     /// Charges, refusals and log of the run (charges stand even when the run failed).
     pub record: SessionRecord,
+    /// The release's files in its target folder, the signature last (empty without a target).
+    pub files: Vec<std::path::PathBuf>,
     /// Sandbox timings.
     pub stats: Option<RunStats>,
 }
@@ -222,6 +224,7 @@ impl Host {
                 job_id: job_id.clone(),
                 result,
                 record: SessionRecord::default(),
+                files: Vec::new(),
                 stats: None,
             }
         };
@@ -256,22 +259,17 @@ impl Host {
                     if let Ok(mut release) = serde_json::from_str::<Release>(&json) {
                         tracing::info!(original = %release.job_id, "identical run: returning the stored release, charging nothing");
                         release.reused_by = Some(job_id.clone());
-                        if let Some(t) = target {
-                            if let Err(e) = release.publish(t.dir, t.signer) {
-                                return refused(JobError::Write(e.to_string()));
-                            }
-                        }
-                        if let Err(e) = self.audit(
-                            EntryKind::Release,
-                            requester,
-                            release_details(&release, &module, 0.0),
-                        ) {
-                            return refused(JobError::Audit(e));
-                        }
+                        let details = release_details(&release, &module, 0.0);
+                        let files =
+                            match self.publish_and_record(&release, target, requester, details) {
+                                Ok(files) => files,
+                                Err(e) => return refused(e),
+                            };
                         return JobOutcome {
                             job_id,
                             result: Ok(release),
                             record: SessionRecord::default(),
+                            files,
                             stats: None,
                         };
                     }
@@ -335,41 +333,33 @@ impl Host {
                 (Ok(release), Some(stats))
             }
         };
-        // Written and signed first: a release that cannot be written is a failed run.
-        let result = match (result, target) {
-            (Ok(release), Some(t)) => match release.publish(t.dir, t.signer) {
-                Ok(_) => Ok(release),
-                Err(e) => Err(JobError::Write(e.to_string())),
-            },
-            (result, _) => result,
-        };
-        // The release, or the failure, goes on the record before anything is returned.
-        let result = match result {
+        // Written and signed first, then recorded: a release that cannot be written, or that
+        // the audit log cannot record, is a failed run.
+        let (result, files) = match result {
             Ok(release) => {
                 let details = release_details(&release, &module, release.epsilon_total);
-                match self.audit(EntryKind::Release, requester, details) {
-                    Ok(()) => Ok(release),
-                    Err(e) => {
-                        // Not on the record, so not released: take the files back.
-                        if let Some(t) = target {
-                            let _ = std::fs::remove_dir_all(t.dir);
-                        }
-                        Err(JobError::Audit(e))
-                    }
+                match self.publish_and_record(&release, target, requester, details) {
+                    Ok(files) => (Ok(release), files),
+                    Err(e) => (Err(e), Vec::new()),
                 }
             }
-            Err(e) => {
-                let error = crate::module_text::bounded(
-                    &e.to_string(),
-                    crate::module_text::MAX_MODULE_ERROR_CHARS,
-                );
-                let details = serde_json::json!({"job_id": job_id, "error": error});
-                if let Err(audit) = self.audit(EntryKind::RunFailed, requester, details) {
-                    tracing::error!(error = %audit, "could not record the failed run");
-                }
-                Err(e)
-            }
+            Err(e) => (Err(e), Vec::new()),
         };
+        // A failure goes on the record too (unless the record is what failed).
+        if let Some(e) = result
+            .as_ref()
+            .err()
+            .filter(|e| !matches!(e, JobError::Audit(_)))
+        {
+            let error = crate::module_text::bounded(
+                &e.to_string(),
+                crate::module_text::MAX_MODULE_ERROR_CHARS,
+            );
+            let details = serde_json::json!({"job_id": job_id, "error": error});
+            if let Err(audit) = self.audit(EntryKind::RunFailed, requester, details) {
+                tracing::error!(error = %audit, "could not record the failed run");
+            }
+        }
         let status = if result.is_ok() {
             RunStatus::Succeeded
         } else {
@@ -388,8 +378,34 @@ impl Host {
             job_id,
             result,
             record,
+            files,
             stats,
         }
+    }
+
+    /// Writes `release` to `target` (if any), then records it in the audit log with `details`.
+    /// A release the log cannot record is taken back off the disk: nothing is out that the
+    /// record does not show. Returns the files written.
+    fn publish_and_record(
+        &self,
+        release: &Release,
+        target: Option<&ReleaseTarget<'_>>,
+        requester: &str,
+        details: serde_json::Value,
+    ) -> Result<Vec<std::path::PathBuf>, JobError> {
+        let files = match target {
+            Some(t) => release
+                .publish(t.dir, t.signer)
+                .map_err(|e| JobError::Write(e.to_string()))?,
+            None => Vec::new(),
+        };
+        if let Err(e) = self.audit(EntryKind::Release, requester, details) {
+            if let Some(t) = target {
+                let _ = std::fs::remove_dir_all(t.dir);
+            }
+            return Err(JobError::Audit(e));
+        }
+        Ok(files)
     }
 }
 

@@ -148,7 +148,7 @@ pub struct SessionRecord {
     /// Tables emitted, in order, as the host attested them: figures from the gate's record,
     /// never from the module (see [`crate::release::provenance`]).
     pub outputs: Vec<(String, Table, Provenance)>,
-    /// What the gate did for each answered query, in order.
+    /// What the gate did for each answered query, in order (filled when the session ends).
     pub answered: Vec<QueryFigures>,
     /// Calls of `query`, answered or refused.
     pub attempts: u32,
@@ -224,11 +224,6 @@ impl Session {
         self.deadline = deadline;
     }
 
-    /// The run's deadline.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
     /// Whether the deadline passed during a host call. The sandbox then ends the run with a
     /// trap instead of returning to the guest, so no answer ever tells the module the time.
     pub fn deadline_hit(&self) -> bool {
@@ -249,7 +244,10 @@ impl Session {
 
     /// Ends the session, returning what it produced.
     pub fn finish(self) -> SessionRecord {
-        self.record
+        SessionRecord {
+            answered: self.answers.into_iter().map(|a| a.figures).collect(),
+            ..self.record
+        }
     }
 
     fn in_scope(&self, dataset: &str) -> Result<(), Refusal> {
@@ -465,7 +463,8 @@ impl Session {
             dominance: Some(self.policy.dominance),
         };
         // A failure while running next to the data (Polars or the noise mechanism) may depend on
-        // the data, so the charge stands (fail closed), and only the kind of failure is told.
+        // the data, so the charge stands (fail closed), and the module learns nothing of it but
+        // one constant failure.
         let table = match self.run_parts(&plan, parts, config) {
             Ok(table) => table,
             Err(refusal) => {
@@ -484,11 +483,10 @@ impl Session {
         tracing::info!(job = %self.job_id, dataset = %plan.dataset, epsilon = plan.epsilon, cells = table.rows.len(), "query released");
         let json = serde_json::to_string(&table).expect("tables serialize");
         let figures = QueryFigures {
-            query: self.record.answered.len() as u32,
+            query: self.answers.len() as u32,
             dataset: plan.dataset.clone(),
             release: table.release.clone().unwrap_or_default(),
         };
-        self.record.answered.push(figures.clone());
         self.answers.push(AnsweredQuery { figures, table });
         Ok(json)
     }
@@ -504,7 +502,7 @@ impl Session {
     ) -> Result<Table, Refusal> {
         let mut tables = Vec::with_capacity(parts.len());
         for (mask, compiled) in parts {
-            let (compiled, stats) = execute_by(compiled, self.deadline, &self.job_id)?;
+            let stats = execute_by(&compiled, self.deadline, &self.job_id)?;
             let table =
                 gate::release_by(&compiled, &stats, config, self.deadline).map_err(|e| match e {
                     gate::GateError::Deadline => Refusal::Deadline,
@@ -615,12 +613,12 @@ impl Session {
 /// ([`query::CompiledPlan::execute_until`]) and the run ends ([`Refusal::Deadline`] makes the
 /// sandbox trap).
 fn execute_by(
-    compiled: query::CompiledPlan,
+    compiled: &query::CompiledPlan,
     deadline: Instant,
     job_id: &str,
-) -> Result<(query::CompiledPlan, query::CellStats), Refusal> {
+) -> Result<query::CellStats, Refusal> {
     match compiled.execute_until(Some(deadline)) {
-        Ok(stats) => Ok((compiled, stats)),
+        Ok(stats) => Ok(stats),
         Err(query::ExecuteError::Polars(e)) => {
             // Polars messages can quote data values (a failed cast lists the strings).
             tracing::warn!(job = %job_id, kind = polars_error_kind(&e), "query failed while running next to the data");

@@ -130,10 +130,7 @@ pub fn run(opts: &DemoOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result
     let outcome = host.run_job_into(&job_id, verified, requester.name(), &params, Some(&target));
     let release = outcome.result?;
     step("ran the module in the sandbox", t, progress);
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    files.sort();
+    let files = outcome.files;
     Ok(DemoReport {
         release,
         files,

@@ -725,10 +725,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let release = outcome
                 .result
                 .with_context(|| format!("job {}", outcome.job_id))?;
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<_, _>>()?;
-            files.sort();
+            let files = outcome.files;
             if release.reused_by.is_some() {
                 println!(
                     "job {}: identical to job {} (same module, approval, parameters and data); its release is returned again and nothing was charged",

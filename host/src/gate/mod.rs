@@ -213,6 +213,35 @@ impl ValueMeasures {
     }
 }
 
+/// Draws the gate's noisy vectors, each with an equal share `eps_each` of the query's ε, for one
+/// unit touching at most `n` cells, and adds up what OpenDP's privacy maps certify for them.
+struct Meter {
+    n: i64,
+    eps_each: f64,
+    deadline: Option<Instant>,
+    certified: f64,
+}
+
+impl Meter {
+    /// Discrete Laplace noise over integer counts (L1 sensitivity `n`).
+    fn counts(&mut self, counts: &[i64]) -> Result<Noisy<i64>, GateError> {
+        let (n, eps) = (self.n, self.eps_each);
+        let (meas, scale) = calibrate(discrete_laplace, n as f64 / eps, &n, eps)?;
+        let values = noise_by(counts, self.deadline, |v| meas.invoke(v))?;
+        self.certified += meas.map(&n).map_err(mech)?;
+        Ok(Noisy { values, scale })
+    }
+
+    /// Laplace noise over sums with L1 sensitivity `d_in`.
+    fn sums(&mut self, sums: &[f64], d_in: f64) -> Result<Noisy<f64>, GateError> {
+        let eps = self.eps_each;
+        let (meas, scale) = calibrate(laplace, d_in / eps, &d_in, eps)?;
+        let values = noise_by(sums, self.deadline, |v| meas.invoke(v))?;
+        self.certified += meas.map(&d_in).map_err(mech)?;
+        Ok(Noisy { values, scale })
+    }
+}
+
 /// How many noisy vectors the gate measures for a plan: one count vector, then per aggregate
 /// its own (see [`release`]).
 fn measurements(aggregates: &[ResolvedAggregate], dominance: Option<Dominance>) -> usize {
@@ -275,9 +304,6 @@ fn noise_by<T: Clone>(
     deadline: Option<Instant>,
     measure: impl Fn(&Vec<T>) -> opendp::error::Fallible<Vec<T>>,
 ) -> Result<Vec<T>, GateError> {
-    if data.is_empty() {
-        return measure(&Vec::new()).map_err(mech);
-    }
     let mut out = Vec::with_capacity(data.len());
     for chunk in data.chunks(NOISE_CHUNK) {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -324,76 +350,57 @@ fn release_checked(
         .filter(|a| !matches!(a, ResolvedAggregate::CountUnits { .. }))
         .enumerate()
         .collect();
-    let eps_each = epsilon / measurements(&plan.aggregates, dominance) as f64;
-    let mut certified = 0.0;
-    let mut count_noise = |counts: &Vec<i64>| -> Result<Noisy<i64>, GateError> {
-        let (meas, scale) = calibrate(discrete_laplace, n as f64 / eps_each, &n, eps_each)?;
-        let values = noise_by(counts, deadline, |v| meas.invoke(v))?;
-        certified += meas.map(&n).map_err(mech)?;
-        Ok(Noisy { values, scale })
+    let mut meter = Meter {
+        n,
+        eps_each: epsilon / measurements(&plan.aggregates, dominance) as f64,
+        deadline,
+        certified: 0.0,
     };
-    // 1. Noisy counts of units over every cell.
-    let counts = count_noise(&stats.units)?;
+    // 1. Noisy counts of units over every cell, then each aggregate's own vectors.
+    let counts = meter.counts(&stats.units)?;
     let mut measured = Vec::with_capacity(value_aggs.len());
-    for (i, agg) in &value_aggs {
-        let m = match agg {
+    for &(i, agg) in &value_aggs {
+        measured.push(match agg {
             ResolvedAggregate::Quantile { .. } => ValueMeasures {
-                main: Measured::Histogram(count_noise(&stats.histograms[*i])?),
+                main: Measured::Histogram(meter.counts(&stats.histograms[i])?),
                 valued: None,
                 top: None,
                 abs: None,
             },
-            _ => {
-                let valued = match agg {
-                    ResolvedAggregate::Mean { .. } => Some(count_noise(&stats.valued[*i])?),
-                    _ => None,
+            ResolvedAggregate::Sum { bounds, .. } | ResolvedAggregate::Mean { bounds, .. } => {
+                let d_in = n as f64 * per_cell_sensitivity(agg, plan.max_rows_per_group);
+                let main = Measured::Sums(meter.sums(&stats.sums[i], d_in)?);
+                let is_sum = matches!(agg, ResolvedAggregate::Sum { .. });
+                let valued = if is_sum {
+                    None
+                } else {
+                    Some(meter.counts(&stats.valued[i])?)
                 };
+                // The dominance rule is for magnitude tables: sums. A mean is of per-unit
+                // values clamped to the bounds, over at least τ units.
+                let (mut top, mut abs) = (None, None);
+                if let Some(rule) = dominance.filter(|_| is_sum) {
+                    let tops: Vec<f64> = stats.dominance[i]
+                        .iter()
+                        .map(|(top, _)| top.iter().take(rule.n).sum())
+                        .collect();
+                    top = Some(meter.sums(&tops, d_in)?);
+                    if bounds[0] < 0.0 {
+                        let totals: Vec<f64> = stats.dominance[i].iter().map(|(_, a)| *a).collect();
+                        abs = Some(meter.sums(&totals, d_in)?);
+                    }
+                }
                 ValueMeasures {
-                    main: Measured::Sums(Noisy {
-                        values: Vec::new(),
-                        scale: 0.0,
-                    }),
+                    main,
                     valued,
-                    top: None,
-                    abs: None,
+                    top,
+                    abs,
                 }
             }
-        };
-        measured.push(m);
+            ResolvedAggregate::CountUnits { .. } => unreachable!("counts have no value column"),
+        });
     }
-    for ((i, agg), m) in value_aggs.iter().zip(&mut measured) {
-        let bounds = match agg {
-            ResolvedAggregate::Sum { bounds, .. } | ResolvedAggregate::Mean { bounds, .. } => {
-                *bounds
-            }
-            _ => continue,
-        };
-        let d_in = n as f64 * per_cell_sensitivity(agg, plan.max_rows_per_group);
-        let mut sum_noise = |values: &Vec<f64>| -> Result<Noisy<f64>, GateError> {
-            let (meas, scale) = calibrate(laplace, d_in / eps_each, &d_in, eps_each)?;
-            let noisy = noise_by(values, deadline, |v| meas.invoke(v))?;
-            certified += meas.map(&d_in).map_err(mech)?;
-            Ok(Noisy {
-                values: noisy,
-                scale,
-            })
-        };
-        m.main = Measured::Sums(sum_noise(&stats.sums[*i])?);
-        // The dominance rule is for magnitude tables: sums. A mean is of per-unit values
-        // clamped to the bounds, over at least τ units.
-        let is_sum = matches!(agg, ResolvedAggregate::Sum { .. });
-        if let Some(rule) = dominance.filter(|_| is_sum) {
-            let top: Vec<f64> = stats.dominance[*i]
-                .iter()
-                .map(|(top, _)| top.iter().take(rule.n).sum())
-                .collect();
-            m.top = Some(sum_noise(&top)?);
-            if bounds[0] < 0.0 {
-                let abs: Vec<f64> = stats.dominance[*i].iter().map(|(_, a)| *a).collect();
-                m.abs = Some(sum_noise(&abs)?);
-            }
-        }
-    }
+    let certified = meter.certified;
     if certified > epsilon * (1.0 + 1e-9) {
         return Err(GateError::OverBudget {
             certified,

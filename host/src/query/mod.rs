@@ -195,30 +195,19 @@ pub const MAX_EXPRESSION_NODES: usize = 4096;
 /// stops the gate between chunks of draws).
 pub const MAX_NOISE_DRAWS: usize = 1_000_000;
 
-/// The host's cost bound on a plan, decided from the plan alone before any data is touched: how
-/// many aggregates, steps and expression nodes it has. Together with the cell limit and the
-/// bounds on histogram and per-cell figures (checked once the cells are known), this bounds the
-/// time and memory a query can take next to the data. (Before, one plan with 1,000 sums took
-/// 4.3 GB, and 2,500 per-unit steps 1.5 GB on 50k rows.)
+/// The host's cost bound on a plan, decided from the plan alone before any data is touched: its
+/// size ([`Plan::over_size_limit`], shared with the SDK) and its expression nodes. Together
+/// with the cell limit and the bound on noise draws (checked once the cells are known), this
+/// bounds the time and memory a query can take next to the data. (Before, one plan with 1,000
+/// sums took 4.3 GB, and 2,500 per-unit steps 1.5 GB on 50k rows.)
 fn check_plan_size(plan: &Plan) -> Result<(), QueryError> {
     let too_big = |what: &str, n: usize, max: usize| {
         Err(QueryError::Invalid(format!(
             "the plan has {n} {what}; the host allows at most {max} per query (split it into several queries)"
         )))
     };
-    if plan.aggregates.len() > MAX_AGGREGATES {
-        return too_big("aggregates", plan.aggregates.len(), MAX_AGGREGATES);
-    }
-    if plan.steps.len() > MAX_STEPS {
-        return too_big("steps", plan.steps.len(), MAX_STEPS);
-    }
-    let per_unit = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s, Step::PerUnit { .. }))
-        .count();
-    if per_unit > MAX_PER_UNIT_STEPS {
-        return too_big("per-unit steps", per_unit, MAX_PER_UNIT_STEPS);
+    if let Some((what, n, max)) = plan.over_size_limit() {
+        return too_big(what, n, max);
     }
     let nodes: usize = plan
         .steps
@@ -467,8 +456,9 @@ pub fn compile(
         }
     }
 
-    // With key selection the cells are found in the data; the policy's cell limit bounds them.
-    let measured_cells = if plan.key_selection {
+    // With key selection the cells are found in the data; the policy's cell limit, a number
+    // that does not depend on the data, bounds them (and calibrates the threshold).
+    let threshold_cells = if plan.key_selection {
         limits.max_output_cells.max(cells)
     } else {
         cells
@@ -480,7 +470,7 @@ pub fn compile(
             None => 4,
         })
         .fold(0, usize::saturating_add);
-    let draws = measured_cells.saturating_mul(per_cell);
+    let draws = threshold_cells.saturating_mul(per_cell);
     if draws > MAX_NOISE_DRAWS {
         return Err(QueryError::Invalid(format!(
             "the plan needs up to {draws} noise draws (cells × noisy figures per cell, a quantile's bins each); the host allows at most {MAX_NOISE_DRAWS} per query (use fewer cells, bins or aggregates)"
@@ -600,11 +590,7 @@ pub fn compile(
         max_groups_per_unit: n_groups,
         max_rows_per_group: n_rows,
         cells,
-        threshold_cells: if plan.key_selection {
-            limits.max_output_cells.max(cells)
-        } else {
-            cells
-        },
+        threshold_cells,
         columns_read,
         frame,
         value_columns: value_exprs.len(),

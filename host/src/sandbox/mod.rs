@@ -380,8 +380,7 @@ impl Runtime {
                         &msg,
                         crate::module_text::MAX_MODULE_ERROR_CHARS,
                     ))),
-                    Err(e) if store.data().session.deadline_hit() => {
-                        drop(e);
+                    Err(_) if store.data().session.deadline_hit() => {
                         Err(SandboxError::Deadline(limits.time))
                     }
                     Err(e) => Err(classify(e, limits, store.data().limits.hit)),

@@ -7,7 +7,7 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::random::WasiRandom;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
+use wasmtime_wasi::{HostWallClock, WasiCtx};
 
 /// Bytes of stdout/stderr kept per run.
 const CONSOLE_CAPACITY: usize = 64 * 1024;
@@ -55,19 +55,6 @@ impl HostWallClock for FrozenWallClock {
     }
     fn now(&self) -> Duration {
         Duration::ZERO
-    }
-}
-
-/// A monotonic clock that advances one microsecond per reading: usable for ordering, useless for
-/// timing the host's work on the data.
-struct VirtualMonotonicClock(std::sync::atomic::AtomicU64);
-impl HostMonotonicClock for VirtualMonotonicClock {
-    fn resolution(&self) -> u64 {
-        1_000
-    }
-    fn now(&self) -> u64 {
-        self.0
-            .fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -149,7 +136,8 @@ impl Console {
 }
 
 /// A WASI context with no preopens, arguments or environment, closed stdin, captured
-/// stdout/stderr, virtual clocks and randomness seeded from the job id.
+/// stdout/stderr, a frozen wall clock and randomness seeded from the job id. (The context's own
+/// monotonic clock is never linked: modules get `VirtualClock`.)
 pub(super) fn locked_down_ctx(job_id: &str) -> (WasiCtx, Console) {
     let stdout = MemoryOutputPipe::new(CONSOLE_CAPACITY);
     let stderr = MemoryOutputPipe::new(CONSOLE_CAPACITY);
@@ -158,7 +146,6 @@ pub(super) fn locked_down_ctx(job_id: &str) -> (WasiCtx, Console) {
     b.stdout(stdout.clone())
         .stderr(stderr.clone())
         .wall_clock(FrozenWallClock)
-        .monotonic_clock(VirtualMonotonicClock(Default::default()))
         .secure_random(wasmtime_wasi::Deterministic::new(seed.clone()))
         .insecure_random(wasmtime_wasi::Deterministic::new(seed))
         .insecure_random_seed(0);
