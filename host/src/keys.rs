@@ -4,7 +4,7 @@
 //! signed (`oar-bundle-v1`, `oar-approval-v1`, ...), so a signature on one kind of artifact can never
 //! be replayed as another.
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -53,11 +53,24 @@ impl PublicKey {
             what: "public key",
             reason: "expected 32 bytes (64 hex digits)".into(),
         })?;
-        ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|e| KeyError::Encoding {
-            what: "public key",
-            reason: e.to_string(),
-        })?;
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|e| KeyError::Encoding {
+                what: "public key",
+                reason: e.to_string(),
+            })?;
+        // A small-order key verifies signatures nobody made: never a party's key.
+        if key.is_weak() {
+            return Err(KeyError::Encoding {
+                what: "public key",
+                reason: "a weak (small-order) key cannot be anyone's key".into(),
+            });
+        }
         Ok(PublicKey(arr))
+    }
+
+    /// The key's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     /// The key as hex.
@@ -65,13 +78,18 @@ impl PublicKey {
         hex::encode(self.0)
     }
 
-    /// Checks `signature` over `digest` in signing context `context`.
+    /// Checks `signature` over `digest` in signing context `context`. Strict (RFC 8032 with
+    /// canonical encodings, no small-order keys or commitments), so one message has one valid
+    /// signature per key.
     pub fn verify(&self, context: &str, digest: &[u8; 32], signature: &Signature) -> bool {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify(&signed_message(context, digest), &sig).is_ok()
+        !key.is_weak()
+            && key
+                .verify_strict(&signed_message(context, digest), &sig)
+                .is_ok()
     }
 
     /// Checks a plain ed25519 signature over `message` (HTTP message signatures sign their
@@ -80,8 +98,10 @@ impl PublicKey {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
-            .is_ok()
+        !key.is_weak()
+            && key
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+                .is_ok()
     }
 }
 
@@ -199,6 +219,11 @@ impl KeyPair {
     /// A plain ed25519 signature over `message` (for HTTP message signatures).
     pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
+    }
+
+    /// The ed25519 signing key (for signing HTTP requests with `oar-httpsig`).
+    pub fn signing_key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
     }
 
     /// Writes `DIR/NAME.key` (secret, mode 0600) and `DIR/NAME.pub`; returns both paths.

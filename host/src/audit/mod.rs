@@ -3,12 +3,26 @@
 //! happened without trusting the holder's word.
 //!
 //! The log is a file of JSON lines. Entry `n` carries `prev`, the hash of entry `n - 1` (64 zeros
-//! for the first), and `hash = SHA-256(parts("oar-audit-v1", JCS(entry without hash)))`. After
-//! every append the holder signs the head (`FILE.head.json`: last sequence number and hash).
-//! [`verify`] recomputes the chain and reports the first entry that does not check; [`export`]
-//! turns it into a public register of who ran what, for which purpose, spending how much
-//! epsilon. Entries never hold data values: only ids, hashes, names, epsilons and refusal
-//! reasons (which are written never to contain values).
+//! for the first). The writer encodes the entry without its hash as RFC 8785 JSON (`B`), and
+//! writes the line `B` with `,"hash":"H"` inserted before its closing brace, where
+//! `H = SHA-256(parts("oar-audit-v1", B))`. A verifier hashes the **exact bytes** on disk (the line
+//! with that final member removed), never a re-serialization of parsed values, so no float or
+//! string ever re-reads differently. After every append the holder signs the head
+//! (`FILE.head.json`: last sequence number and hash, plus the byte offset where that entry ends,
+//! a hint for the next start).
+//!
+//! Opening the log for appending starts from the signed head (constant work, whatever the log's
+//! size): the entry the head names must still be where it was, entries written after it (a crash
+//! between the two writes) must chain from it, and a line torn by a crash is dropped. A log cut
+//! back behind its signed head is refused. [`verify`] streams the whole chain in constant memory
+//! and reports the first entry that does not check; [`verify_since`] also proves the log was not
+//! rewound behind a head a requester kept; [`export`] turns it into a public register of who ran
+//! what, for which purpose, spending how much epsilon. Entries never hold data values: only ids,
+//! hashes, names, epsilons and refusal reasons (which are written never to contain values).
+
+mod read;
+
+pub use read::{export, export_page, verify, verify_since, RegisterPage, RegisterRow, Verified};
 
 use crate::canonical::{timestamp, to_canonical_json};
 use crate::keys::{sha256_parts, KeyPair, PublicKey, Signature};
@@ -68,11 +82,20 @@ pub struct EntryBody {
 }
 
 impl EntryBody {
-    /// The entry's hash.
-    pub fn hash(&self) -> String {
-        let bytes = to_canonical_json(self).expect("audit entries encode canonically");
-        hex::encode(sha256_parts(&[AUDIT_CONTEXT.as_bytes(), &bytes]))
+    /// The exact bytes the writer puts on disk for this entry's body (RFC 8785 JSON).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        to_canonical_json(self).expect("audit entries encode canonically")
     }
+
+    /// The entry's hash: over [`EntryBody::canonical_bytes`], which are the bytes written.
+    pub fn hash(&self) -> String {
+        hash_bytes(&self.canonical_bytes())
+    }
+}
+
+/// `SHA-256(parts("oar-audit-v1", body))` in hex, over the exact bytes of an entry's body.
+pub fn hash_bytes(body: &[u8]) -> String {
+    hex::encode(sha256_parts(&[AUDIT_CONTEXT.as_bytes(), body]))
 }
 
 /// One line of the log.
@@ -96,6 +119,30 @@ pub struct Head {
     pub holder: PublicKey,
     /// Signature over [`head_digest`].
     pub signature: Signature,
+    /// Byte offset in the log file where entry `seq` ends: where the next start begins
+    /// checking. Not signed: a wrong offset only makes the next start refuse the log.
+    #[serde(default)]
+    pub end: u64,
+}
+
+impl Head {
+    /// Whether `holder` signed this head.
+    pub fn signed_by(&self, holder: &PublicKey) -> bool {
+        &self.holder == holder
+            && holder.verify(
+                AUDIT_HEAD_CONTEXT,
+                &head_digest(self.seq, &self.hash),
+                &self.signature,
+            )
+    }
+
+    /// Reads a head file.
+    pub fn read(path: &Path) -> Result<Self, AuditError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| AuditError::Head(format!("{}: {e}", path.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AuditError::Head(format!("{} is malformed ({e})", path.display())))
+    }
 }
 
 /// The digest the holder signs for a head.
@@ -129,6 +176,9 @@ pub enum AuditError {
     /// The head file is missing, malformed, unsigned by the holder, or does not match the log.
     #[error("audit head: {0}")]
     Head(String),
+    /// The log no longer contains a head the holder signed earlier.
+    #[error("audit log: {0}")]
+    Rewound(String),
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
@@ -145,41 +195,89 @@ pub fn head_path(log: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The longest line the writer produces is far below this; a longer "line" is corruption.
+const MAX_LINE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// An open log that entries are appended to.
 pub struct AuditLog {
     path: PathBuf,
     holder: KeyPair,
-    state: Mutex<(u64, String)>,
+    head: Mutex<Head>,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log at `path` for appending, signing heads with `holder`. An
-    /// existing log must verify first: the host does not append to a broken chain. Entries
-    /// after the last signed head (a crash between the two writes) are checked and then
-    /// covered by a new signed head.
+    /// Opens (or creates) the log at `path` for appending, signing heads with `holder`.
+    ///
+    /// Work is constant in the log's size: the holder's signed head is checked, the entry it
+    /// names must still end where it did, and entries after it (a crash between writing an
+    /// entry and signing the head) must chain from it; they are then covered by a new head. A
+    /// line torn by a crash mid-write is dropped (its append never returned, so its act never
+    /// happened). A log cut back behind its signed head, or with entries but no head, is
+    /// refused: the host does not append to a log it cannot vouch for. `oar audit verify`
+    /// checks the whole chain.
     pub fn open(path: &Path, holder: KeyPair) -> Result<Self, AuditError> {
-        let (seq, hash) = if path.exists() {
-            let entries = read_chain(path)?;
-            entries
-                .last()
-                .map(|e| (e.body.seq, e.hash.clone()))
-                .unwrap_or((0, GENESIS.to_string()))
-        } else {
+        let head_file = head_path(path);
+        if !path.exists() {
             std::fs::File::create(path).map_err(io_err(path))?;
-            (0, GENESIS.to_string())
+        }
+        let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+        let start = if head_file.exists() {
+            let head = Head::read(&head_file)?;
+            if !head.signed_by(&holder.public()) {
+                return Err(AuditError::Head(format!(
+                    "{} is not signed by this holder's key {}",
+                    head_file.display(),
+                    holder.public()
+                )));
+            }
+            read::check_signed_entry(path, &head, len)?;
+            head
+        } else if len == 0 {
+            Head {
+                seq: 0,
+                hash: GENESIS.to_string(),
+                holder: holder.public(),
+                signature: holder.sign(AUDIT_HEAD_CONTEXT, &head_digest(0, GENESIS)),
+                end: 0,
+            }
+        } else {
+            return Err(AuditError::Head(format!(
+                "{} holds entries but its signed head {} is missing; restore the head from a backup (the log is not appended to without it)",
+                path.display(),
+                head_file.display()
+            )));
         };
+        let tail = read::check_tail(path, &start)?;
+        if let Some(torn) = tail.torn_at {
+            tracing::warn!(
+                log = %path.display(),
+                bytes = len - torn,
+                "dropping a line torn by a crash while it was written"
+            );
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err(path))?;
+            f.set_len(torn).map_err(io_err(path))?;
+            f.sync_data().map_err(io_err(path))?;
+        }
         let log = AuditLog {
             path: path.to_path_buf(),
             holder,
-            state: Mutex::new((seq, hash.clone())),
+            head: Mutex::new(start),
         };
-        log.write_head(seq, &hash)?;
+        log.write_head(tail.at.seq, &tail.at.hash, tail.at.end)?;
         Ok(log)
     }
 
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The current signed head (what a requester keeps to detect a later rewind).
+    pub fn head(&self) -> Head {
+        self.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Appends an entry, durably, and re-signs the head. Fails closed: if it returns an error,
@@ -190,177 +288,63 @@ impl AuditLog {
         actor: &str,
         details: serde_json::Value,
     ) -> Result<Entry, AuditError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
         let body = EntryBody {
-            seq: state.0 + 1,
+            seq: head.seq + 1,
             at: timestamp::whole_seconds(Utc::now()),
             kind,
             actor: actor.to_string(),
             details,
-            prev: state.1.clone(),
+            prev: head.hash.clone(),
         };
-        let entry = Entry {
-            hash: body.hash(),
-            body,
-        };
-        let mut line = serde_json::to_string(&entry).expect("entries serialize");
-        line.push('\n');
+        let bytes = body.canonical_bytes();
+        let hash = hash_bytes(&bytes);
+        let line = read::line(&bytes, &hash);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
             .map_err(io_err(&self.path))?;
-        f.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
-        f.sync_data().map_err(io_err(&self.path))?;
-        *state = (entry.body.seq, entry.hash.clone());
-        self.write_head(entry.body.seq, &entry.hash)?;
-        Ok(entry)
+        let end = head.end + line.len() as u64;
+        let written = f
+            .write_all(&line)
+            .and_then(|()| f.sync_data())
+            .map_err(io_err(&self.path));
+        if let Err(e) = written {
+            // Leave no partial line behind for the next append to chain onto.
+            let _ = f.set_len(head.end);
+            return Err(e);
+        }
+        *head = self.signed(body.seq, &hash, end);
+        self.store_head(&head)?;
+        Ok(Entry { body, hash })
     }
 
-    fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
-        let head = Head {
+    fn signed(&self, seq: u64, hash: &str, end: u64) -> Head {
+        Head {
             seq,
             hash: hash.to_string(),
             holder: self.holder.public(),
             signature: self
                 .holder
                 .sign(AUDIT_HEAD_CONTEXT, &head_digest(seq, hash)),
-        };
+            end,
+        }
+    }
+
+    fn write_head(&self, seq: u64, hash: &str, end: u64) -> Result<(), AuditError> {
+        let head = self.signed(seq, hash, end);
+        self.store_head(&head)?;
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
+        Ok(())
+    }
+
+    fn store_head(&self, head: &Head) -> Result<(), AuditError> {
         let path = head_path(&self.path);
-        let tmp = path.with_extension("partial");
-        let json = serde_json::to_vec_pretty(&head).expect("heads serialize");
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = PathBuf::from(tmp);
+        let json = serde_json::to_vec_pretty(head).expect("heads serialize");
         std::fs::write(&tmp, json).map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))
     }
-}
-
-/// Reads and checks the chain of entries (not the head).
-fn read_chain(path: &Path) -> Result<Vec<Entry>, AuditError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut prev = GENESIS.to_string();
-    // Every entry ends with a newline; a file that does not is cut short (its last line fails).
-    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    if body.is_empty() {
-        return Ok(entries);
-    }
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
-        let line = i as u64 + 1;
-        let broken = |reason: String| AuditError::Broken { line, reason };
-        let entry: Entry =
-            serde_json::from_slice(raw).map_err(|e| broken(format!("not a valid entry ({e})")))?;
-        if entry.body.seq != line {
-            return Err(broken(format!(
-                "sequence number {} where {line} was expected",
-                entry.body.seq
-            )));
-        }
-        if entry.body.prev != prev {
-            return Err(broken("does not chain to the previous entry".into()));
-        }
-        if entry.body.hash() != entry.hash {
-            return Err(broken("its content does not match its hash".into()));
-        }
-        prev = entry.hash.clone();
-        entries.push(entry);
-    }
-    Ok(entries)
-}
-
-/// What a successful check found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verified {
-    /// Entries in the log.
-    pub entries: usize,
-    /// The signed head's hash.
-    pub head: String,
-}
-
-/// Checks the whole log at `path` and its head against the holder's key, offline.
-pub fn verify(path: &Path, holder: &PublicKey) -> Result<Verified, AuditError> {
-    let entries = read_chain(path)?;
-    let hp = head_path(path);
-    let bytes =
-        std::fs::read(&hp).map_err(|e| AuditError::Head(format!("{}: {e}", hp.display())))?;
-    let head: Head = serde_json::from_slice(&bytes)
-        .map_err(|e| AuditError::Head(format!("{} is malformed ({e})", hp.display())))?;
-    if &head.holder != holder {
-        return Err(AuditError::Head(format!(
-            "signed by {}, not by the holder's key {holder}",
-            head.holder
-        )));
-    }
-    if !holder.verify(
-        AUDIT_HEAD_CONTEXT,
-        &head_digest(head.seq, &head.hash),
-        &head.signature,
-    ) {
-        return Err(AuditError::Head(
-            "the holder's signature does not verify".into(),
-        ));
-    }
-    let (last_seq, last_hash) = entries
-        .last()
-        .map(|e| (e.body.seq, e.hash.clone()))
-        .unwrap_or((0, GENESIS.to_string()));
-    if head.seq != last_seq || head.hash != last_hash {
-        return Err(AuditError::Head(format!(
-            "the signed head covers entry {} but the log ends at entry {last_seq}: entries were removed or added after signing",
-            head.seq
-        )));
-    }
-    Ok(Verified {
-        entries: entries.len(),
-        head: head.hash,
-    })
-}
-
-/// One line of the public register: a release, without any data value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegisterRow {
-    /// When (RFC 3339).
-    pub at: String,
-    /// The job.
-    pub job_id: String,
-    /// Who asked.
-    pub requester: String,
-    /// Module name and version.
-    pub module: String,
-    /// Module hash.
-    pub module_hash: String,
-    /// The approved purpose.
-    pub purpose: String,
-    /// Datasets used.
-    pub datasets: Vec<String>,
-    /// Epsilon spent (0 when an identical earlier release was returned).
-    pub epsilon: f64,
-}
-
-/// The public register of releases in a (verified) log.
-pub fn export(path: &Path) -> Result<Vec<RegisterRow>, AuditError> {
-    let entries = read_chain(path)?;
-    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
-    Ok(entries
-        .iter()
-        .filter(|e| e.body.kind == EntryKind::Release)
-        .map(|e| {
-            let d = &e.body.details;
-            RegisterRow {
-                at: e.body.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                job_id: text(d, "job_id"),
-                requester: e.body.actor.clone(),
-                module: text(d, "module"),
-                module_hash: text(d, "module_hash"),
-                purpose: text(d, "purpose"),
-                datasets: d["datasets"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                epsilon: d["epsilon"].as_f64().unwrap_or(0.0),
-            }
-        })
-        .collect())
 }

@@ -322,6 +322,10 @@ enum AuditAction {
         log: PathBuf,
         #[command(flatten)]
         holder: HolderArg,
+        /// A signed head kept from earlier (a `.head.json` file, or the `head` of a `/v1/audit`
+        /// answer saved as JSON): also prove the log was not rewound or rewritten behind it.
+        #[arg(long, value_name = "HEAD_JSON")]
+        since: Option<PathBuf>,
     },
     /// Print the public register: who ran what, for which purpose, spending how much epsilon.
     Export {
@@ -833,14 +837,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            action: AuditAction::Verify { log, holder },
+            action: AuditAction::Verify { log, holder, since },
         } => {
             let key = holder.key()?;
-            let v = oar_host::audit::verify(&log, &key)?;
+            let v = match &since {
+                None => oar_host::audit::verify(&log, &key)?,
+                Some(kept) => {
+                    let kept = oar_host::audit::Head::read(kept)?;
+                    oar_host::audit::verify_since(&log, &key, &kept)?
+                }
+            };
             println!(
                 "OK: {} entries chain correctly up to the head {} signed by the holder",
                 v.entries, v.head
             );
+            if since.is_some() {
+                println!("OK: the log still holds the kept head; it was not rewound");
+            }
             Ok(())
         }
         Command::Audit {
