@@ -162,11 +162,29 @@ fn truncation_and_a_crash_between_writes_are_handled() {
     drop(log_handle);
     AuditLog::open(&log, holder()).unwrap();
     assert_eq!(audit::verify(&log, &key).unwrap().entries, lines.len() + 1);
-    // A broken chain is never appended to.
+    // A chain that no longer holds the signed head's entry where it was is never appended to.
     std::fs::write(&log, lines[1..].join("\n") + "\n").unwrap();
     assert!(matches!(
         AuditLog::open(&log, holder()),
-        Err(AuditError::Broken { .. })
+        Err(AuditError::Head(_))
+    ));
+    // Nor is one whose entries after the signed head do not chain.
+    let fresh = dir.path().join("fresh.log");
+    let handle = AuditLog::open(&fresh, holder()).unwrap();
+    let head = std::fs::read(audit::head_path(&fresh)).unwrap();
+    for i in 0..2 {
+        handle
+            .append(EntryKind::Admin, "holder", serde_json::json!({"act": i}))
+            .unwrap();
+    }
+    drop(handle);
+    std::fs::write(audit::head_path(&fresh), head).unwrap();
+    let text = std::fs::read_to_string(&fresh).unwrap();
+    let second = text.lines().nth(1).unwrap();
+    std::fs::write(&fresh, format!("{second}\n")).unwrap();
+    assert!(matches!(
+        AuditLog::open(&fresh, holder()),
+        Err(AuditError::Broken { line: 1, .. })
     ));
 }
 
@@ -257,4 +275,157 @@ fn signed_releases_verify_offline_and_any_change_is_caught() {
         Err(ReleaseVerifyError::WrongHolder { .. })
     ));
     verify_dir(&out, &key).unwrap();
+}
+
+/// A log of `n` admin entries written by a fresh [`AuditLog`].
+fn admin_log(path: &Path, n: usize) -> AuditLog {
+    let log = AuditLog::open(path, holder()).unwrap();
+    for i in 0..n {
+        log.append(EntryKind::Admin, "holder", serde_json::json!({"act": i}))
+            .unwrap();
+    }
+    log
+}
+
+#[test]
+fn ordinary_epsilons_never_break_the_log() {
+    // Finding 12.0: entries were hashed over a re-serialization of parsed values, so a float
+    // that did not survive the round trip (7 × 0.07, 10 × 0.1) broke the chain for good.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path, holder()).unwrap();
+    let mut state = 12u64;
+    let mut next = move || {
+        // SplitMix64: a fixed seed, so a failure names its case.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut spent = 0.0f64;
+    for i in 0..2000 {
+        let unit = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        let epsilon = match i % 4 {
+            0 => 0.07,
+            1 => 1e-9 + unit * 10.0,
+            2 => f64::from_bits(next()),
+            _ => unit * 10f64.powi(-((next() % 300) as i32)),
+        };
+        if !epsilon.is_finite() {
+            continue;
+        }
+        spent += epsilon.abs();
+        log.append(
+            EntryKind::Charge,
+            "stats-office",
+            serde_json::json!({"epsilon": epsilon, "spent": spent, "tenths": 10.0 * 0.1 * i as f64}),
+        )
+        .unwrap();
+    }
+    drop(log);
+    let v = audit::verify(&path, &holder().public()).expect("every float re-reads exactly");
+    assert!(v.entries > 1000);
+    // And the host goes on appending after a restart.
+    AuditLog::open(&path, holder())
+        .unwrap()
+        .append(
+            EntryKind::Admin,
+            "holder",
+            serde_json::json!({"act": "restart"}),
+        )
+        .unwrap();
+    audit::verify(&path, &holder().public()).unwrap();
+}
+
+#[test]
+fn a_log_cut_back_behind_its_signed_head_is_not_reopened() {
+    // Finding 12.5: `open` re-signed whatever chain was on disk, so dropping the last entries
+    // (and nothing else) rewound the log and the holder's next head vouched for it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    drop(admin_log(&path, 5));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..3].join("\n") + "\n").unwrap();
+    let err = AuditLog::open(&path, holder())
+        .err()
+        .expect("a cut log is refused");
+    assert!(matches!(err, AuditError::Head(_)), "{err}");
+    assert!(err.to_string().contains("entry 5"), "{err}");
+    // The head file gone too: a log with entries and no signed head is refused as well.
+    std::fs::remove_file(audit::head_path(&path)).unwrap();
+    assert!(matches!(
+        AuditLog::open(&path, holder()),
+        Err(AuditError::Head(_))
+    ));
+}
+
+#[test]
+fn a_requester_with_a_kept_head_detects_a_rewind() {
+    // Finding 12.5: rewinding both files to an earlier, validly signed state passes a plain
+    // verify; a head kept from an earlier answer exposes it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let head = audit::head_path(&path);
+    let log = admin_log(&path, 5);
+    let (old_log, old_head) = (std::fs::read(&path).unwrap(), std::fs::read(&head).unwrap());
+    for i in 0..5 {
+        log.append(EntryKind::Admin, "holder", serde_json::json!({"more": i}))
+            .unwrap();
+    }
+    let kept = log.head();
+    assert_eq!(kept.seq, 10);
+    audit::verify_since(&path, &holder().public(), &kept).unwrap();
+    drop(log);
+    std::fs::write(&path, old_log).unwrap();
+    std::fs::write(&head, old_head).unwrap();
+    audit::verify(&path, &holder().public()).expect("the rewound log is self-consistent");
+    let err = audit::verify_since(&path, &holder().public(), &kept).unwrap_err();
+    assert!(err.to_string().contains("rewound"), "{err}");
+    // A kept head that the log does not contain (forked history) is caught too.
+    let mut forged = kept.clone();
+    forged.seq = 3;
+    assert!(audit::verify_since(&path, &holder().public(), &forged).is_err());
+}
+
+#[test]
+fn opening_checks_from_the_signed_head_without_reading_the_whole_log() {
+    // Finding 12.0: every start read and parsed the whole log. Opening now starts from the
+    // holder's signed head; the full check is `oar audit verify`, which streams.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    drop(admin_log(&path, 4));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Same length, different content in entry 1: only a full check can see it.
+    let at = bytes.iter().position(|&b| b == b'h').unwrap();
+    bytes[at] = b'H';
+    std::fs::write(&path, bytes).unwrap();
+    AuditLog::open(&path, holder()).expect("opening trusts the signed head");
+    assert!(matches!(
+        audit::verify(&path, &holder().public()),
+        Err(AuditError::Broken { line: 1, .. })
+    ));
+}
+
+#[test]
+fn a_torn_last_line_from_a_crash_is_dropped_on_open() {
+    // A crash in the middle of writing an entry leaves a line without its newline. That
+    // append never returned, so its act never happened: the line is dropped, not fatal.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    drop(admin_log(&path, 3));
+    let whole = std::fs::read(&path).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(b"{\"actor\":\"holder\",\"at\":\"2026-");
+    std::fs::write(&path, torn).unwrap();
+    let log = AuditLog::open(&path, holder()).expect("a torn tail is recoverable");
+    assert_eq!(std::fs::read(&path).unwrap(), whole);
+    log.append(
+        EntryKind::Admin,
+        "holder",
+        serde_json::json!({"act": "after"}),
+    )
+    .unwrap();
+    assert_eq!(audit::verify(&path, &holder().public()).unwrap().entries, 4);
 }

@@ -72,21 +72,17 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Result<Value, ClientError> {
         let body = body.unwrap_or_default();
-        let (p, q) = match path.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (path, None),
-        };
+        let url = format!("{}{path}", self.base);
         let nonce = format!("{}{}", crate::job::new_job_id(), crate::job::new_job_id());
         let h = httpsig::sign(
             &self.key,
             method,
-            p,
-            q,
+            &url,
             body,
             chrono::Utc::now().timestamp(),
             &nonce,
-        );
-        let url = format!("{}{path}", self.base);
+        )
+        .map_err(|e| ClientError::Protocol(format!("cannot sign a request to {url}: {e}")))?;
         let unreachable = |e: ureq::Error| ClientError::Unreachable {
             url: url.clone(),
             message: e.to_string(),

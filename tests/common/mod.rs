@@ -14,6 +14,7 @@ use oar_host::verify::{verify, VerifiedModule};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub mod serve;
 pub mod truth;
 
 /// The parties of a test world, from fixed seeds.

@@ -1,15 +1,18 @@
 //! The HTTP API. Requester endpoints under `/v1` need an RFC 9421 signature; admin endpoints
 //! under `/admin` need the admin bearer token; `/openapi.json` is public. A refused call gets
-//! 401 (who are you?) or 403 (not yours, or does not exist: the two are not told apart) and an
-//! audit entry, and learns nothing about datasets or jobs.
+//! 401 (who are you?) or 403 (not yours, or does not exist: the two are not told apart) and
+//! learns nothing about datasets or jobs. A 401 is counted in the metrics, never written to the
+//! audit log (an unauthenticated flood must not fill the log's disk); a 403 to a known requester
+//! is audited, with any text it supplied cut short. Storage and audit I/O run on the blocking
+//! pool, never on the async threads.
 
-use super::httpsig::{self, SignatureHeaders};
+use super::httpsig;
 use super::State;
 use crate::audit::EntryKind;
 use crate::policy::Requester;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State as AxState};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,19 +32,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/approvals"),
     ("post", "/v1/runs"),
     ("get", "/v1/runs/{id}"),
+    ("post", "/v1/runs/{id}/cancel"),
     ("get", "/v1/runs/{id}/release"),
     ("get", "/v1/budget"),
     ("get", "/v1/audit"),
     ("post", "/admin/datasets"),
     ("post", "/admin/revocations"),
     ("get", "/admin/audit"),
+    ("get", "/admin/metrics"),
 ];
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub(super) fn router(state: Shared) -> Router {
-    let limit = state.config.max_body_bytes;
+    // Signed routes read their body themselves, after authentication, with a per-route limit;
+    // this limit covers the admin routes.
+    let limit = MAX_SMALL_BODY_BYTES;
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/v1/datasets", get(datasets))
@@ -50,12 +57,14 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/v1/approvals", post(attach_approval))
         .route("/v1/runs", post(submit_run))
         .route("/v1/runs/{id}", get(job_status))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/runs/{id}/release", get(fetch_release))
         .route("/v1/budget", get(budget))
         .route("/v1/audit", get(register))
         .route("/admin/datasets", post(admin_register_dataset))
         .route("/admin/revocations", post(admin_revoke))
         .route("/admin/audit", get(admin_audit))
+        .route("/admin/metrics", get(admin_metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -90,6 +99,21 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// Runs storage or audit work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+/// Longest text from a request that goes into the audit log.
+const MAX_AUDITED_CHARS: usize = 128;
+
+/// Request-supplied text as it may be audited: one line, cut short.
+fn audited(text: &str) -> String {
+    crate::module_text::bounded(text, MAX_AUDITED_CHARS)
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -97,57 +121,62 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// Checks the request's signature, key, time window and nonce; returns the requester.
-fn authenticate(
+/// Checks a request's head before its body is read: the signature (over a base that covers
+/// `Content-Digest`), the authority, the key, revocation, the time window and the nonce.
+/// Returns the requester and the pending body check.
+fn authenticate_head(
     state: &State,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Requester, ApiError> {
+    parts: &axum::http::request::Parts,
+) -> Result<(Requester, httpsig::Pending), ApiError> {
     let refuse = |reason: String| {
-        let _ = state.audit.append(
-            EntryKind::Auth,
-            "unknown",
-            json!({"method": method.as_str(), "path": uri.path(), "reason": reason}),
-        );
+        super::metrics::bump(&state.metrics.unauthenticated);
         ApiError(
             StatusCode::UNAUTHORIZED,
             format!("unauthenticated: {reason}"),
         )
     };
-    let (Some(content_digest), Some(signature_input), Some(signature)) = (
-        header(headers, "content-digest"),
-        header(headers, "signature-input"),
-        header(headers, "signature"),
-    ) else {
+    if parts.headers.get("signature-input").is_none() || parts.headers.get("signature").is_none() {
         return Err(refuse(
             "sign the request (RFC 9421: Content-Digest, Signature-Input, Signature); `oar submit` does".into(),
         ));
+    }
+    let head = httpsig::RequestHead {
+        parts,
+        scheme: state.scheme,
     };
-    let signed = httpsig::verify(
-        method.as_str(),
-        uri.path(),
-        uri.query(),
-        body,
-        &SignatureHeaders {
-            content_digest,
-            signature_input,
-            signature,
-        },
+    // Only the policy's requesters resolve: any other key is unknown.
+    let resolve = |keyid: &str| {
+        let key = oar_httpsig::oar::key_from_keyid(keyid)?;
+        state
+            .policy
+            .requesters
+            .iter()
+            .any(|r| r.key.as_bytes() == &key)
+            .then_some(key)
+    };
+    let now = chrono::Utc::now().timestamp();
+    let pending = oar_httpsig::oar::authenticate_head(
+        &head,
+        now,
+        state.config.clock_window_seconds,
+        &resolve,
     )
     .map_err(|e| refuse(e.to_string()))?;
-    let Some(requester) = state
+    let authority = oar_httpsig::Message::authority(&head).to_ascii_lowercase();
+    if !state.authorities.iter().any(|a| a == &authority) {
+        return Err(refuse(format!(
+            "the request is signed for another server ({}); this server answers as {}",
+            audited(&authority),
+            state.authorities.join(", ")
+        )));
+    }
+    let requester = state
         .policy
         .requesters
         .iter()
-        .find(|r| r.key == signed.key)
+        .find(|r| r.key.as_bytes() == pending.key())
         .cloned()
-    else {
-        return Err(refuse(
-            "the key is not a requester in the holder's policy".into(),
-        ));
-    };
+        .expect("the resolver only resolves the policy's requesters");
     let revoked = state
         .host
         .revocations()
@@ -155,26 +184,35 @@ fn authenticate(
     if let Err(e) = revoked {
         return Err(refuse(e.to_string()));
     }
-    let skew = (chrono::Utc::now().timestamp() - signed.created).abs();
-    if skew > state.config.clock_window_seconds {
-        return Err(refuse(format!(
-            "the signature was created {skew} s away from the server's clock (window {} s)",
-            state.config.clock_window_seconds
-        )));
-    }
     let fresh = state
         .store
-        .fresh_nonce(&signed.nonce, 2 * state.config.clock_window_seconds)
+        .fresh_nonce(
+            &requester.key.to_hex(),
+            pending.nonce(),
+            2 * state.config.clock_window_seconds,
+        )
         .map_err(internal)?;
     if !fresh {
         return Err(refuse(
             "the nonce was used before (replayed request)".into(),
         ));
     }
-    Ok(requester)
+    Ok((requester, pending))
 }
 
-fn admin(state: &State, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Largest body of a request other than a bundle upload.
+pub const MAX_SMALL_BODY_BYTES: usize = 256 * 1024;
+
+/// The body limit of a route: bundles may be large, everything else is small.
+fn body_limit(state: &State, path: &str) -> usize {
+    if path == "/v1/bundles" {
+        state.config.max_body_bytes
+    } else {
+        state.config.max_body_bytes.min(MAX_SMALL_BODY_BYTES)
+    }
+}
+
+fn admin(state: &State, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = format!("Bearer {}", state.admin_token);
     let ok = header(headers, "authorization").is_some_and(|h| {
         h.len() == expected.len()
@@ -186,11 +224,7 @@ fn admin(state: &State, method: &Method, uri: &Uri, headers: &HeaderMap) -> Resu
     if ok {
         Ok(())
     } else {
-        let _ = state.audit.append(
-            EntryKind::Auth,
-            "unknown",
-            json!({"method": method.as_str(), "path": uri.path(), "reason": "bad or missing admin token"}),
-        );
+        super::metrics::bump(&state.metrics.unauthenticated);
         Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "admin endpoints need the admin bearer token".into(),
@@ -209,18 +243,22 @@ impl axum::extract::FromRequest<Shared> for Signed {
 
     async fn from_request(req: axum::extract::Request, state: &Shared) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, state.config.max_body_bytes)
-            .await
-            .map_err(|_| {
-                ApiError(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the body is larger than {} bytes",
-                        state.config.max_body_bytes
-                    ),
-                )
-            })?;
-        let requester = authenticate(state, &parts.method, &parts.uri, &parts.headers, &body)?;
+        // Who is asking is settled before a byte of the body is read.
+        let (requester, pending, parts) = {
+            let state = state.clone();
+            blocking(move || authenticate_head(&state, &parts).map(|(r, p)| (r, p, parts))).await?
+        };
+        let limit = body_limit(state, parts.uri.path());
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes, the limit of this route"),
+            )
+        })?;
+        pending.check_body(&body).map_err(|e| {
+            super::metrics::bump(&state.metrics.unauthenticated);
+            ApiError(StatusCode::UNAUTHORIZED, format!("unauthenticated: {e}"))
+        })?;
         Ok(Signed { requester, body })
     }
 }
@@ -235,7 +273,7 @@ impl axum::extract::FromRequestParts<Shared> for Admin {
         parts: &mut axum::http::request::Parts,
         state: &Shared,
     ) -> Result<Self, ApiError> {
-        admin(state, &parts.method, &parts.uri, &parts.headers).map(|()| Admin)
+        admin(state, &parts.headers).map(|()| Admin)
     }
 }
 
@@ -247,10 +285,12 @@ async fn openapi() -> Response {
     ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
-async fn datasets(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
+async fn datasets(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
+    let who = signed.requester;
     let catalog = s.host.catalog();
     let list: Vec<Value> = catalog
         .names()
+        .filter(|n| who.may_query(n))
         .filter_map(|n| catalog.get(n))
         .map(|d| {
             let desc = d.descriptor();
@@ -282,25 +322,33 @@ async fn datasets(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
     Ok(Json(list).into_response())
 }
 
-async fn modules(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
-    let mut out = Vec::new();
-    for hash in s.store.approved_modules().map_err(internal)? {
-        let Some(json) = s.store.bundle(&hash).map_err(internal)? else {
-            continue;
-        };
-        let Ok(b) = crate::bundle::Bundle::from_json(json.as_bytes()) else {
-            continue;
-        };
-        out.push(json!({
-            "module_hash": hash,
-            "name": b.manifest.name,
-            "version": b.manifest.version,
-            "purpose": b.manifest.purpose,
-            "datasets": b.manifest.datasets,
-            "outputs": b.manifest.outputs,
-        }));
-    }
-    Ok(Json(out).into_response())
+async fn modules(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
+    let who = signed.requester;
+    blocking(move || {
+        let mut out = Vec::new();
+        for hash in s.store.approved_modules().map_err(internal)? {
+            let Some(json) = s.store.bundle(&hash).map_err(internal)? else {
+                continue;
+            };
+            let Ok(b) = crate::bundle::Bundle::from_json(json.as_bytes()) else {
+                continue;
+            };
+            // Only modules this requester could run: every dataset they read is open to it.
+            if b.manifest.datasets.iter().any(|d| !who.may_query(&d.name)) {
+                continue;
+            }
+            out.push(json!({
+                "module_hash": hash,
+                "name": b.manifest.name,
+                "version": b.manifest.version,
+                "purpose": b.manifest.purpose,
+                "datasets": b.manifest.datasets,
+                "outputs": b.manifest.outputs,
+            }));
+        }
+        Ok(Json(out).into_response())
+    })
+    .await
 }
 
 async fn upload_bundle(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
@@ -323,19 +371,55 @@ async fn upload_bundle(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult
             "the bundle's signature does not verify, its component was altered, or its author is not trusted by this holder".into(),
         ));
     }
-    let text =
-        std::str::from_utf8(&body).map_err(|_| bad_request("the bundle is not UTF-8 JSON"))?;
-    s.store
-        .put_bundle(&hash, text, &who.name)
-        .map_err(internal)?;
-    s.audit
-        .append(
-            EntryKind::Submission,
-            &who.name,
-            json!({"bundle": hash, "module": bundle.manifest.name, "version": bundle.manifest.version}),
-        )
-        .map_err(internal)?;
-    Ok((StatusCode::CREATED, Json(json!({"module_hash": hash}))).into_response())
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| bad_request("the bundle is not UTF-8 JSON"))?
+        .to_string();
+    blocking(move || {
+        s.store
+            .put_bundle(&hash, &text, &who.name)
+            .map_err(internal)?;
+        s.audit
+            .append(
+                EntryKind::Submission,
+                &who.name,
+                json!({"bundle": hash, "module": audited(&bundle.manifest.name), "version": audited(&bundle.manifest.version)}),
+            )
+            .map_err(internal)?;
+        Ok((StatusCode::CREATED, Json(json!({"module_hash": hash}))).into_response())
+    })
+    .await
+}
+
+/// Checks every signature of an uploaded approval: each must be by a member of this holder's
+/// committee and verify over the record. Names the first that does not.
+fn check_member_signatures(
+    policy: &crate::policy::Policy,
+    approval: &crate::approval::Approval,
+) -> Result<(), ApiError> {
+    let digest = approval.record.digest();
+    for (i, sig) in approval.signatures.iter().enumerate() {
+        let unprocessable = |why: &str| {
+            ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "signature {i} (key {}) {why}; nothing was stored",
+                    sig.member
+                ),
+            )
+        };
+        if policy.member(&sig.member).is_none() {
+            return Err(unprocessable(
+                "is not by a member of this holder's committee",
+            ));
+        }
+        if !sig
+            .member
+            .verify(crate::approval::APPROVAL_CONTEXT, &digest, &sig.signature)
+        {
+            return Err(unprocessable("does not verify over the approval record"));
+        }
+    }
+    Ok(())
 }
 
 async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
@@ -344,30 +428,65 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
         body,
     } = signed;
     let approval: crate::approval::Approval = parse(&body)?;
-    let module = approval.record.module_hash.clone();
-    if s.store.bundle(&module).map_err(internal)?.is_none() {
-        return Err(bad_request(format!(
-            "no bundle with module hash {module} was uploaded; upload the bundle first"
-        )));
-    }
-    let digest = hex::encode(approval.record.digest());
-    let text = serde_json::to_string(&approval).map_err(internal)?;
-    s.store
-        .put_approval(&digest, &module, &text)
-        .map_err(internal)?;
-    s.audit
-        .append(
-            EntryKind::Submission,
-            &who.name,
-            json!({"approval": digest, "module_hash": module, "signatures": approval.signatures.len()}),
+    check_member_signatures(&s.policy, &approval)?;
+    blocking(move || {
+        let module = approval.record.module_hash.clone();
+        let Some(bundle) = s.store.bundle(&module).map_err(internal)? else {
+            return Err(bad_request(format!(
+                "no bundle with module hash {} was uploaded; upload the bundle first",
+                audited(&module)
+            )));
+        };
+        let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(internal)?;
+        if approval.record.manifest_hash != hex::encode(bundle.manifest.hash()) {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the approval is for another manifest than the uploaded bundle's; nothing was stored"
+                    .into(),
+            ));
+        }
+        let digest = hex::encode(approval.record.digest());
+        // A known approval only gains signatures: the stored ones stay, new members' are added.
+        let mut added = 0usize;
+        let merged = s
+            .store
+            .merge_approval(&digest, &module, |stored| {
+                let mut merged = stored
+                    .and_then(|j| serde_json::from_str::<crate::approval::Approval>(j).ok())
+                    .filter(|a| a.record.digest() == approval.record.digest())
+                    .unwrap_or_else(|| crate::approval::Approval::new(approval.record.clone()));
+                for sig in &approval.signatures {
+                    if merged.signatures.iter().all(|m| m.member != sig.member) {
+                        merged.signatures.push(sig.clone());
+                        added += 1;
+                    }
+                }
+                serde_json::to_string(&merged).expect("approvals serialize")
+            })
+            .map_err(internal)?;
+        let total = serde_json::from_str::<crate::approval::Approval>(&merged)
+            .map(|a| a.signatures.len())
+            .unwrap_or(0);
+        s.audit
+            .append(
+                EntryKind::Submission,
+                &who.name,
+                json!({"approval": digest, "module_hash": module, "signatures_added": added, "signatures": total}),
+            )
+            .map_err(internal)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"approval_digest": digest, "signatures": total, "added": added})),
         )
-        .map_err(internal)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"approval_digest": digest, "signatures": approval.signatures.len()})),
-    )
-        .into_response())
+            .into_response())
+    })
+    .await
 }
+
+/// Shortest interval of a recurring job.
+pub const MIN_EVERY_SECONDS: i64 = 60;
+/// Longest interval of a recurring job (a year and a day).
+pub const MAX_EVERY_SECONDS: i64 = 366 * 86_400;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -375,7 +494,7 @@ struct RunRequest {
     module_hash: String,
     #[serde(default = "empty_params")]
     params: Value,
-    /// Run again every this many seconds (at least 60).
+    /// Run again every this many seconds (60 to a year and a day).
     #[serde(default)]
     every_seconds: Option<i64>,
 }
@@ -397,75 +516,76 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
     }
     let req: RunRequest = parse(&body)?;
     if let Some(every) = req.every_seconds {
-        if every < 60 {
-            return Err(bad_request("every_seconds must be at least 60"));
+        if !(MIN_EVERY_SECONDS..=MAX_EVERY_SECONDS).contains(&every) {
+            return Err(bad_request(format!(
+                "every_seconds must be from {MIN_EVERY_SECONDS} to {MAX_EVERY_SECONDS} (a year and a day)"
+            )));
         }
     }
-    let Some(bundle) = s.store.bundle(&req.module_hash).map_err(internal)? else {
-        return Err(refused_scope(
-            &s,
-            &who,
-            json!({"module_hash": req.module_hash}),
-        ));
-    };
-    let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(internal)?;
-    // The module's datasets must all be open to this requester.
-    if bundle
-        .manifest
-        .datasets
-        .iter()
-        .any(|d| !who.may_query(&d.name))
-    {
-        return Err(refused_scope(
-            &s,
-            &who,
-            json!({"module_hash": req.module_hash}),
-        ));
-    }
-    let hour_ago = chrono::Utc::now().timestamp() - 3600;
-    let recent = s
-        .store
-        .submitted_since(&who.name, hour_ago)
-        .map_err(internal)?;
-    if recent >= s.policy.limits.runs_per_requester_per_hour {
-        let _ = s.audit.append(
-            EntryKind::Refusal,
-            &who.name,
-            json!({"reason": "rate limit", "runs_last_hour": recent}),
-        );
-        return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "at most {} runs per hour; try again later",
-                s.policy.limits.runs_per_requester_per_hour
-            ),
-        ));
-    }
-    let id = crate::job::new_job_id();
-    let params = serde_json::to_string(&req.params).map_err(internal)?;
-    s.audit
-        .append(
-            EntryKind::Submission,
-            &who.name,
-            json!({"job_id": id, "module_hash": req.module_hash, "every_seconds": req.every_seconds}),
+    blocking(move || {
+        let Some(bundle) = s.store.bundle(&req.module_hash).map_err(internal)? else {
+            return Err(refused_scope(
+                &s,
+                &who,
+                json!({"module_hash": audited(&req.module_hash)}),
+            ));
+        };
+        let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(internal)?;
+        // The module's datasets must all be open to this requester.
+        if bundle
+            .manifest
+            .datasets
+            .iter()
+            .any(|d| !who.may_query(&d.name))
+        {
+            return Err(refused_scope(
+                &s,
+                &who,
+                json!({"module_hash": req.module_hash}),
+            ));
+        }
+        let hour_ago = chrono::Utc::now().timestamp() - 3600;
+        let recent = s
+            .store
+            .submitted_since(&who.name, hour_ago)
+            .map_err(internal)?;
+        if recent >= s.policy.limits.runs_per_requester_per_hour {
+            super::metrics::bump(&s.metrics.rate_limited);
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "at most {} runs per hour; try again later",
+                    s.policy.limits.runs_per_requester_per_hour
+                ),
+            ));
+        }
+        let id = crate::job::new_job_id();
+        let params = serde_json::to_string(&req.params).map_err(internal)?;
+        s.audit
+            .append(
+                EntryKind::Submission,
+                &who.name,
+                json!({"job_id": id, "module_hash": req.module_hash, "every_seconds": req.every_seconds}),
+            )
+            .map_err(internal)?;
+        s.store
+            .enqueue(
+                &id,
+                &who.name,
+                &req.module_hash,
+                &params,
+                chrono::Utc::now().timestamp(),
+                req.every_seconds,
+            )
+            .map_err(internal)?;
+        s.notify();
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"job_id": id, "status": "queued"})),
         )
-        .map_err(internal)?;
-    s.store
-        .enqueue(
-            &id,
-            &who.name,
-            &req.module_hash,
-            &params,
-            chrono::Utc::now().timestamp(),
-            req.every_seconds,
-        )
-        .map_err(internal)?;
-    s.notify();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"job_id": id, "status": "queued"})),
-    )
-        .into_response())
+            .into_response())
+    })
+    .await
 }
 
 /// The job `id` if it belongs to `who`; otherwise a 403 (the same whether the job is someone
@@ -473,7 +593,7 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
 fn own_job(s: &State, who: &Requester, id: &str) -> Result<super::Job, ApiError> {
     match s.store.job(id).map_err(internal)? {
         Some(job) if job.requester == who.name => Ok(job),
-        _ => Err(refused_scope(s, who, json!({"job_id": id}))),
+        _ => Err(refused_scope(s, who, json!({"job_id": audited(id)}))),
     }
 }
 
@@ -492,7 +612,28 @@ async fn job_status(
     Path(id): Path<String>,
     Signed { requester: who, .. }: Signed,
 ) -> ApiResult {
-    Ok(Json(own_job(&s, &who, &id)?).into_response())
+    blocking(move || Ok(Json(own_job(&s, &who, &id)?).into_response())).await
+}
+
+async fn cancel_run(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Signed { requester: who, .. }: Signed,
+) -> ApiResult {
+    blocking(move || {
+        let Some(status) = s.store.cancel(&id, &who.name).map_err(internal)? else {
+            return Err(refused_scope(&s, &who, json!({"job_id": audited(&id)})));
+        };
+        s.audit
+            .append(
+                EntryKind::Submission,
+                &who.name,
+                json!({"act": "run cancelled", "job_id": id, "status": status}),
+            )
+            .map_err(internal)?;
+        Ok(Json(json!({"job_id": id, "status": status, "recurring": false})).into_response())
+    })
+    .await
 }
 
 async fn fetch_release(
@@ -500,50 +641,81 @@ async fn fetch_release(
     Path(id): Path<String>,
     Signed { requester: who, .. }: Signed,
 ) -> ApiResult {
-    let job = own_job(&s, &who, &id)?;
-    if job.status != "succeeded" {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!(
-                "job {id} is {}; a release exists only for succeeded jobs",
-                job.status
-            ),
-        ));
-    }
-    let dir = s.releases_dir(&id);
-    let mut files = serde_json::Map::new();
-    for entry in std::fs::read_dir(&dir).map_err(internal)? {
-        let entry = entry.map_err(internal)?;
-        let bytes = std::fs::read(entry.path()).map_err(internal)?;
-        files.insert(
-            entry.file_name().to_string_lossy().into_owned(),
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        );
-    }
-    Ok(Json(json!({"job_id": id, "holder": s.holder.public(), "files": files})).into_response())
+    blocking(move || {
+        let job = own_job(&s, &who, &id)?;
+        if job.status != "succeeded" {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "job {id} is {}; a release exists only for succeeded jobs",
+                    job.status
+                ),
+            ));
+        }
+        let dir = s.releases_dir(&id);
+        let mut files = serde_json::Map::new();
+        for entry in std::fs::read_dir(&dir).map_err(internal)? {
+            let entry = entry.map_err(internal)?;
+            let bytes = std::fs::read(entry.path()).map_err(internal)?;
+            files.insert(
+                entry.file_name().to_string_lossy().into_owned(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            );
+        }
+        Ok(
+            Json(json!({"job_id": id, "holder": s.holder.public(), "files": files}))
+                .into_response(),
+        )
+    })
+    .await
 }
 
 async fn budget(AxState(s): AxState<Shared>, Signed { requester: who, .. }: Signed) -> ApiResult {
-    let ledger = s.host.ledger();
-    let now = chrono::Utc::now();
-    let list: Vec<Value> = who
-        .datasets
-        .iter()
-        .map(|d| {
-            let account = s.policy.requester_account(&who.name, d);
-            json!({
-                "dataset": d,
-                "total": account.total,
-                "remaining": ledger.remaining(&account, now).unwrap_or(0.0),
+    blocking(move || {
+        let ledger = s.host.ledger();
+        let now = chrono::Utc::now();
+        let list: Vec<Value> = who
+            .datasets
+            .iter()
+            .map(|d| {
+                let account = s.policy.requester_account(&who.name, d);
+                json!({
+                    "dataset": d,
+                    "total": account.total,
+                    "remaining": ledger.remaining(&account, now).unwrap_or(0.0),
+                })
             })
-        })
-        .collect();
-    Ok(Json(list).into_response())
+            .collect();
+        Ok(Json(list).into_response())
+    })
+    .await
 }
 
-async fn register(AxState(s): AxState<Shared>, _signed: Signed) -> ApiResult {
-    let rows = crate::audit::export(s.audit.path()).map_err(internal)?;
-    Ok(Json(rows).into_response())
+/// Default and largest page of `/v1/audit`.
+const REGISTER_PAGE: usize = 100;
+const MAX_REGISTER_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn register(
+    AxState(s): AxState<Shared>,
+    axum::extract::Query(q): axum::extract::Query<RegisterQuery>,
+    _signed: Signed,
+) -> ApiResult {
+    let limit = q.limit.unwrap_or(REGISTER_PAGE).clamp(1, MAX_REGISTER_PAGE);
+    blocking(move || {
+        let head = s.audit.head();
+        let page =
+            crate::audit::export_page(s.audit.path(), &head, q.after, limit).map_err(internal)?;
+        Ok(Json(page).into_response())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -558,40 +730,58 @@ async fn admin_register_dataset(
     body: Bytes,
 ) -> ApiResult {
     let req: RegisterDataset = parse(&body)?;
-    let path = std::path::PathBuf::from(&req.descriptor);
-    let dataset = crate::dataset::Dataset::open(&path).map_err(|e| bad_request(e.to_string()))?;
-    let name = dataset.name().to_string();
-    super::register_path(&s.data_dir, &path).map_err(internal)?;
-    s.host.register_dataset(dataset);
-    s.audit
-        .append(
-            EntryKind::Admin,
-            "holder",
-            json!({"act": "dataset registered", "dataset": name}),
-        )
-        .map_err(internal)?;
-    Ok((StatusCode::CREATED, Json(json!({"dataset": name}))).into_response())
+    blocking(move || {
+        let path = std::path::PathBuf::from(&req.descriptor);
+        let dataset =
+            crate::dataset::Dataset::open(&path).map_err(|e| bad_request(e.to_string()))?;
+        let name = dataset.name().to_string();
+        super::register_path(&s.data_dir, &path).map_err(internal)?;
+        s.host.register_dataset(dataset);
+        s.audit
+            .append(
+                EntryKind::Admin,
+                "holder",
+                json!({"act": "dataset registered", "dataset": name}),
+            )
+            .map_err(internal)?;
+        Ok((StatusCode::CREATED, Json(json!({"dataset": name}))).into_response())
+    })
+    .await
 }
 
 async fn admin_revoke(AxState(s): AxState<Shared>, _admin: Admin, body: Bytes) -> ApiResult {
     let list: crate::revocation::SignedRevocations = parse(&body)?;
-    s.host
-        .revocations()
-        .install(&list, &s.policy)
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    list.write(&s.data_dir.join("revocations.json"))
-        .map_err(internal)?;
-    s.audit
-        .append(
-            EntryKind::Admin,
-            "holder",
-            json!({"act": "revocation list installed", "serial": list.list.serial, "entries": list.list.entries.len()}),
-        )
-        .map_err(internal)?;
-    Ok(Json(json!({"serial": list.list.serial})).into_response())
+    blocking(move || {
+        s.host
+            .revocations()
+            .install(&list, &s.policy)
+            .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        list.write(&s.data_dir.join("revocations.json"))
+            .map_err(internal)?;
+        s.audit
+            .append(
+                EntryKind::Admin,
+                "holder",
+                json!({"act": "revocation list installed", "serial": list.list.serial, "entries": list.list.entries.len()}),
+            )
+            .map_err(internal)?;
+        Ok(Json(json!({"serial": list.list.serial})).into_response())
+    })
+    .await
 }
 
 async fn admin_audit(AxState(s): AxState<Shared>, _admin: Admin) -> ApiResult {
-    let v = crate::audit::verify(s.audit.path(), &s.holder.public()).map_err(internal)?;
-    Ok(Json(json!({"entries": v.entries, "head": v.head})).into_response())
+    blocking(move || {
+        let v = crate::audit::verify(s.audit.path(), &s.holder.public()).map_err(internal)?;
+        Ok(Json(json!({"entries": v.entries, "head": v.head})).into_response())
+    })
+    .await
+}
+
+async fn admin_metrics(AxState(s): AxState<Shared>, _admin: Admin) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }

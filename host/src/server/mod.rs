@@ -10,6 +10,7 @@
 
 mod api;
 pub mod httpsig;
+pub mod metrics;
 mod store;
 
 pub use api::{OPENAPI, ROUTES};
@@ -54,6 +55,12 @@ pub struct ServeConfig {
     pub clock_window_seconds: i64,
     /// Compiled-code cache folder; default `DATA_DIR/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// The `host[:port]` names requesters reach this server by (`OAR_AUTHORITIES`, comma
+    /// separated). Signatures cover the authority, and a request signed for any other name is
+    /// refused, so a request signed for one holder cannot be replayed to another. Default: on
+    /// a loopback address, `127.0.0.1:PORT`, `localhost:PORT` and `[::1]:PORT`; required
+    /// otherwise.
+    pub authorities: Vec<String>,
 }
 
 impl Default for ServeConfig {
@@ -68,6 +75,7 @@ impl Default for ServeConfig {
             max_body_bytes: 32 * 1024 * 1024,
             clock_window_seconds: 300,
             cache_dir: None,
+            authorities: Vec::new(),
         }
     }
 }
@@ -124,6 +132,13 @@ impl ServeConfig {
         if let Some(v) = var("OAR_ADMIN_TOKEN") {
             config.admin_token = Some(v);
         }
+        if let Some(v) = var("OAR_AUTHORITIES") {
+            config.authorities = v
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+        }
         Ok(config)
     }
 }
@@ -140,6 +155,11 @@ pub(crate) struct State {
     pub config: ServeConfig,
     pub stopping: AtomicBool,
     pub wake: (Mutex<()>, Condvar),
+    pub metrics: metrics::Metrics,
+    /// The names this server answers to (lowercase `host[:port]`).
+    pub authorities: Vec<String>,
+    /// How requesters reach it: `http` or `https`.
+    pub scheme: &'static str,
 }
 
 impl State {
@@ -286,13 +306,25 @@ fn registered_paths(data_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+fn check_admin_token(token: String, origin: &str) -> Result<String, ServeError> {
+    if token.trim().chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(ServeError::Setup(format!(
+            "the admin token from {origin} is shorter than {MIN_ADMIN_TOKEN_CHARS} characters; set a long random token, or leave it unset and the server generates one"
+        )));
+    }
+    Ok(token.trim().to_string())
+}
+
 fn admin_token(config: &ServeConfig) -> Result<String, ServeError> {
     if let Some(t) = &config.admin_token {
-        return Ok(t.clone());
+        return check_admin_token(t.clone(), "the config (admin_token or OAR_ADMIN_TOKEN)");
     }
     let path = config.data_dir.join("admin.token");
     if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(t.trim().to_string());
+        return check_admin_token(t, &path.display().to_string());
     }
     let token = format!("{}{}", crate::job::new_job_id(), crate::job::new_job_id());
     let mut options = std::fs::OpenOptions::new();
@@ -308,6 +340,28 @@ fn admin_token(config: &ServeConfig) -> Result<String, ServeError> {
         .and_then(|mut f| f.write_all(token.as_bytes()))
         .map_err(setup("writing the admin token"))?;
     Ok(token)
+}
+
+/// The names the server answers to: the configured ones, or the loopback names of `addr`.
+fn authorities(config: &ServeConfig, addr: SocketAddr) -> Result<Vec<String>, ServeError> {
+    if !config.authorities.is_empty() {
+        return Ok(config
+            .authorities
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect());
+    }
+    if !addr.ip().is_loopback() {
+        return Err(ServeError::Setup(format!(
+            "listening on {addr}, beyond loopback: set `authorities` (or OAR_AUTHORITIES) to the host[:port] names requesters use to reach this server"
+        )));
+    }
+    let port = addr.port();
+    Ok(vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ])
 }
 
 /// Starts the server: recovers from any crash, then serves HTTP and runs queued jobs.
@@ -362,6 +416,19 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             }),
         )
         .map_err(setup("writing the audit log"))?;
+    // Runs a crash cut short get their closing entry: the trail of each run ends.
+    for id in &interrupted {
+        audit
+            .append(
+                EntryKind::RunFailed,
+                "holder",
+                serde_json::json!({
+                    "job_id": id,
+                    "reason": "interrupted: the server stopped during the run; charges for answers the module had received stand, the rest were refunded",
+                }),
+            )
+            .map_err(setup("writing the audit log"))?;
+    }
 
     let mut catalog = Catalog::new();
     for d in config
@@ -385,10 +452,10 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .unwrap_or_else(|| data_dir.join("cache"));
     let runtime = Runtime::new(Some(cache)).map_err(setup("starting the sandbox runtime"))?;
     let workers_n = policy.limits.concurrent_runs;
+    let admin_token = admin_token(&config)?;
     let host = Host::new(runtime, catalog, policy.clone(), ledger)
         .with_revocations(revocations)
         .with_audit(audit.clone());
-    let admin_token = admin_token(&config)?;
 
     let listener = std::net::TcpListener::bind(&config.listen)
         .map_err(setup(&format!("listening on {}", config.listen)))?;
@@ -398,6 +465,7 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let addr = listener
         .local_addr()
         .map_err(setup("reading the address"))?;
+    let authorities = authorities(&config, addr)?;
     let state = Arc::new(State {
         host,
         policy: Arc::new(policy),
@@ -409,6 +477,9 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         config,
         stopping: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
+        metrics: metrics::Metrics::default(),
+        authorities,
+        scheme: "http",
     });
 
     let workers = (0..workers_n)
@@ -516,13 +587,27 @@ fn run_queued(state: &State, job: Job) {
             }
         }
     };
+    metrics::bump(if status == "succeeded" {
+        &state.metrics.jobs_succeeded
+    } else {
+        &state.metrics.jobs_failed
+    });
     if let Err(e) = state.store.finish(&job.id, status, error.as_deref()) {
         tracing::error!(error = %e, "cannot record the job's end");
     }
-    // A recurring job queues its next run (it survives restarts like any queued job).
-    if let Some(every) = job.every_seconds {
+    // A recurring job queues its next run (it survives restarts like any queued job) only
+    // after a success, and only if it was not cancelled meanwhile: a module that lost its
+    // approval, was revoked or failed stops recurring.
+    let every = match state.store.job(&job.id) {
+        Ok(Some(now)) => now.every_seconds,
+        _ => None,
+    };
+    if let (Some(every), "succeeded") = (every, status) {
         let next = crate::job::new_job_id();
-        let at = chrono::Utc::now().timestamp() + every;
+        let Some(at) = chrono::Utc::now().timestamp().checked_add(every) else {
+            tracing::error!("the next run's time overflows; the job stops recurring");
+            return;
+        };
         let queued = state.store.enqueue(
             &next,
             &job.requester,

@@ -22,7 +22,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, run_after);
-CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS request_nonces (
+    key TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (key, nonce)
+);
+CREATE INDEX IF NOT EXISTS request_nonces_age ON request_nonces (seen_at);
+DROP TABLE IF EXISTS nonces;
 ";
 
 /// A job as the API shows it.
@@ -119,19 +126,31 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores an approval, replacing one with the same digest (more signatures).
-    pub fn put_approval(
+    /// Stores the approval with `digest`: `merge` gets the stored one (if any) and returns
+    /// what to store, atomically (no upload can interleave between the read and the write).
+    pub fn merge_approval(
         &self,
         digest: &str,
         module_hash: &str,
-        json: &str,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
+        merge: impl FnOnce(Option<&str>) -> String,
+    ) -> Result<String, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT approval FROM approvals WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let json = merge(stored.as_deref());
+        tx.execute(
             "INSERT INTO approvals (digest, module_hash, approval) VALUES (?1, ?2, ?3)
              ON CONFLICT(digest) DO UPDATE SET approval = excluded.approval",
             params![digest, module_hash, json],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(json)
     }
 
     /// Approvals stored for a module.
@@ -196,6 +215,22 @@ impl Store {
         Ok(())
     }
 
+    /// Stops `requester`'s job `id` from recurring, and cancels it if it is still queued
+    /// (a running job finishes). Returns its status, or `None` if no such job is theirs.
+    pub fn cancel(&self, id: &str, requester: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "UPDATE jobs SET every_seconds = NULL,
+                    finished_at = CASE WHEN status = 'queued' THEN ?3 ELSE finished_at END,
+                    status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END
+                 WHERE id = ?1 AND requester = ?2 RETURNING status",
+                params![id, requester, now()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// A job.
     pub fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         Ok(self
@@ -242,17 +277,23 @@ impl Store {
         Ok(ids)
     }
 
-    /// Records a request nonce; false if it was seen before (a replay). Nonces older than
-    /// `keep_seconds` are forgotten (requests that old fail the time window anyway).
-    pub fn fresh_nonce(&self, nonce: &str, keep_seconds: i64) -> Result<bool, StoreError> {
+    /// Records a nonce of requester `key`; false if that key used it before (a replay).
+    /// Nonces older than `keep_seconds` are forgotten (requests that old fail the time window
+    /// anyway), so the table holds at most what the per-key rate limit lets in per window.
+    pub fn fresh_nonce(
+        &self,
+        key: &str,
+        nonce: &str,
+        keep_seconds: i64,
+    ) -> Result<bool, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "DELETE FROM nonces WHERE seen_at < ?1",
+            "DELETE FROM request_nonces WHERE seen_at < ?1",
             params![now() - keep_seconds],
         )?;
         let n = conn.execute(
-            "INSERT OR IGNORE INTO nonces (nonce, seen_at) VALUES (?1, ?2)",
-            params![nonce, now()],
+            "INSERT OR IGNORE INTO request_nonces (key, nonce, seen_at) VALUES (?1, ?2, ?3)",
+            params![key, nonce, now()],
         )?;
         Ok(n == 1)
     }

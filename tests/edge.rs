@@ -1,0 +1,347 @@
+//! The holder's edge under hostile traffic (issue 12): each test is an attack that worked on
+//! the service before it was hardened.
+//!
+//! - unauthenticated floods are counted, not chained into the audit log;
+//! - an approval uploaded without signatures (or with forged ones) cannot strip a valid one;
+//! - recurring jobs can be cancelled, stop when their module is no longer approved, and their
+//!   interval is bounded;
+//! - runs interrupted by a crash get a closing audit entry;
+//! - a requester sees only the datasets and modules it may use;
+//! - `/v1/audit` is paged and carries the holder's signed head;
+//! - an empty admin token is refused.
+
+mod common;
+
+use common::serve::{holder, raw, setup, signed_headers, status_of, upload, url, ADMIN};
+use common::{approval, bundle, component, World};
+use oar_host::client::Client;
+use oar_host::keys::KeyPair;
+use oar_host::policy::Requester;
+use oar_host::server;
+use std::time::Duration;
+
+fn admin_get(base: &str, path: &str) -> (u16, String) {
+    raw(
+        base,
+        "GET",
+        path,
+        b"",
+        &[("authorization", format!("Bearer {ADMIN}"))],
+    )
+}
+
+fn audit_lines(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("data/audit.log"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn an_unauthenticated_flood_is_counted_and_leaves_the_audit_log_alone() {
+    // Finding 12.1: every 401 appended an fsync'd, signed audit entry holding the attacker's
+    // path (up to 64 KiB); a flood filled the disk and the log, failing closed, stopped every
+    // release.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let base = url(&s);
+    let before = std::fs::metadata(dir.path().join("data/audit.log"))
+        .unwrap()
+        .len();
+    let long = format!("/v1/runs/{}", "x".repeat(8 * 1024));
+    let stranger = KeyPair::from_seed("x", "stranger");
+    let now = chrono::Utc::now().timestamp();
+    for i in 0..50 {
+        assert_eq!(raw(&base, "GET", &long, b"", &[]).0, 401);
+        let h = signed_headers(
+            &base,
+            &stranger,
+            "GET",
+            "/v1/datasets",
+            b"",
+            now,
+            &format!("n{i}"),
+        );
+        assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &h).0, 401);
+        let bad = [("authorization", "Bearer wrong".to_string())];
+        assert_eq!(raw(&base, "GET", "/admin/audit", b"", &bad).0, 401);
+    }
+    let after = std::fs::metadata(dir.path().join("data/audit.log"))
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "401s wrote to the audit log");
+    let (status, metrics) = admin_get(&base, "/admin/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let count = metrics
+        .lines()
+        .find(|l| l.starts_with("oar_unauthenticated_requests_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(count, Some(150), "{metrics}");
+    s.shutdown();
+}
+
+#[test]
+fn an_approval_cannot_be_stripped_or_forged_by_an_upload() {
+    // Finding 12.2: approvals were stored unchecked and replaced on conflict, so any requester
+    // could upload the record with `"signatures": []` and stop the module for everyone.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let module = upload(&client, &w, "population");
+    let b = bundle(&w, component("population"));
+    let valid = approval(&w, &b, 2);
+
+    let mut stripped = valid.clone();
+    stripped.signatures.clear();
+    client
+        .attach_approval(&serde_json::to_vec(&stripped).unwrap())
+        .expect("an upload without signatures adds nothing and is harmless");
+    let mut forged = valid.clone();
+    forged.signatures[0].signature = forged.signatures[1].signature;
+    let e = client
+        .attach_approval(&serde_json::to_vec(&forged).unwrap())
+        .unwrap_err();
+    assert_eq!(status_of(e), 422);
+    let mut stranger = valid.clone();
+    stranger.signatures.clear();
+    stranger.sign(&KeyPair::from_seed("m", "not a member"));
+    let e = client
+        .attach_approval(&serde_json::to_vec(&stranger).unwrap())
+        .unwrap_err();
+    assert_eq!(status_of(e), 422);
+
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let done = client.wait(&job, Duration::from_secs(120)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // A known approval gains valid member signatures one at a time.
+    let mut one = approval(&w, &b, 0);
+    one.record = valid.record.clone();
+    one.sign(&w.members[2]);
+    let answer = client
+        .attach_approval(&serde_json::to_vec(&one).unwrap())
+        .unwrap();
+    assert_eq!(answer, hex::encode(valid.record.digest()));
+    s.shutdown();
+}
+
+#[test]
+fn recurring_jobs_are_bounded_cancellable_and_stop_without_an_approval() {
+    // Finding 12.7: recurring jobs could not be stopped, were re-queued after revocation,
+    // expiry or failure, and `every_seconds` was unbounded (an overflowing addition).
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let module = upload(&client, &w, "population");
+    let params = serde_json::json!({"epsilon": 0.1});
+    for every in [i64::MAX, 400 * 86_400] {
+        let e = client.submit(&module, &params, Some(every)).unwrap_err();
+        assert_eq!(status_of(e), 400, "every_seconds {every}");
+    }
+    // Cancelled: if still queued it never runs; if running it finishes; nothing re-queues it.
+    let job = client.submit(&module, &params, Some(3600)).unwrap();
+    let cancelled = client
+        .call("POST", &format!("/v1/runs/{job}/cancel"), Some(b""))
+        .unwrap();
+    assert_eq!(cancelled["recurring"], false, "{cancelled}");
+    assert!(
+        ["cancelled", "running", "succeeded"].contains(&cancelled["status"].as_str().unwrap()),
+        "{cancelled}"
+    );
+    client.wait(&job, Duration::from_secs(120)).unwrap();
+    // Someone else cannot cancel it (403, as for a job that does not exist).
+    let council = Client::new(&url(&s), KeyPair::from_seed("c", "council"));
+    let e = council
+        .call("POST", &format!("/v1/runs/{job}/cancel"), Some(b""))
+        .unwrap_err();
+    assert_eq!(status_of(e), 403);
+    // A recurring job whose module fails verification (no approval) fails and is not
+    // re-queued.
+    let b = bundle(&w, component("oar_test_guest_spin"));
+    let unapproved = client
+        .upload_bundle(&serde_json::to_vec(&b).unwrap())
+        .unwrap();
+    let failing = client.submit(&unapproved, &params, Some(60)).unwrap();
+    let done = client.wait(&failing, Duration::from_secs(60)).unwrap();
+    assert_eq!(done["status"], "failed", "{done}");
+    let data = dir.path().join("data");
+    s.shutdown();
+    let store = server::Store::open(&data.join("server.db")).unwrap();
+    let queued = store.jobs_with_status("queued").unwrap();
+    assert!(queued.is_empty(), "{queued:?}");
+}
+
+#[test]
+fn a_requester_sees_only_the_datasets_and_modules_it_may_use() {
+    // Finding 12.10: `/v1/datasets` and `/v1/modules` showed everything to every requester.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let outsider = KeyPair::from_seed("o", "outsider");
+    let config = setup(dir.path(), &mut w, |p| {
+        p.requesters.push(Requester {
+            name: "meter-office".into(),
+            key: outsider.public(),
+            datasets: vec!["meters".into()],
+        })
+    });
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    upload(&client, &w, "population");
+    let mine = client.call("GET", "/v1/datasets", None).unwrap();
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(
+        client
+            .call("GET", "/v1/modules", None)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let other = Client::new(&url(&s), outsider);
+    assert_eq!(
+        other.call("GET", "/v1/datasets", None).unwrap(),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        other.call("GET", "/v1/modules", None).unwrap(),
+        serde_json::json!([])
+    );
+    s.shutdown();
+}
+
+#[test]
+fn the_register_is_paged_and_carries_the_signed_head() {
+    // Finding 12.5: `/v1/audit` returned the whole register with no signed head, so a
+    // requester had nothing to hold the holder to.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let module = upload(&client, &w, "population");
+    for i in 0..3 {
+        let job = client
+            .submit(
+                &module,
+                &serde_json::json!({"epsilon": 0.1 + f64::from(i) / 100.0}),
+                None,
+            )
+            .unwrap();
+        client.wait(&job, Duration::from_secs(120)).unwrap();
+    }
+    let page = client.call("GET", "/v1/audit?limit=2", None).unwrap();
+    assert_eq!(page["rows"].as_array().unwrap().len(), 2, "{page}");
+    let next = page["next_after"].as_u64().expect("a second page");
+    let rest = client
+        .call("GET", &format!("/v1/audit?after={next}&limit=2"), None)
+        .unwrap();
+    assert_eq!(rest["rows"].as_array().unwrap().len(), 1, "{rest}");
+    assert!(rest["next_after"].is_null());
+    let head: oar_host::audit::Head = serde_json::from_value(page["head"].clone()).unwrap();
+    assert!(head.signed_by(&holder().public()));
+    let data = dir.path().join("data");
+    s.shutdown();
+    oar_host::audit::verify_since(&data.join("audit.log"), &holder().public(), &head).unwrap();
+}
+
+#[test]
+fn runs_interrupted_by_a_crash_get_a_closing_audit_entry() {
+    // Finding 12.0: a run killed mid-query was marked interrupted in the job store, but its
+    // audit trail ended at "run started".
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |_| {});
+    let data = config.data_dir.clone();
+    drop(server::start(config.clone()).unwrap());
+    // As a crash leaves it: a job marked running.
+    let store = server::Store::open(&data.join("server.db")).unwrap();
+    store
+        .enqueue("crashedjob000001", "stats-office", "ab", "{}", 0, None)
+        .unwrap();
+    assert!(store.claim().unwrap().is_some());
+    drop(store);
+    let s = server::start(config).unwrap();
+    s.shutdown();
+    let closing = audit_lines(dir.path())
+        .into_iter()
+        .find(|l| l.contains("crashedjob000001") && l.contains("\"kind\":\"run_failed\""));
+    assert!(
+        closing.is_some(),
+        "no closing entry for the interrupted job"
+    );
+    oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+}
+
+#[test]
+fn an_empty_admin_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.admin_token = Some(String::new());
+    let e = server::start(config).err().expect("refused");
+    assert!(e.to_string().contains("admin token"), "{e}");
+}
+
+#[test]
+fn a_request_signed_for_one_holder_is_refused_by_another() {
+    // Finding 12.4: signatures did not cover `@authority`, so a request signed for holder A
+    // replayed to holder B within the window.
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut wa, mut wb) = (World::new(2, 3), World::new(2, 3));
+    let a = server::start(setup(dir_a.path(), &mut wa, |_| {})).unwrap();
+    let b = server::start(setup(dir_b.path(), &mut wb, |_| {})).unwrap();
+    let (base_a, base_b) = (url(&a), url(&b));
+    let now = chrono::Utc::now().timestamp();
+    let base = base_a.clone();
+    let h = signed_headers(&base, &wa.requester, "GET", "/v1/datasets", b"", now, "n-a");
+    let (status, body) = raw(&base_b, "GET", "/v1/datasets", b"", &h);
+    assert_eq!(status, 401, "{body}");
+    // Sent to B with A's name in `Host`, the signature verifies: B refuses a name not its own.
+    let mut forged = h.clone();
+    forged.push(("host", a.addr().to_string()));
+    let (status, body) = raw(&base_b, "GET", "/v1/datasets", b"", &forged);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("another server"), "{body}");
+    assert_eq!(raw(&base_a, "GET", "/v1/datasets", b"", &h).0, 200);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_stranger_is_refused_before_the_server_reads_the_body() {
+    // Finding 12.3: the body (up to 32 MiB) was read and hashed before authentication, on
+    // every route. Here the client announces a large body and sends none: the server must
+    // answer from the headers alone.
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let base = url(&s);
+    let stranger = KeyPair::from_seed("x", "stranger");
+    let h = signed_headers(&base, &stranger, "POST", "/v1/bundles", b"{}", now, "n-big");
+    let mut conn = std::net::TcpStream::connect(s.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!(
+        "POST /v1/bundles HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 7000000\r\n",
+        s.addr()
+    );
+    for (k, v) in &h {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    conn.read_exact(&mut answer)
+        .expect("an answer without the body");
+    assert_eq!(&answer, b"HTTP/1.1 401");
+    s.shutdown();
+}
