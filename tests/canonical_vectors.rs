@@ -1,15 +1,18 @@
-//! Canonical-encoding test vectors: the Rust implementation must reproduce, byte for byte, the
-//! canonical JSON, digests and signatures that `tests/vectors/make_vectors.py` computed with
-//! Python's `json`, `hashlib` and `cryptography` (independent of this code). If these pass on a
-//! machine, approvals and revocation lists signed there verify everywhere.
+//! Canonical-encoding test vectors: the Rust implementation must reproduce, byte for byte, what
+//! `tests/vectors/make_vectors.py` computed with tools independent of this code: canonical JSON
+//! by the PyPI package `rfc8785` (and cross-checked against the npm package `canonicalize` by
+//! `tests/vectors/cross_check.mjs`), digests by Python's `hashlib`, signatures by `cryptography`.
+//! If these pass on a machine, approvals and revocation lists signed there verify everywhere.
 
 use oar_host::approval::{ApprovalRecord, APPROVAL_CONTEXT};
 use oar_host::bundle::Manifest;
-use oar_host::canonical::to_canonical_json;
+use oar_host::canonical::{canonical_json_from_str, to_canonical_json};
 use oar_host::keys::{KeyPair, PublicKey};
 use oar_host::revocation::{RevocationList, REVOCATION_CONTEXT};
 use serde::Deserialize;
+use serde_json::Value;
 
+/// A signed document as a person might write it, with its canonical bytes, digest and signature.
 #[derive(Deserialize)]
 struct Vector {
     name: String,
@@ -22,8 +25,27 @@ struct Vector {
     signature: Option<String>,
 }
 
-fn vectors() -> Vec<Vector> {
+/// A JSON text and its canonical form, or the fact that it has none.
+#[derive(Deserialize)]
+struct JcsVector {
+    name: String,
+    input: String,
+    canonical: Option<String>,
+    expect_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VectorFile {
+    documents: Vec<Vector>,
+    jcs: Vec<JcsVector>,
+}
+
+fn vector_file() -> VectorFile {
     serde_json::from_str(include_str!("vectors/canonical.json")).expect("vector file parses")
+}
+
+fn vectors() -> Vec<Vector> {
+    vector_file().documents
 }
 
 /// (canonical bytes, digest) of a vector's document, parsed as the type its name says.
@@ -53,7 +75,48 @@ fn canonical_bytes_and_digests_match_the_independent_vectors() {
         let (bytes, digest) = compute(v);
         assert_eq!(String::from_utf8(bytes).unwrap(), v.canonical, "{}", v.name);
         assert_eq!(hex::encode(digest), v.digest, "{}", v.name);
+        // The typed record and the plain JSON text canonicalize alike.
+        let generic = canonical_json_from_str(&v.document).unwrap();
+        assert_eq!(
+            String::from_utf8(generic).unwrap(),
+            v.canonical,
+            "{}",
+            v.name
+        );
     }
+}
+
+#[test]
+fn plain_jcs_vectors_match_rfc8785() {
+    let vs = vector_file().jcs;
+    assert!(vs.len() >= 100, "{} vectors", vs.len());
+    let mut failures = Vec::new();
+    for v in &vs {
+        let from_text = canonical_json_from_str(&v.input).map(|b| String::from_utf8(b).unwrap());
+        match (&v.canonical, &v.expect_error) {
+            (Some(want), None) => {
+                if from_text.as_ref().ok() != Some(want) {
+                    failures.push(format!("{}: text form gives {from_text:?}", v.name));
+                }
+                // Through a serde_json::Value, as callers with a parsed document do.
+                let value: Value = serde_json::from_str(&v.input).unwrap();
+                let from_value = to_canonical_json(&value).map(|b| String::from_utf8(b).unwrap());
+                if from_value.as_ref().ok() != Some(want) {
+                    failures.push(format!("{}: value form gives {from_value:?}", v.name));
+                }
+            }
+            (None, Some(why)) => {
+                if let Ok(got) = from_text {
+                    failures.push(format!(
+                        "{}: rfc8785 refuses ({why}), we give {got}",
+                        v.name
+                    ));
+                }
+            }
+            _ => failures.push(format!("{}: needs canonical or expect_error", v.name)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
