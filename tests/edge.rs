@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::serve::{holder, raw, setup, signed_headers, status_of, upload, url, ADMIN};
+use common::serve::{admin_url, holder, raw, setup, signed_headers, status_of, upload, url, ADMIN};
 use common::{approval, bundle, component, World};
 use oar_host::client::Client;
 use oar_host::keys::KeyPair;
@@ -66,13 +66,13 @@ fn an_unauthenticated_flood_is_counted_and_leaves_the_audit_log_alone() {
         );
         assert_eq!(raw(&base, "GET", "/v1/datasets", b"", &h).0, 401);
         let bad = [("authorization", "Bearer wrong".to_string())];
-        assert_eq!(raw(&base, "GET", "/admin/audit", b"", &bad).0, 401);
+        assert_eq!(raw(&admin_url(&s), "GET", "/admin/audit", b"", &bad).0, 401);
     }
     let after = std::fs::metadata(dir.path().join("data/audit.log"))
         .unwrap()
         .len();
     assert_eq!(before, after, "401s wrote to the audit log");
-    let (status, metrics) = admin_get(&base, "/admin/metrics");
+    let (status, metrics) = admin_get(&admin_url(&s), "/admin/metrics");
     assert_eq!(status, 200, "{metrics}");
     let count = metrics
         .lines()
@@ -343,5 +343,37 @@ fn a_stranger_is_refused_before_the_server_reads_the_body() {
     conn.read_exact(&mut answer)
         .expect("an answer without the body");
     assert_eq!(&answer, b"HTTP/1.1 401");
+    s.shutdown();
+}
+
+#[test]
+fn a_release_is_bound_to_the_job_that_asked_and_its_parameters() {
+    // Finding 12.10: a reused release was signed with the original job's id, and nothing in
+    // the signature bound a release to the parameters it answered.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let module = upload(&client, &w, "population");
+    let params = serde_json::json!({"epsilon": 0.5});
+    let first = client.submit(&module, &params, None).unwrap();
+    client.wait(&first, Duration::from_secs(120)).unwrap();
+    let again = client.submit(&module, &params, None).unwrap();
+    client.wait(&again, Duration::from_secs(120)).unwrap();
+    let out = dir.path().join("fetched");
+    let (manifest, _) = client
+        .fetch_verified(&again, &out, &holder().public())
+        .unwrap();
+    assert_eq!(manifest.job_id, again, "signed for the job that asked");
+    assert_eq!(manifest.reuses.as_deref(), Some(first.as_str()));
+    let expected = hex::encode(oar_host::keys::sha256(
+        &oar_host::canonical::to_canonical_json(&params).unwrap(),
+    ));
+    assert_eq!(manifest.params_sha256.as_deref(), Some(expected.as_str()));
+    // A release that does not verify against the holder's key leaves nothing behind.
+    let other = KeyPair::from_seed("o", "another holder").public();
+    let refused = dir.path().join("refused");
+    assert!(client.fetch_verified(&first, &refused, &other).is_err());
+    assert!(!refused.exists());
     s.shutdown();
 }

@@ -490,6 +490,7 @@ fn a_release_that_cannot_be_written_leaves_nothing_on_disk() {
             provenance: oar_host::release::provenance::Provenance::Derived { from: vec![] },
         }],
         reused_by: None,
+        params_sha256: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("release");

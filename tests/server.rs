@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::serve::{holder, raw, setup, signed_headers, status_of, upload, url, ADMIN};
+use common::serve::{admin_url, holder, raw, setup, signed_headers, status_of, upload, url, ADMIN};
 use common::{approval, bundle, component, World};
 use oar_host::client::Client;
 use oar_host::keys::KeyPair;
@@ -51,9 +51,10 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
     let done = client.wait(&job, Duration::from_secs(60)).unwrap();
     assert_eq!(done["status"], "succeeded", "{done}");
     let out = dir.path().join("fetched");
-    let files = client.fetch(&job, &out).unwrap();
+    let (manifest, files) = client
+        .fetch_verified(&job, &out, &holder().public())
+        .unwrap();
     assert_eq!(files.len(), 4, "json, csv, parquet and the signature");
-    let manifest = oar_host::release::signed::verify_dir(&out, &holder().public()).unwrap();
     assert_eq!(manifest.job_id, job);
 
     let budget = client.call("GET", "/v1/budget", None).unwrap();
@@ -80,7 +81,15 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
     let council = Client::new(&url(&s), KeyPair::from_seed("c", "council"));
     assert_eq!(status_of(council.job(&job).unwrap_err()), 403);
     assert_eq!(status_of(council.job("0000000000000000").unwrap_err()), 403);
-    assert_eq!(status_of(council.fetch(&job, &out).unwrap_err()), 403);
+    let elsewhere = dir.path().join("council");
+    assert_eq!(
+        status_of(
+            council
+                .fetch_verified(&job, &elsewhere, &holder().public())
+                .unwrap_err()
+        ),
+        403
+    );
 
     let data = dir.path().join("data");
     s.shutdown();
@@ -173,11 +182,13 @@ fn bad_signatures_replays_and_malformed_requests_are_refused_with_the_right_stat
         .submit("ab", &serde_json::json!({}), None)
         .unwrap_err();
     assert_eq!(status_of(e), 403);
-    // Admin endpoints want the token.
-    let (status, _) = raw(&base, "POST", "/admin/datasets", b"{}", &[]);
+    // Admin endpoints are not on the requester listener at all, and want the token on theirs.
+    assert_eq!(raw(&base, "GET", "/admin/audit", b"", &[]).0, 404);
+    let admin = admin_url(&s);
+    let (status, _) = raw(&admin, "POST", "/admin/datasets", b"{}", &[]);
     assert_eq!(status, 401);
     let (status, _) = raw(
-        &base,
+        &admin,
         "GET",
         "/admin/audit",
         b"",
@@ -185,7 +196,7 @@ fn bad_signatures_replays_and_malformed_requests_are_refused_with_the_right_stat
     );
     assert_eq!(status, 401);
     let (status, body) = raw(
-        &base,
+        &admin,
         "GET",
         "/admin/audit",
         b"",
@@ -210,7 +221,7 @@ fn bad_signatures_replays_and_malformed_requests_are_refused_with_the_right_stat
 
     // Every 401 was counted (not audited: see tests/edge.rs); the 403 is on the record.
     let (_, metrics) = raw(
-        &base,
+        &admin,
         "GET",
         "/admin/metrics",
         b"",
@@ -466,6 +477,8 @@ fn oar_submit_and_oar_fetch_from_the_command_line() {
         &job,
         "--out",
         "x",
+        "--holder",
+        &holder_key,
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));

@@ -33,6 +33,12 @@ pub enum ClientError {
     /// The answer is not what the API documents.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// The downloaded release does not verify against the holder's key: nothing was kept.
+    #[error("the release does not verify, so nothing was written: {0}")]
+    Unverified(String),
+    /// The CA certificate file is unusable.
+    #[error("the CA certificate: {0}")]
+    Certificate(String),
     /// Writing the release failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -51,11 +57,44 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the server at `base` (e.g. `http://127.0.0.1:8420`) signing as `key`.
+    /// A client for the server at `base` (e.g. `https://holder.example:8420`) signing as
+    /// `key`; HTTPS servers are checked against the system's (webpki) roots.
     pub fn new(base: &str, key: KeyPair) -> Self {
+        Self::build(base, key, None)
+    }
+
+    /// As [`Client::new`], trusting only the CA certificate(s) in `pem` for HTTPS (a holder
+    /// with its own CA, or a self-signed certificate).
+    pub fn with_ca_certs(base: &str, key: KeyPair, pem: &[u8]) -> Result<Self, ClientError> {
+        let certs = ureq::tls::parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Certificate(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ClientError::Certificate(
+                "no PEM `BEGIN CERTIFICATE` block found".into(),
+            ));
+        }
+        Ok(Self::build(
+            base,
+            key,
+            Some(ureq::tls::RootCerts::new_with_certs(&certs)),
+        ))
+    }
+
+    fn build(base: &str, key: KeyPair, roots: Option<ureq::tls::RootCerts>) -> Self {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(roots) = roots {
+            tls = tls.root_certs(roots);
+        }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
+            .tls_config(tls.build())
             .build();
         Client {
             base: base.trim_end_matches('/').to_string(),
@@ -171,8 +210,15 @@ impl Client {
         }
     }
 
-    /// Downloads job `id`'s release into `dir`; returns the files written.
-    pub fn fetch(&self, id: &str, dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
+    /// Downloads job `id`'s release, verifies it against the holder's key, and only then
+    /// puts it at `dir` (which must not exist yet, or be empty); returns the release's
+    /// manifest and the files. A release that does not verify leaves nothing behind.
+    pub fn fetch_verified(
+        &self,
+        id: &str,
+        dir: &Path,
+        holder: &crate::keys::PublicKey,
+    ) -> Result<(crate::release::signed::ReleaseManifest, Vec<PathBuf>), ClientError> {
         let v = self.call("GET", &format!("/v1/runs/{id}/release"), None)?;
         let files = v["files"]
             .as_object()
@@ -181,21 +227,48 @@ impl Client {
             let path = path.display().to_string();
             move |source| ClientError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut written = Vec::new();
+        if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+            return Err(ClientError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the folder is not empty; choose a new folder for the release",
+                ),
+            });
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".oar-fetch-")
+            .tempdir_in(&parent)
+            .map_err(io(&parent))?;
         for (name, content) in files {
-            if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-                return Err(ClientError::Protocol(format!("unsafe file name {name}")));
+            if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+                return Err(ClientError::Protocol(format!(
+                    "unsafe file name {:?}",
+                    crate::module_text::bounded(name, 80)
+                )));
             }
             let bytes = content
                 .as_str()
                 .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
                 .ok_or_else(|| ClientError::Protocol(format!("{name} is not base64")))?;
-            let path = dir.join(name);
+            let path = staging.path().join(name);
             std::fs::write(&path, bytes).map_err(io(&path))?;
-            written.push(path);
         }
-        Ok(written)
+        let manifest = crate::release::signed::verify_dir(staging.path(), holder)
+            .map_err(|e| ClientError::Unverified(e.to_string()))?;
+        if dir.exists() {
+            std::fs::remove_dir(dir).map_err(io(dir))?;
+        }
+        let staged = staging.keep();
+        std::fs::rename(&staged, dir).map_err(io(dir))?;
+        let mut written: Vec<PathBuf> = files.keys().map(|name| dir.join(name)).collect();
+        written.sort();
+        Ok((manifest, written))
     }
 }
 

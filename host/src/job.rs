@@ -329,6 +329,7 @@ impl Host {
                         })
                         .collect(),
                     reused_by: None,
+                    params_sha256: Some(params_sha256(params)),
                 };
                 (Ok(release), Some(stats))
             }
@@ -407,6 +408,16 @@ impl Host {
         }
         Ok(files)
     }
+}
+
+/// SHA-256 (hex) of a run's parameters in RFC 8785 form (of the raw text if it is not JSON).
+pub fn params_sha256(params: &str) -> String {
+    let canonical = serde_json::from_str::<serde_json::Value>(params)
+        .ok()
+        .and_then(|v| crate::canonical::to_canonical_json(&v).ok());
+    hex::encode(crate::keys::sha256(
+        canonical.as_deref().unwrap_or(params.as_bytes()),
+    ))
 }
 
 impl Host {

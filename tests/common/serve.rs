@@ -46,7 +46,14 @@ pub fn setup(
         clock_window_seconds: 300,
         cache_dir: Some(super::cache_dir()),
         authorities: Vec::new(),
+        admin_listen: "127.0.0.1:0".into(),
+        ..ServeConfig::default()
     }
+}
+
+/// The admin API's base URL (its own loopback listener).
+pub fn admin_url(s: &server::RunningServer) -> String {
+    format!("http://{}", s.admin_addr())
 }
 
 pub fn url(s: &server::RunningServer) -> String {

@@ -404,7 +404,7 @@ mod tests {
             at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             kind: EntryKind::Charge,
             actor: "a\u{2028}\"b".into(),
-            details: serde_json::json!({"epsilon": 0.07 * 7.0, "z": [1e21, -0.0, 5e-324]}),
+            details: serde_json::json!({"epsilon": 0.07 * 7.0, "z": [1e21, 0.1, 5e-324]}),
             prev: GENESIS.into(),
         };
         let hash = body.hash();

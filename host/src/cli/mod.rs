@@ -197,9 +197,13 @@ enum Command {
         /// Module parameters (JSON).
         #[arg(long, default_value = "{}")]
         params: String,
-        /// Run again every this many seconds (at least 60).
+        /// Run again this many seconds after each successful run (60 s to a year and a day).
         #[arg(long)]
         every_seconds: Option<i64>,
+        /// PEM file of the CA that signed the server's TLS certificate (or the certificate
+        /// itself), for an `https://` server not signed by a public CA.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Wait for a job on a holder's server and download its signed release.
     Fetch {
@@ -218,9 +222,13 @@ enum Command {
         /// Seconds to wait for the job to finish.
         #[arg(long, default_value_t = 600)]
         wait_seconds: u64,
-        /// The holder's public key: if given, the release is verified after download.
+        /// The holder's public key (hex): the release is verified before anything is written.
         #[arg(long)]
-        holder: Option<String>,
+        holder: String,
+        /// PEM file of the CA that signed the server's TLS certificate (or the certificate
+        /// itself), for an `https://` server not signed by a public CA.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Check a release folder offline: the holder's signature and every file's hash.
     VerifyRelease {
@@ -767,9 +775,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 println!("{note}");
             }
             println!(
-                "oar serve: listening on http://{} (data in {}; API description at /openapi.json; admin token in {}/admin.token unless OAR_ADMIN_TOKEN is set)",
+                "oar serve: listening on {}://{} (data in {}; API description at /openapi.json); admin API on http://{} (loopback only; token in {}/admin.token unless OAR_ADMIN_TOKEN is set)",
+                server.scheme(),
                 server.addr(),
                 data_dir.display(),
+                server.admin_addr(),
                 data_dir.display()
             );
             server.wait_for_signal()?;
@@ -782,8 +792,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             approval,
             params,
             every_seconds,
+            ca_cert,
         } => {
-            let client = oar_host::client::Client::new(&server, KeyPair::read(&key)?);
+            let client = client_for(&server, KeyPair::read(&key)?, ca_cert.as_deref())?;
             let bundle_bytes =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
             let approval_bytes = std::fs::read(&approval)
@@ -804,8 +815,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             out,
             wait_seconds,
             holder,
+            ca_cert,
         } => {
-            let client = oar_host::client::Client::new(&server, KeyPair::read(&key)?);
+            let holder = oar_host::keys::PublicKey::from_hex(&holder)
+                .context("--holder must be the holder's public key (64 hex digits)")?;
+            let client = client_for(&server, KeyPair::read(&key)?, ca_cert.as_deref())?;
             let status = client.wait(&job, std::time::Duration::from_secs(wait_seconds))?;
             let state = status["status"].as_str().unwrap_or_default();
             if state != "succeeded" {
@@ -817,13 +831,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
             }
-            let files = client.fetch(&job, &out)?;
-            println!("job {job}: {} file(s) in {}", files.len(), out.display());
-            if let Some(h) = holder {
-                let key = oar_host::keys::PublicKey::from_hex(&h)?;
-                oar_host::release::signed::verify_dir(&out, &key)?;
-                println!("verified: signed by the holder {key}, every file intact");
+            let (manifest, files) = client.fetch_verified(&job, &out, &holder)?;
+            if manifest.job_id != job {
+                bail!(
+                    "the server returned the release of job {} for job {job}; it was verified but is not the one asked for",
+                    manifest.job_id
+                );
             }
+            println!("verified: signed by the holder {holder}, every file intact");
+            println!("job {job}: {} file(s) in {}", files.len(), out.display());
             Ok(())
         }
         Command::VerifyRelease { dir, holder } => {
@@ -1008,4 +1024,19 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A client for `server`, trusting `ca_cert` (PEM) for HTTPS if given.
+fn client_for(
+    server: &str,
+    key: KeyPair,
+    ca_cert: Option<&std::path::Path>,
+) -> anyhow::Result<oar_host::client::Client> {
+    Ok(match ca_cert {
+        None => oar_host::client::Client::new(server, key),
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            oar_host::client::Client::with_ca_certs(server, key, &pem)?
+        }
+    })
 }

@@ -62,6 +62,9 @@ pub struct Release {
     /// nothing and drew no new noise. Holds that later run's job id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused_by: Option<String>,
+    /// SHA-256 (hex) of the run's parameters in RFC 8785 form (signed with the release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_sha256: Option<String>,
 }
 
 impl Release {
@@ -124,7 +127,13 @@ impl Release {
         holder: &crate::keys::KeyPair,
     ) -> std::io::Result<Vec<PathBuf>> {
         let mut written = self.write(dir)?;
-        written.push(signed::sign_dir(dir, &written, &self.job_id, holder)?);
+        // A repeat is signed for the job that asked, naming the job it reuses.
+        let of = signed::ReleaseFor {
+            job_id: self.reused_by.as_deref().unwrap_or(&self.job_id),
+            params_sha256: self.params_sha256.as_deref(),
+            reuses: self.reused_by.as_ref().map(|_| self.job_id.as_str()),
+        };
+        written.push(signed::sign_dir(dir, &written, of, holder)?);
         Ok(written)
     }
 }

@@ -2,8 +2,10 @@
 //! office (or anyone) can check offline, with `oar verify-release`, that the tables and their
 //! privacy facts are exactly what the holder's host released.
 //!
-//! `release.sig.json` holds the job id, the holder's key, each file's name and hash, and an
-//! ed25519 signature over `SHA-256(parts("oar-release-v1", JCS{files, holder, job_id}))`.
+//! `release.sig.json` holds the job id, the holder's key, each file's name and hash, the
+//! SHA-256 of the run's parameters (RFC 8785 form), the job whose release was returned again
+//! (for an identical repeat), and an ed25519 signature over
+//! `SHA-256(parts("oar-release-v1", JCS{files, holder, job_id, params_sha256?, reuses?}))`.
 
 use crate::canonical::to_canonical_json;
 use crate::keys::{sha256, sha256_parts, KeyPair, PublicKey, Signature};
@@ -26,6 +28,13 @@ pub struct ReleaseManifest {
     pub holder: PublicKey,
     /// File name → SHA-256 (hex) of every file of the release.
     pub files: BTreeMap<String, String>,
+    /// SHA-256 (hex) of the run's parameters in RFC 8785 form: what the release answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_sha256: Option<String>,
+    /// For an identical repeat answered with an earlier release: that earlier job's id. The
+    /// release is signed for `job_id`, the job that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuses: Option<String>,
 }
 
 impl ReleaseManifest {
@@ -86,12 +95,23 @@ pub enum ReleaseVerifyError {
     Unsigned(String),
 }
 
-/// Signs `files` (all inside `dir`) as the release of `job_id`; writes and returns
+/// Which job a release is signed for, and what it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseFor<'a> {
+    /// The job that asked (for a repeat, the repeat's id).
+    pub job_id: &'a str,
+    /// SHA-256 (hex) of the parameters in RFC 8785 form.
+    pub params_sha256: Option<&'a str>,
+    /// The earlier job whose release is returned again, for a repeat.
+    pub reuses: Option<&'a str>,
+}
+
+/// Signs `files` (all inside `dir`) as the release `of`; writes and returns
 /// `dir/release.sig.json`.
 pub fn sign_dir(
     dir: &Path,
     files: &[PathBuf],
-    job_id: &str,
+    of: ReleaseFor<'_>,
     holder: &KeyPair,
 ) -> std::io::Result<PathBuf> {
     let mut hashes = BTreeMap::new();
@@ -104,9 +124,11 @@ pub fn sign_dir(
         hashes.insert(name, hex::encode(sha256(&std::fs::read(f)?)));
     }
     let manifest = ReleaseManifest {
-        job_id: job_id.to_string(),
+        job_id: of.job_id.to_string(),
         holder: holder.public(),
         files: hashes,
+        params_sha256: of.params_sha256.map(String::from),
+        reuses: of.reuses.map(String::from),
     };
     let signature = holder.sign(RELEASE_CONTEXT, &manifest.digest());
     let path = dir.join(SIGNATURE_FILE);

@@ -45,10 +45,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The requester API (`/openapi.json`, `/v1/...`), behind [`super::guard::guard`].
 pub(super) fn router(state: Shared) -> Router {
-    // Signed routes read their body themselves, after authentication, with a per-route limit;
-    // this limit covers the admin routes.
-    let limit = MAX_SMALL_BODY_BYTES;
+    // Signed routes read their body themselves, after authentication, with a per-route limit.
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/v1/datasets", get(datasets))
@@ -61,11 +60,22 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/v1/runs/{id}/release", get(fetch_release))
         .route("/v1/budget", get(budget))
         .route("/v1/audit", get(register))
+        .layer(DefaultBodyLimit::max(MAX_SMALL_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::guard::guard,
+        ))
+        .with_state(state)
+}
+
+/// The admin API (`/admin/...`), served on its own loopback listener only.
+pub(super) fn admin_router(state: Shared) -> Router {
+    Router::new()
         .route("/admin/datasets", post(admin_register_dataset))
         .route("/admin/revocations", post(admin_revoke))
         .route("/admin/audit", get(admin_audit))
         .route("/admin/metrics", get(admin_metrics))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(MAX_SMALL_BODY_BYTES))
         .with_state(state)
 }
 
@@ -169,6 +179,13 @@ fn authenticate_head(
             audited(&authority),
             state.authorities.join(", ")
         )));
+    }
+    if !state.key_limit.allow(pending.key()) {
+        super::metrics::bump(&state.metrics.rate_limited);
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests signed by this key; slow down and retry".into(),
+        ));
     }
     let requester = state
         .policy

@@ -9,9 +9,13 @@
 //! taking requests, lets running jobs finish, and leaves queued jobs for the next start.
 
 mod api;
+mod guard;
 pub mod httpsig;
+mod limit;
+pub mod listen;
 pub mod metrics;
 mod store;
+mod tls;
 
 pub use api::{OPENAPI, ROUTES};
 pub use store::{Job, Store, StoreError};
@@ -61,6 +65,29 @@ pub struct ServeConfig {
     /// a loopback address, `127.0.0.1:PORT`, `localhost:PORT` and `[::1]:PORT`; required
     /// otherwise.
     pub authorities: Vec<String>,
+    /// TLS certificate chain, PEM, leaf first (`OAR_TLS_CERT`). With `tls_key`, the requester
+    /// listener speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (`OAR_TLS_KEY`).
+    pub tls_key: Option<PathBuf>,
+    /// Listen beyond loopback without TLS. Only behind a proxy that terminates TLS: requests
+    /// and releases otherwise cross the network in clear.
+    pub allow_plain_http: bool,
+    /// Address of the admin API (`OAR_ADMIN_LISTEN`): loopback only, never the requester
+    /// listener, so the admin token never crosses the network.
+    pub admin_listen: String,
+    /// Open connections at most on the requester listener.
+    pub max_connections: usize,
+    /// Requests handled at once; more are answered 503 at once (load shedding).
+    pub max_concurrent_requests: usize,
+    /// Time for a client to send a request's header, in seconds.
+    pub header_timeout_seconds: u64,
+    /// Time for a whole request, body included, in seconds.
+    pub request_timeout_seconds: u64,
+    /// Requests a minute from one client address (0: no limit).
+    pub requests_per_minute_per_address: u32,
+    /// Requests a minute signed by one requester key (0: no limit).
+    pub requests_per_minute_per_key: u32,
 }
 
 impl Default for ServeConfig {
@@ -76,6 +103,16 @@ impl Default for ServeConfig {
             clock_window_seconds: 300,
             cache_dir: None,
             authorities: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+            admin_listen: "127.0.0.1:8421".into(),
+            max_connections: 512,
+            max_concurrent_requests: 64,
+            header_timeout_seconds: 10,
+            request_timeout_seconds: 120,
+            requests_per_minute_per_address: 1200,
+            requests_per_minute_per_key: 600,
         }
     }
 }
@@ -101,6 +138,20 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> ServeError + '_ 
 }
 
 impl ServeConfig {
+    /// The time a whole request may take.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds.max(1))
+    }
+
+    fn connection_limits(&self) -> listen::ConnectionLimits {
+        listen::ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: Duration::from_secs(self.header_timeout_seconds.max(1)),
+            handshake_timeout: Duration::from_secs(self.header_timeout_seconds.max(1)),
+            shutdown_grace: self.request_timeout(),
+        }
+    }
+
     /// Reads `path` (if given), then applies `OAR_*` environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Self, ServeError> {
         let mut config = match path {
@@ -132,6 +183,15 @@ impl ServeConfig {
         if let Some(v) = var("OAR_ADMIN_TOKEN") {
             config.admin_token = Some(v);
         }
+        if let Some(v) = var("OAR_TLS_CERT") {
+            config.tls_cert = Some(v.into());
+        }
+        if let Some(v) = var("OAR_TLS_KEY") {
+            config.tls_key = Some(v.into());
+        }
+        if let Some(v) = var("OAR_ADMIN_LISTEN") {
+            config.admin_listen = v;
+        }
         if let Some(v) = var("OAR_AUTHORITIES") {
             config.authorities = v
                 .split(',')
@@ -155,11 +215,17 @@ pub(crate) struct State {
     pub config: ServeConfig,
     pub stopping: AtomicBool,
     pub wake: (Mutex<()>, Condvar),
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     /// The names this server answers to (lowercase `host[:port]`).
     pub authorities: Vec<String>,
     /// How requesters reach it: `http` or `https`.
     pub scheme: &'static str,
+    /// Requests per client address.
+    pub address_limit: limit::RateLimiter<std::net::IpAddr>,
+    /// Requests per requester key.
+    pub key_limit: limit::RateLimiter<[u8; 32]>,
+    /// Requests being handled (load shedding past the limit).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -177,7 +243,8 @@ impl State {
 pub struct RunningServer {
     addr: SocketAddr,
     state: Arc<State>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    admin_addr: SocketAddr,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     http: Option<std::thread::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// What the first start created, for the operator (empty on later starts).
@@ -188,6 +255,16 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https` when the requester listener speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.state.scheme
+    }
+
+    /// The address of the admin API (loopback).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The admin API's bearer token.
@@ -205,7 +282,7 @@ impl RunningServer {
         self.state.stopping.store(true, Ordering::SeqCst);
         self.state.notify();
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(h) = self.http.take() {
             let _ = h.join();
@@ -466,6 +543,34 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .local_addr()
         .map_err(setup("reading the address"))?;
     let authorities = authorities(&config, addr)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(ServeError::Setup)?),
+        (None, None) => None,
+        _ => {
+            return Err(ServeError::Setup(
+                "set both tls_cert and tls_key (OAR_TLS_CERT, OAR_TLS_KEY), or neither".into(),
+            ))
+        }
+    };
+    if tls.is_none() && !addr.ip().is_loopback() && !config.allow_plain_http {
+        return Err(ServeError::Setup(format!(
+            "refusing to listen on {addr}, beyond loopback, without TLS: set tls_cert and tls_key (OAR_TLS_CERT, OAR_TLS_KEY), or allow_plain_http = true if a proxy in front terminates TLS"
+        )));
+    }
+    let admin_listener = std::net::TcpListener::bind(&config.admin_listen).map_err(setup(
+        &format!("listening on {} (admin)", config.admin_listen),
+    ))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(setup("reading the admin address"))?;
+    if !admin_addr.ip().is_loopback() {
+        return Err(ServeError::Setup(format!(
+            "the admin API must listen on loopback, not {admin_addr}: set admin_listen (OAR_ADMIN_LISTEN) to 127.0.0.1:PORT"
+        )));
+    }
+    admin_listener
+        .set_nonblocking(true)
+        .map_err(setup("configuring the admin socket"))?;
     let state = Arc::new(State {
         host,
         policy: Arc::new(policy),
@@ -474,12 +579,17 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         holder,
         admin_token,
         data_dir,
-        config,
         stopping: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
-        metrics: metrics::Metrics::default(),
+        metrics: Arc::new(metrics::Metrics::default()),
         authorities,
-        scheme: "http",
+        scheme: if tls.is_some() { "https" } else { "http" },
+        address_limit: limit::RateLimiter::new(config.requests_per_minute_per_address),
+        key_limit: limit::RateLimiter::new(config.requests_per_minute_per_key),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_requests.max(1),
+        )),
+        config,
     });
 
     let workers = (0..workers_n)
@@ -492,8 +602,11 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(state.clone());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let public = api::router(state.clone());
+    let admin = api::admin_router(state.clone());
+    let limits = state.config.connection_limits();
+    let metrics = state.metrics.clone();
     let http = std::thread::Builder::new()
         .name("oar-http".into())
         .spawn(move || {
@@ -505,17 +618,40 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .expect("the listening socket is usable");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
+                let admin_listener = tokio::net::TcpListener::from_std(admin_listener)
+                    .expect("the admin socket is usable");
+                let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                let admin_limits = listen::ConnectionLimits {
+                    max_connections: 16,
+                    ..limits
+                };
+                tokio::join!(
+                    listen::serve(
+                        listener,
+                        public,
+                        tls,
+                        limits,
+                        metrics.clone(),
+                        stopped(rx.clone())
+                    ),
+                    listen::serve(
+                        admin_listener,
+                        admin,
+                        None,
+                        admin_limits,
+                        metrics,
+                        stopped(rx)
+                    ),
+                );
             });
         })
         .map_err(setup("starting the HTTP thread"))?;
 
     Ok(RunningServer {
         addr,
+        admin_addr,
         state,
         shutdown: Some(tx),
         http: Some(http),
