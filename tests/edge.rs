@@ -377,3 +377,124 @@ fn a_release_is_bound_to_the_job_that_asked_and_its_parameters() {
     assert!(!refused.exists());
     s.shutdown();
 }
+
+/// Reads from `conn` until the server closes it or answers; how long that took, or None if
+/// it was still open after `patience`.
+fn closed_within(conn: &mut std::net::TcpStream, patience: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    conn.set_read_timeout(Some(patience)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_connections_are_capped() {
+    // Finding 12.3: no timeouts and no connection limit: a few slow clients, each sending
+    // its header a byte at a time, held connections (and memory) for ever.
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.max_connections = 8;
+    config.header_timeout_seconds = 1;
+    let s = server::start(config).unwrap();
+    let slow: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+            c.write_all(b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The ninth is closed at once.
+    let mut ninth = std::net::TcpStream::connect(s.addr()).unwrap();
+    assert!(
+        closed_within(&mut ninth, Duration::from_secs(5)).is_some(),
+        "a connection past the cap was kept open"
+    );
+    // The slow ones are cut off by the header timeout.
+    for mut c in slow {
+        assert!(
+            closed_within(&mut c, Duration::from_secs(10)).is_some(),
+            "a slow client was never cut off"
+        );
+    }
+    // And the service answers again.
+    assert_eq!(raw(&url(&s), "GET", "/openapi.json", b"", &[]).0, 200);
+    let (_, metrics) = admin_get(&admin_url(&s), "/admin/metrics");
+    assert!(
+        !metrics.contains("oar_connections_refused_total 0"),
+        "{metrics}"
+    );
+    s.shutdown();
+}
+
+#[test]
+fn requests_are_rate_limited_per_key_and_per_address() {
+    // Finding 12.3: only `POST /v1/runs` was rate-limited; any other route could be called
+    // without bound.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.requests_per_minute_per_key = 5;
+    config.requests_per_minute_per_address = 0;
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    for _ in 0..5 {
+        client.call("GET", "/v1/budget", None).unwrap();
+    }
+    let e = client.call("GET", "/v1/budget", None).unwrap_err();
+    assert_eq!(status_of(e), 429);
+    // Another key is not held back by the first one's limit.
+    let council = Client::new(&url(&s), KeyPair::from_seed("c", "council"));
+    council.call("GET", "/v1/budget", None).unwrap();
+    s.shutdown();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.requests_per_minute_per_address = 5;
+    let s = server::start(config).unwrap();
+    for _ in 0..5 {
+        assert_eq!(raw(&url(&s), "GET", "/openapi.json", b"", &[]).0, 200);
+    }
+    assert_eq!(raw(&url(&s), "GET", "/openapi.json", b"", &[]).0, 429);
+    s.shutdown();
+}
+
+#[test]
+fn beyond_loopback_the_server_wants_tls_or_an_explicit_choice() {
+    // Finding 12.4: plain HTTP only, on any address, with the admin token on the same
+    // listener.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.listen = "0.0.0.0:0".into();
+    config.authorities = vec!["holder.example:8420".into()];
+    let e = server::start(config.clone()).err().expect("refused");
+    assert!(e.to_string().contains("without TLS"), "{e}");
+    config.allow_plain_http = true;
+    let s = server::start(config.clone()).expect("allowed when told");
+    s.shutdown();
+    config.admin_listen = "0.0.0.0:0".into();
+    let e = server::start(config)
+        .err()
+        .expect("admin beyond loopback refused");
+    assert!(e.to_string().contains("loopback"), "{e}");
+}

@@ -278,3 +278,72 @@ fn bundle_and_approval_files_round_trip() {
     std::fs::write(dir.path().join("bad.oarb"), b"{not json").unwrap();
     assert!(oar_host::bundle::Bundle::read(&dir.path().join("bad.oarb")).is_err());
 }
+
+#[test]
+fn wycheproof_ed25519_vectors_pin_what_oar_accepts() {
+    // Project Wycheproof's EdDSA vectors: every "valid" signature is accepted, every "invalid"
+    // one refused (malleable S, non-canonical encodings, small-order keys and commitments,
+    // truncated or padded signatures), and the "acceptable" ones are refused too: OAR's
+    // verification is strict, so a message has one valid signature per key.
+    use wycheproof::eddsa::{TestName, TestSet};
+    use wycheproof::TestResult;
+    let set = TestSet::load(TestName::Ed25519).expect("the Wycheproof Ed25519 set loads");
+    let (mut valid, mut refused) = (0, 0);
+    for group in &set.test_groups {
+        let key = oar_host::keys::PublicKey::from_hex(&hex::encode(group.key.pk.as_slice())).ok();
+        for t in &group.tests {
+            let accepted = match (&key, <[u8; 64]>::try_from(t.sig.as_slice())) {
+                (Some(k), Ok(sig)) => k.verify_raw(t.msg.as_slice(), &sig),
+                _ => false,
+            };
+            match t.result {
+                TestResult::Valid => {
+                    assert!(accepted, "tcId {} ({}) must verify", t.tc_id, t.comment);
+                    valid += 1;
+                }
+                _ => {
+                    assert!(
+                        !accepted,
+                        "tcId {} ({}) must be refused",
+                        t.tc_id, t.comment
+                    );
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        valid > 50 && refused > 50,
+        "{valid} valid, {refused} refused"
+    );
+}
+
+#[test]
+fn a_small_order_key_is_nobody_s_key_and_verifies_nothing() {
+    // Finding 12.10: bundles, approvals, revocations, releases and audit heads were checked
+    // with the lenient `verify`, and weak keys were accepted. The identity point as a key,
+    // with R = identity and S = 0, "verified" every message under the lenient check.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let err = oar_host::keys::PublicKey::from_hex(&hex::encode(identity)).unwrap_err();
+    assert!(err.to_string().contains("weak"), "{err}");
+    let mut forged = [0u8; 64];
+    forged[0] = 1;
+    let lenient = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+    use ed25519_dalek::Verifier as _;
+    assert!(
+        lenient
+            .verify(
+                b"any message",
+                &ed25519_dalek::Signature::from_bytes(&forged)
+            )
+            .is_ok(),
+        "the lenient check accepts the forgery, which is why OAR does not use it"
+    );
+    assert!(lenient
+        .verify_strict(
+            b"any message",
+            &ed25519_dalek::Signature::from_bytes(&forged)
+        )
+        .is_err());
+}

@@ -397,12 +397,23 @@ impl Policy {
             }
         }
         let mut names = BTreeSet::new();
+        let mut keys = BTreeSet::new();
         for (i, r) in self.requesters.iter().enumerate() {
             if !names.insert(r.name.as_str()) {
                 return bad(
                     &format!("requesters[{i}].name"),
                     format!(
                         "'{}' is listed twice; requester names must be unique",
+                        r.name
+                    ),
+                );
+            }
+            // A signed request names its signer by key alone: one key, one requester.
+            if !keys.insert(r.key) {
+                return bad(
+                    &format!("requesters[{i}].key"),
+                    format!(
+                        "is also the key of another requester; each requester needs its own key ('{}')",
                         r.name
                     ),
                 );
@@ -647,6 +658,19 @@ mod tests {
             err.starts_with("policy p.toml:") && err.contains("line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn two_requesters_with_one_key_are_refused() {
+        // Finding 12.10: a signed request names its signer by key, so a shared key made two
+        // requesters indistinguishable (the first listed won every request).
+        let text = format!(
+            "{}\n[[requesters]]\nname = \"a\"\nkey = \"KEY\"\ndatasets = []\n[[requesters]]\nname = \"b\"\nkey = \"KEY\"\ndatasets = []\n",
+            MINIMAL
+        )
+        .replace("KEY", &key());
+        let err = Policy::from_toml(&text, "p").unwrap_err().to_string();
+        assert!(err.contains("requesters[1].key"), "{err}");
     }
 
     #[test]

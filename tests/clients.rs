@@ -1,0 +1,259 @@
+//! Code OAR did not write talks to `oar serve` and checks what it releases:
+//!
+//! - Python's and npm's `http-message-signatures` (RFC 9421) run a job end to end: submit,
+//!   wait, fetch, each under its own label and parameters;
+//! - a release is verified by Python (`rfc8785` + `cryptography`) and by `openssl pkeyutl`;
+//! - over TLS (an `rcgen` certificate), `curl`, Python's `ssl` and `oar submit`/`oar fetch`
+//!   with `--ca-cert` are served, and plain HTTP to the TLS port is not.
+//!
+//! The Python and npm packages are pinned in `tests/interop/`; `.ci/run` installs them from
+//! the registries, and this test installs them itself when they are missing.
+
+mod common;
+
+use common::serve::{holder, setup, upload, url};
+use common::World;
+use oar_host::client::Client;
+use oar_host::server;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn interop() -> PathBuf {
+    repo().join("tests/interop")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// The venv's Python, with the pinned packages (installed once per target dir).
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
+        let python = venv.join("bin/python");
+        let requirements = interop().join("requirements.txt");
+        let marker = venv.join("installed-requirements.txt");
+        let wanted = std::fs::read(&requirements).unwrap();
+        if std::fs::read(&marker).ok().as_deref() != Some(wanted.as_slice()) {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+            run(Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(&requirements));
+            std::fs::write(&marker, wanted).unwrap();
+        }
+        python
+    })
+}
+
+/// `tests/interop/node_modules`, installed from the lock file once.
+fn node_modules() {
+    static NODE: OnceLock<()> = OnceLock::new();
+    NODE.get_or_init(|| {
+        if !interop()
+            .join("node_modules/http-message-signatures")
+            .exists()
+        {
+            run(Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(interop()));
+        }
+    });
+}
+
+fn seed_hex(key: &oar_host::keys::KeyPair) -> String {
+    hex::encode(key.signing_key().to_bytes())
+}
+
+/// `openssl pkeyutl` checks the holder's signature of the release in `dir`.
+fn openssl_verifies(dir: &Path, work: &Path) {
+    let signed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("release.sig.json")).unwrap()).unwrap();
+    let manifest: oar_host::release::signed::ReleaseManifest =
+        serde_json::from_value(signed["manifest"].clone()).unwrap();
+    // What the holder signs: context || 0x00 || digest.
+    let mut message = oar_host::release::signed::RELEASE_CONTEXT
+        .as_bytes()
+        .to_vec();
+    message.push(0);
+    message.extend_from_slice(&manifest.digest());
+    std::fs::write(work.join("message"), &message).unwrap();
+    let signature = hex::decode(signed["signature"].as_str().unwrap()).unwrap();
+    std::fs::write(work.join("signature"), signature).unwrap();
+    // SubjectPublicKeyInfo of an ed25519 key: a fixed prefix, then the 32 key bytes.
+    let mut spki = hex::decode("302a300506032b6570032100").unwrap();
+    spki.extend_from_slice(holder().public().as_bytes());
+    std::fs::write(work.join("holder.der"), spki).unwrap();
+    let out = run(Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey"])
+        .arg(work.join("holder.der"))
+        .arg("-rawin")
+        .arg("-in")
+        .arg(work.join("message"))
+        .arg("-sigfile")
+        .arg(work.join("signature")));
+    assert!(out.contains("Signature Verified Successfully"), "{out}");
+    // A flipped byte of the message is refused.
+    message[0] ^= 1;
+    std::fs::write(work.join("message"), &message).unwrap();
+    let refused = Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey"])
+        .arg(work.join("holder.der"))
+        .arg("-rawin")
+        .arg("-in")
+        .arg(work.join("message"))
+        .arg("-sigfile")
+        .arg(work.join("signature"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn standard_rfc9421_clients_run_a_job_end_to_end_and_others_verify_the_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let base = url(&s);
+    let module = upload(&Client::new(&base, w.requester.clone()), &w, "population");
+    let holder_hex = holder().public().to_hex();
+
+    let python_out = dir.path().join("python");
+    run(Command::new(python())
+        .arg(interop().join("python_sign.py"))
+        .args([&base, &seed_hex(&w.requester), &module])
+        .arg(&python_out));
+    oar_host::release::signed::verify_dir(&python_out, &holder().public()).unwrap();
+
+    node_modules();
+    let node_out = dir.path().join("node");
+    run(Command::new("node")
+        .arg(interop().join("node_sign.mjs"))
+        .args([&base, &seed_hex(&w.requester), &module])
+        .arg(&node_out));
+    oar_host::release::signed::verify_dir(&node_out, &holder().public()).unwrap();
+
+    let out = run(Command::new(python())
+        .arg(interop().join("verify_release.py"))
+        .arg(&python_out)
+        .arg(&holder_hex));
+    assert!(out.starts_with("OK"), "{out}");
+    // A table changed after signing is caught by the independent verifier too.
+    let table = std::fs::read_dir(&python_out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .unwrap();
+    let mut bytes = std::fs::read(&table).unwrap();
+    bytes.push(b'\n');
+    let tampered = dir.path().join("tampered");
+    std::fs::create_dir(&tampered).unwrap();
+    for e in std::fs::read_dir(&python_out).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, tampered.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(tampered.join(table.file_name().unwrap()), bytes).unwrap();
+    let refused = Command::new(python())
+        .arg(interop().join("verify_release.py"))
+        .arg(&tampered)
+        .arg(&holder_hex)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+
+    let work = tempfile::tempdir().unwrap();
+    openssl_verifies(&node_out, work.path());
+    s.shutdown();
+}
+
+#[test]
+fn over_tls_curl_python_and_oar_are_served_and_plain_http_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.tls_cert = Some(cert.clone());
+    config.tls_key = Some(key);
+    let s = server::start(config).unwrap();
+    assert_eq!(s.scheme(), "https");
+    let base = format!("https://localhost:{}", s.addr().port());
+
+    let out = run(Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--cacert"])
+        .arg(&cert)
+        .arg(format!("{base}/openapi.json")));
+    assert!(out.contains("\"openapi\""), "{out}");
+    let out = run(Command::new("python3").args([
+        "-c",
+        "import ssl, sys, urllib.request\n\
+         ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+         print(urllib.request.urlopen(sys.argv[2], context=ctx).status)",
+        cert.to_str().unwrap(),
+        &format!("{base}/openapi.json"),
+    ]));
+    assert_eq!(out.trim(), "200");
+    // Without the CA, and in plain HTTP, nothing is served.
+    let untrusted = Command::new("curl")
+        .args(["--silent", "--fail"])
+        .arg(format!("{base}/openapi.json"))
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success());
+    let plain = Command::new("curl")
+        .args(["--silent", "--fail", "--max-time", "5"])
+        .arg(format!("http://localhost:{}/openapi.json", s.addr().port()))
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+
+    // OAR's own client and CLI, trusting the certificate.
+    let pem = std::fs::read(&cert).unwrap();
+    let client = Client::with_ca_certs(&base, w.requester.clone(), &pem).unwrap();
+    let module = upload(&client, &w, "population");
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let done = client.wait(&job, Duration::from_secs(120)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let keys = dir.path().join("cli-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (key_file, _) = w.requester.write(&keys).unwrap();
+    let fetched = dir.path().join("cli-release");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["fetch", "--server", &base, "--key"])
+        .arg(&key_file)
+        .args(["--job", &job, "--out"])
+        .arg(&fetched)
+        .args(["--holder", &holder().public().to_hex(), "--ca-cert"])
+        .arg(&cert));
+    assert!(out.contains("verified: signed by the holder"), "{out}");
+    s.shutdown();
+}
