@@ -453,3 +453,35 @@ fn a_forged_release_block_is_replaced_and_a_malformed_table_leaves_no_release() 
         "no partial folder"
     );
 }
+
+/// Finding 12.6: any `cache/<hash>.cwasm` was loaded (with an unsafe deserialize) on the
+/// strength of its file name: a file planted under an approved module's hash ran as that
+/// module. Entries are now tagged with a key only this host holds, over the module hash and
+/// the compiled bytes; the cache is private to the host's user.
+#[test]
+fn a_compiled_code_file_planted_under_another_module_s_name_is_not_run() {
+    let w = World::new(1, 1);
+    let cache = tempfile::tempdir().unwrap();
+    let population = verified(&w, "population");
+    let spin = verified(&w, "oar_test_guest_spin");
+    {
+        let runtime = oar_host::sandbox::Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+        runtime.prepare(&spin).unwrap();
+    }
+    let entry = |hash: &str| cache.path().join(format!("{hash}.cwasm"));
+    assert!(entry(spin.module_hash()).exists());
+    std::fs::copy(entry(spin.module_hash()), entry(population.module_hash())).unwrap();
+    let runtime = oar_host::sandbox::Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let (_, hit) = runtime.prepare(&population).unwrap();
+    assert!(!hit, "the planted file was loaded as the population module");
+    // The genuine entry still loads in a new runtime.
+    let again = oar_host::sandbox::Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    assert!(again.prepare(&spin).unwrap().1, "a genuine entry is a hit");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(cache.path()), 0o700);
+        assert_eq!(mode(&entry(spin.module_hash())), 0o600);
+    }
+}

@@ -9,13 +9,14 @@
 //! the job id), a memory cap (a `ResourceLimiter` that also records when it fired) and an epoch
 //! deadline.
 
+mod code_cache;
 mod wasi;
 
 use crate::module_text::bounded;
 use crate::session::Session;
 use crate::verify::VerifiedModule;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -191,7 +192,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
     cache: Mutex<HashMap<String, Component>>,
-    cache_dir: Option<PathBuf>,
+    disk_cache: Option<code_cache::CodeCache>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -212,7 +213,8 @@ pub struct RunStats {
 
 impl Runtime {
     /// A runtime whose compiled-code cache lives in memory and, if `cache_dir` is set, on disk
-    /// (host-written `.cwasm` files keyed by the verified module hash; never accepted from outside).
+    /// (`.cwasm` files this host wrote and tagged for the verified module hash; see
+    /// [`code_cache`]).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, SandboxError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -222,10 +224,16 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasi::link(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
         link_host(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
-        if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| SandboxError::Setup(format!("cache dir {}: {e}", dir.display())))?;
-        }
+        let disk_cache = cache_dir
+            .as_deref()
+            .map(code_cache::CodeCache::open)
+            .transpose()
+            .map_err(|e| {
+                SandboxError::Setup(format!(
+                    "compiled-code cache {}: {e}",
+                    cache_dir.as_deref().unwrap_or(Path::new("")).display()
+                ))
+            })?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -244,7 +252,7 @@ impl Runtime {
             engine,
             linker,
             cache: Mutex::new(HashMap::new()),
-            cache_dir,
+            disk_cache,
             ticker_stop,
         })
     }
@@ -262,20 +270,17 @@ impl Runtime {
         }
         let mut hit = false;
         let mut component = None;
-        let disk = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{hash}.cwasm")));
-        if let Some(path) = disk.as_ref().filter(|p| p.exists()) {
-            // SAFETY: the file was written by `Component::serialize` of this host for a module whose
-            // hash verified; wasmtime checks that it was compiled by a compatible engine.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
+        if let Some(code) = self.disk_cache.as_ref().and_then(|c| c.load(hash)) {
+            // SAFETY: `load` returns only bytes this host's `Component::serialize` produced for
+            // this verified module hash (tagged under the cache's private key); wasmtime also
+            // checks that they were compiled by a compatible engine.
+            match unsafe { Component::deserialize(&self.engine, &code) } {
                 Ok(c) => {
                     component = Some(c);
                     hit = true;
                 }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-code cache entry")
+                    tracing::warn!(module = %hash, error = %e, "ignoring unusable compiled-code cache entry")
                 }
             }
         }
@@ -284,15 +289,9 @@ impl Runtime {
             None => {
                 let c = Component::new(&self.engine, module.component())
                     .map_err(|e| SandboxError::InvalidComponent(format!("{e:#}")))?;
-                if let Some(path) = &disk {
+                if let Some(cache) = &self.disk_cache {
                     if let Ok(bytes) = c.serialize() {
-                        let tmp = path.with_extension("tmp");
-                        if std::fs::write(&tmp, bytes)
-                            .and_then(|_| std::fs::rename(&tmp, path))
-                            .is_err()
-                        {
-                            tracing::warn!(path = %path.display(), "could not write compiled-code cache entry");
-                        }
+                        cache.store(hash, &bytes);
                     }
                 }
                 c
