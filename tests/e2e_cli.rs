@@ -327,6 +327,14 @@ fn sign_approve_verify_run_from_the_command_line() {
     assert!(!revoked.status.success());
     let stderr = String::from_utf8_lossy(&revoked.stderr);
     assert!(stderr.contains("was revoked: bounding bug"), "{stderr}");
+    // Finding 12.9: `oar run` ignored revocations unless given `--revocations`. The holder's
+    // list beside the policy now applies by default.
+    std::fs::copy(d.join("revoked.json"), d.join("revocations.json")).unwrap();
+    let stopped = run_as("stats-office", "release3");
+    assert!(!stopped.status.success(), "a revoked module ran");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stderr.contains("was revoked: bounding bug"), "{stderr}");
+    assert!(!d.join("release3").exists());
 }
 
 #[test]

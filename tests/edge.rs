@@ -498,3 +498,39 @@ fn beyond_loopback_the_server_wants_tls_or_an_explicit_choice() {
         .expect("admin beyond loopback refused");
     assert!(e.to_string().contains("loopback"), "{e}");
 }
+
+#[test]
+fn a_deleted_revocation_list_does_not_un_revoke_at_restart() {
+    // Finding 12.9: the highest installed serial lived only in memory and in one file;
+    // deleting `revocations.json` and restarting un-revoked everything.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |_| {});
+    let s = server::start(config.clone()).unwrap();
+    let mut list = oar_host::revocation::RevocationList::empty();
+    list.add(
+        oar_host::revocation::RevokedKind::Module,
+        &"ab".repeat(32),
+        "test",
+        chrono::Utc::now(),
+    );
+    let mut signed = oar_host::revocation::SignedRevocations::new(list);
+    signed.sign(&holder());
+    let (status, body) = raw(
+        &admin_url(&s),
+        "POST",
+        "/admin/revocations",
+        &serde_json::to_vec(&signed).unwrap(),
+        &[("authorization", format!("Bearer {ADMIN}"))],
+    );
+    assert_eq!(status, 200, "{body}");
+    s.shutdown();
+    std::fs::remove_file(config.data_dir.join("revocations.json")).unwrap();
+    let e = server::start(config.clone()).err().expect("refused");
+    assert!(e.to_string().contains("serial 1"), "{e}");
+    // Putting the list back lets it start.
+    signed
+        .write(&config.data_dir.join("revocations.json"))
+        .unwrap();
+    server::start(config).unwrap().shutdown();
+}

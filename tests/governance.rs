@@ -588,3 +588,42 @@ fn review_shows_what_a_committee_member_needs() {
     assert!(bare.contains("not a trusted author in the policy, or no policy given"));
     assert!(bare.contains("No approval given"));
 }
+
+#[test]
+fn the_holder_alone_cannot_drop_a_committee_revocation() {
+    // Finding 12.9: a holder-signed list with a higher serial could simply leave out the
+    // committee's entries and so un-revoke a module the committee had stopped.
+    let (w, holder) = world_with_holder();
+    let store = Revocations::new();
+    let module = "ab".repeat(32);
+    let committee_list = list_with(RevokedKind::Module, &module, 1);
+    store
+        .install(
+            &signed_by(committee_list.clone(), &[&w.members[0], &w.members[1]]),
+            &w.policy,
+        )
+        .unwrap();
+    let mut dropped = RevocationList::empty();
+    // (Two additions: serial 2, past the installed 1.)
+    dropped.add(RevokedKind::Key, &"cd".repeat(32), "holder's own", now());
+    dropped.add(RevokedKind::Key, &"cd".repeat(32), "holder's own", now());
+    assert!(dropped.serial > committee_list.serial);
+    let err = store
+        .install(&signed_by(dropped.clone(), &[&holder]), &w.policy)
+        .unwrap_err();
+    assert!(err.to_string().contains(&module), "{err}");
+    assert_eq!(store.snapshot(), committee_list);
+    // The holder may add; a committee quorum may remove.
+    let mut added = committee_list.clone();
+    added.add(RevokedKind::Key, &"cd".repeat(32), "holder's own", now());
+    store
+        .install(&signed_by(added, &[&holder]), &w.policy)
+        .expect("the holder adds entries");
+    dropped.add(RevokedKind::Key, &"cd".repeat(32), "holder's own", now());
+    store
+        .install(
+            &signed_by(dropped, &[&w.members[0], &w.members[2]]),
+            &w.policy,
+        )
+        .expect("a committee quorum may lift a revocation");
+}

@@ -116,6 +116,17 @@ pub enum RevocationError {
         /// Serial installed.
         installed: u64,
     },
+    /// A list signed by the holder alone leaves out an installed entry: only a committee quorum
+    /// may lift a revocation.
+    #[error("revocation list serial {serial} leaves out the installed entry {kind:?} {id}; only a committee quorum may lift a revocation (the holder may only add)")]
+    DropsEntry {
+        /// The list's serial.
+        serial: u64,
+        /// The kind of the entry left out.
+        kind: RevokedKind,
+        /// Its id.
+        id: String,
+    },
     /// A serial equal to the installed one but with different content.
     #[error("revocation list serial {serial} differs from the installed list with the same serial; issue a new serial")]
     SerialReused {
@@ -189,17 +200,14 @@ impl SignedRevocations {
 
     /// Checks that the holder, or a quorum of distinct committee members, signed this list.
     pub fn check(&self, policy: &Policy) -> Result<(), RevocationError> {
+        self.authority(policy).map(|_| ())
+    }
+
+    /// Who signed this list with authority: a committee quorum (which may lift revocations)
+    /// or only the holder (who may only add them).
+    pub fn authority(&self, policy: &Policy) -> Result<Authority, RevocationError> {
         let digest = self.list.digest();
         let valid = |s: &ListSignature| s.key.verify(REVOCATION_CONTEXT, &digest, &s.signature);
-        if let Some(holder) = &policy.holder {
-            if self
-                .signatures
-                .iter()
-                .any(|s| s.key == holder.key && valid(s))
-            {
-                return Ok(());
-            }
-        }
         let members: BTreeSet<PublicKey> = self
             .signatures
             .iter()
@@ -207,8 +215,18 @@ impl SignedRevocations {
             .map(|s| s.key)
             .collect();
         if members.len() >= policy.committee.quorum {
-            Ok(())
-        } else {
+            return Ok(Authority::Committee);
+        }
+        if let Some(holder) = &policy.holder {
+            if self
+                .signatures
+                .iter()
+                .any(|s| s.key == holder.key && valid(s))
+            {
+                return Ok(Authority::Holder);
+            }
+        }
+        {
             Err(RevocationError::NotAuthorised {
                 serial: self.list.serial,
                 valid: members.len(),
@@ -243,6 +261,15 @@ impl SignedRevocations {
     }
 }
 
+/// Who gave a list its authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// A quorum of the ethics committee: may add and lift revocations.
+    Committee,
+    /// The data holder alone: may add revocations, never lift one.
+    Holder,
+}
+
 /// The host's installed revocation list, shared by every job and session.
 #[derive(Debug)]
 pub struct Revocations {
@@ -270,7 +297,7 @@ impl Revocations {
         signed: &SignedRevocations,
         policy: &Policy,
     ) -> Result<(), RevocationError> {
-        signed.check(policy)?;
+        let authority = signed.authority(policy)?;
         let mut current = self.current.write().expect("revocation lock");
         if signed.list.serial < current.serial {
             return Err(RevocationError::Rollback {
@@ -282,6 +309,19 @@ impl Revocations {
             return Err(RevocationError::SerialReused {
                 serial: current.serial,
             });
+        }
+        if authority == Authority::Holder {
+            if let Some(gone) = current
+                .entries
+                .iter()
+                .find(|e| signed.list.find(e.kind, &e.id).is_none())
+            {
+                return Err(RevocationError::DropsEntry {
+                    serial: signed.list.serial,
+                    kind: gone.kind,
+                    id: gone.id.clone(),
+                });
+            }
         }
         *current = signed.list.clone();
         Ok(())

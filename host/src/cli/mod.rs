@@ -274,6 +274,7 @@ struct ModuleArgs {
     #[arg(long)]
     policy: PathBuf,
     /// The signed revocation list; it must verify against the policy, or nothing runs.
+    /// Default: `revocations.json` beside the policy, if there is one.
     #[arg(long)]
     revocations: Option<PathBuf>,
 }
@@ -285,10 +286,23 @@ impl ModuleArgs {
         let approval = Approval::read(&self.approval)?;
         let policy = Policy::load(&self.policy)?;
         let revocations = Revocations::new();
-        if let Some(path) = &self.revocations {
-            revocations
-                .install(&SignedRevocations::read(path)?, &policy)
-                .with_context(|| format!("installing {}", path.display()))?;
+        let beside_policy = self
+            .policy
+            .parent()
+            .map(|d| d.join("revocations.json"))
+            .filter(|p| p.exists());
+        match self.revocations.as_ref().or(beside_policy.as_ref()) {
+            Some(path) => {
+                revocations
+                    .install(&SignedRevocations::read(path)?, &policy)
+                    .with_context(|| format!("installing {}", path.display()))?;
+                if self.revocations.is_none() {
+                    eprintln!("using the revocation list {}", path.display());
+                }
+            }
+            None => eprintln!(
+                "note: no revocation list (--revocations, or revocations.json beside the policy): nothing is treated as revoked"
+            ),
         }
         let verified = revocations
             .with(|list| verify(&bundle, &approval, &policy, list, chrono::Utc::now()))?;

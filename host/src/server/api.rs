@@ -775,6 +775,9 @@ async fn admin_revoke(AxState(s): AxState<Shared>, _admin: Admin, body: Bytes) -
             .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         list.write(&s.data_dir.join("revocations.json"))
             .map_err(internal)?;
+        s.store
+            .record_revocation_serial(list.list.serial)
+            .map_err(internal)?;
         s.audit
             .append(
                 EntryKind::Admin,

@@ -517,11 +517,31 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     }
     let revocations = Arc::new(Revocations::new());
     let rev_path = data_dir.join("revocations.json");
+    // The highest serial ever installed is kept in the job store too: a list deleted or
+    // replaced by an older one does not un-revoke anything at the next start.
+    let high_water = store
+        .revocation_serial()
+        .map_err(setup("reading the revocation serial"))?;
     if rev_path.exists() {
         let list = SignedRevocations::read(&rev_path).map_err(setup("reading revocations"))?;
         revocations
             .install(&list, &policy)
             .map_err(setup("installing revocations"))?;
+        if list.list.serial < high_water {
+            return Err(ServeError::Setup(format!(
+                "{} has serial {} but serial {high_water} was installed here before; restore the newer list (a list cannot be rolled back)",
+                rev_path.display(),
+                list.list.serial
+            )));
+        }
+        store
+            .record_revocation_serial(list.list.serial)
+            .map_err(setup("recording the revocation serial"))?;
+    } else if high_water > 0 {
+        return Err(ServeError::Setup(format!(
+            "{} is missing but a revocation list with serial {high_water} was installed here before; restore it from a backup, or install a newer signed list, before starting",
+            rev_path.display()
+        )));
     }
     let cache = config
         .cache_dir

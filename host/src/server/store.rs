@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS request_nonces (
 );
 CREATE INDEX IF NOT EXISTS request_nonces_age ON request_nonces (seen_at);
 DROP TABLE IF EXISTS nonces;
+CREATE TABLE IF NOT EXISTS revocation_high_water (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    serial INTEGER NOT NULL
+);
 ";
 
 /// A job as the API shows it.
@@ -275,6 +279,30 @@ impl Store {
             params![now()],
         )?;
         Ok(ids)
+    }
+
+    /// The highest revocation-list serial ever installed here (0 if none).
+    pub fn revocation_serial(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT serial FROM revocation_high_water WHERE id = 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map_or(0, |s| s.max(0) as u64))
+    }
+
+    /// Raises the recorded highest revocation-list serial to `serial` (never lowers it).
+    pub fn record_revocation_serial(&self, serial: u64) -> Result<(), StoreError> {
+        let serial = i64::try_from(serial).unwrap_or(i64::MAX);
+        self.conn().execute(
+            "INSERT INTO revocation_high_water (id, serial) VALUES (1, ?1)
+             ON CONFLICT(id) DO UPDATE SET serial = MAX(serial, excluded.serial)",
+            params![serial],
+        )?;
+        Ok(())
     }
 
     /// Records a nonce of requester `key`; false if that key used it before (a replay).
