@@ -534,3 +534,114 @@ fn a_deleted_revocation_list_does_not_un_revoke_at_restart() {
         .unwrap();
     server::start(config).unwrap().shutdown();
 }
+
+#[test]
+fn two_tables_that_would_share_a_file_name_fail_the_release() {
+    // Finding 12.10: table names `a.b` and `a b` both became `a_b.csv`; the second silently
+    // overwrote the first, and the signature covered only what was left.
+    use oar_guest::table::Row;
+    use oar_guest::{Table, Value};
+    let table = || {
+        let mut t = Table::new(["k"], ["v"]);
+        t.rows.push(Row {
+            keys: vec![Value::Int(1)],
+            values: vec![1.0],
+            suppressed: None,
+        });
+        t
+    };
+    let released = |name: &str| oar_host::release::ReleasedTable {
+        name: name.into(),
+        table: table(),
+        provenance: oar_host::release::provenance::Provenance::Derived { from: vec![] },
+    };
+    let release = oar_host::release::Release {
+        job_id: "j".into(),
+        module: "m".into(),
+        module_version: "1".into(),
+        module_hash: "h".into(),
+        approval_digest: "d".into(),
+        requester: "r".into(),
+        created_at: "2026-11-29T00:00:00Z".into(),
+        epsilon_spent: vec![],
+        epsilon_total: 0.0,
+        queries: vec![],
+        tables: vec![released("a.b"), released("a b")],
+        reused_by: None,
+        params_sha256: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("release");
+    let err = release.publish(&out, Some(&holder())).unwrap_err();
+    assert!(err.to_string().contains("same file name"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_older_manifest_cannot_squat_a_module_hash() {
+    // Finding 12.10: bundles were keyed by the component hash alone (`INSERT OR IGNORE`), so
+    // whoever uploaded first, say an older manifest of the same component, kept the slot and
+    // the approved bundle uploaded later was silently dropped: the module never ran.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let mut old = common::manifest();
+    old.version = "0.0.1".into();
+    let squat = oar_host::bundle::Bundle::sign(component("population"), old, &w.author);
+    client
+        .upload_bundle(&serde_json::to_vec(&squat).unwrap())
+        .unwrap();
+    let module = upload(&client, &w, "population");
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let done = client.wait(&job, Duration::from_secs(120)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let listed = client.call("GET", "/v1/modules", None).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "only the approved manifest: {listed}"
+    );
+    s.shutdown();
+}
+
+#[test]
+fn the_admin_api_registers_datasets_only_from_the_dataset_folders() {
+    // Finding 12.10: `/admin/datasets` opened any path on the server and echoed parse errors.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let config = setup(dir.path(), &mut w, |_| {});
+    let s = server::start(config.clone()).unwrap();
+    let secret = dir.path().join("secret.toml");
+    std::fs::write(&secret, "s3cr3t = not a descriptor\n").unwrap();
+    let register = |path: &std::path::Path| {
+        raw(
+            &admin_url(&s),
+            "POST",
+            "/admin/datasets",
+            serde_json::json!({"descriptor": path})
+                .to_string()
+                .as_bytes(),
+            &[("authorization", format!("Bearer {ADMIN}"))],
+        )
+    };
+    let (status, body) = register(&secret);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("dataset_roots") && !body.contains("s3cr3t"),
+        "{body}"
+    );
+    // A descriptor inside DATA_DIR/datasets registers.
+    let inside = config.data_dir.join("datasets/cdr2");
+    let descriptor = oar_host::synth::cdr::CdrSpec {
+        rows: 1_000,
+        ..Default::default()
+    }
+    .write(&inside)
+    .unwrap();
+    let (status, body) = register(&descriptor);
+    assert_eq!(status, 201, "{body}");
+    s.shutdown();
+}

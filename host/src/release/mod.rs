@@ -100,6 +100,17 @@ impl Release {
                 ))
             })?;
         }
+        let mut names = std::collections::BTreeMap::new();
+        for t in &self.tables {
+            let file = sanitize(&t.name);
+            if let Some(other) = names.insert(file.clone(), &t.name) {
+                return Err(std::io::Error::other(format!(
+                    "tables '{}' and '{}' would be written under the same file name {file}; name tables with letters, digits, '_' and '-' only",
+                    crate::module_text::bounded(other, 64),
+                    crate::module_text::bounded(&t.name, 64)
+                )));
+            }
+        }
         std::fs::create_dir_all(dir)?;
         let mut written = Vec::new();
         let json = dir.join("release.json");

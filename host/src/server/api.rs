@@ -344,24 +344,20 @@ async fn modules(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
     blocking(move || {
         let mut out = Vec::new();
         for hash in s.store.approved_modules().map_err(internal)? {
-            let Some(json) = s.store.bundle(&hash).map_err(internal)? else {
-                continue;
-            };
-            let Ok(b) = crate::bundle::Bundle::from_json(json.as_bytes()) else {
-                continue;
-            };
-            // Only modules this requester could run: every dataset they read is open to it.
-            if b.manifest.datasets.iter().any(|d| !who.may_query(&d.name)) {
-                continue;
+            for (b, _) in super::approved_bundles(&s, &hash).map_err(internal)? {
+                // Only modules this requester could run: every dataset they read is open to it.
+                if b.manifest.datasets.iter().any(|d| !who.may_query(&d.name)) {
+                    continue;
+                }
+                out.push(json!({
+                    "module_hash": hash,
+                    "name": b.manifest.name,
+                    "version": b.manifest.version,
+                    "purpose": b.manifest.purpose,
+                    "datasets": b.manifest.datasets,
+                    "outputs": b.manifest.outputs,
+                }));
             }
-            out.push(json!({
-                "module_hash": hash,
-                "name": b.manifest.name,
-                "version": b.manifest.version,
-                "purpose": b.manifest.purpose,
-                "datasets": b.manifest.datasets,
-                "outputs": b.manifest.outputs,
-            }));
         }
         Ok(Json(out).into_response())
     })
@@ -391,9 +387,10 @@ async fn upload_bundle(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult
     let text = std::str::from_utf8(&body)
         .map_err(|_| bad_request("the bundle is not UTF-8 JSON"))?
         .to_string();
+    let manifest_hash = hex::encode(bundle.manifest.hash());
     blocking(move || {
         s.store
-            .put_bundle(&hash, &text, &who.name)
+            .put_bundle(&hash, &manifest_hash, &text, &who.name)
             .map_err(internal)?;
         s.audit
             .append(
@@ -448,19 +445,16 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
     check_member_signatures(&s.policy, &approval)?;
     blocking(move || {
         let module = approval.record.module_hash.clone();
-        let Some(bundle) = s.store.bundle(&module).map_err(internal)? else {
+        let stored = s
+            .store
+            .bundle(&module, &approval.record.manifest_hash)
+            .map_err(internal)?;
+        if stored.is_none() {
             return Err(bad_request(format!(
-                "no bundle with module hash {} was uploaded; upload the bundle first",
-                audited(&module)
+                "no bundle with module hash {} and manifest hash {} was uploaded; upload the approved bundle first",
+                audited(&module),
+                audited(&approval.record.manifest_hash)
             )));
-        };
-        let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(internal)?;
-        if approval.record.manifest_hash != hex::encode(bundle.manifest.hash()) {
-            return Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the approval is for another manifest than the uploaded bundle's; nothing was stored"
-                    .into(),
-            ));
         }
         let digest = hex::encode(approval.record.digest());
         // A known approval only gains signatures: the stored ones stay, new members' are added.
@@ -540,20 +534,28 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         }
     }
     blocking(move || {
-        let Some(bundle) = s.store.bundle(&req.module_hash).map_err(internal)? else {
+        let stored = s.store.bundles(&req.module_hash).map_err(internal)?;
+        if stored.is_empty() {
             return Err(refused_scope(
                 &s,
                 &who,
                 json!({"module_hash": audited(&req.module_hash)}),
             ));
+        }
+        // The datasets of the approved manifest (or, before any approval, of every uploaded
+        // one) must all be open to this requester.
+        let approved = super::approved_bundles(&s, &req.module_hash).map_err(internal)?;
+        let manifests: Vec<crate::bundle::Bundle> = if approved.is_empty() {
+            stored
+                .iter()
+                .filter_map(|j| crate::bundle::Bundle::from_json(j.as_bytes()).ok())
+                .collect()
+        } else {
+            approved.into_iter().map(|(b, _)| b).collect()
         };
-        let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(internal)?;
-        // The module's datasets must all be open to this requester.
-        if bundle
-            .manifest
-            .datasets
+        if !manifests
             .iter()
-            .any(|d| !who.may_query(&d.name))
+            .any(|b| b.manifest.datasets.iter().all(|d| who.may_query(&d.name)))
         {
             return Err(refused_scope(
                 &s,
@@ -749,6 +751,12 @@ async fn admin_register_dataset(
     let req: RegisterDataset = parse(&body)?;
     blocking(move || {
         let path = std::path::PathBuf::from(&req.descriptor);
+        if !s.in_dataset_roots(&path) {
+            return Err(bad_request(format!(
+                "{} is not a descriptor inside the folders datasets may be registered from (dataset_roots; default DATA_DIR/datasets); move it there or add its folder to dataset_roots",
+                audited(&req.descriptor)
+            )));
+        }
         let dataset =
             crate::dataset::Dataset::open(&path).map_err(|e| bad_request(e.to_string()))?;
         let name = dataset.name().to_string();

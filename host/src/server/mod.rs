@@ -88,6 +88,9 @@ pub struct ServeConfig {
     pub requests_per_minute_per_address: u32,
     /// Requests a minute signed by one requester key (0: no limit).
     pub requests_per_minute_per_key: u32,
+    /// Folders the admin API may register dataset descriptors from; default
+    /// `DATA_DIR/datasets`. A descriptor anywhere else is refused.
+    pub dataset_roots: Vec<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -113,6 +116,7 @@ impl Default for ServeConfig {
             request_timeout_seconds: 120,
             requests_per_minute_per_address: 1200,
             requests_per_minute_per_key: 600,
+            dataset_roots: Vec::new(),
         }
     }
 }
@@ -229,6 +233,23 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Whether `descriptor` lies inside one of the folders datasets may be registered from.
+    pub fn in_dataset_roots(&self, descriptor: &Path) -> bool {
+        let Ok(path) = std::fs::canonicalize(descriptor) else {
+            return false;
+        };
+        let default = [self.data_dir.join("datasets")];
+        let roots = if self.config.dataset_roots.is_empty() {
+            &default[..]
+        } else {
+            &self.config.dataset_roots[..]
+        };
+        roots
+            .iter()
+            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .any(|root| path.starts_with(root))
+    }
+
     /// Wakes an idle worker (a job was queued).
     pub fn notify(&self) {
         self.wake.1.notify_all();
@@ -778,43 +799,69 @@ fn run_queued(state: &State, job: Job) {
     }
 }
 
-/// The stored bundle of `module_hash` verified under one of its stored approvals, now.
+/// The stored bundles of `module_hash` that have a stored approval of their manifest, with
+/// those approvals.
+pub(crate) fn approved_bundles(
+    state: &State,
+    module_hash: &str,
+) -> Result<Vec<(crate::bundle::Bundle, Vec<crate::approval::Approval>)>, StoreError> {
+    let approvals: Vec<crate::approval::Approval> = state
+        .store
+        .approvals(module_hash)?
+        .iter()
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect();
+    Ok(state
+        .store
+        .bundles(module_hash)?
+        .iter()
+        .filter_map(|j| crate::bundle::Bundle::from_json(j.as_bytes()).ok())
+        .filter_map(|b| {
+            let manifest = hex::encode(b.manifest.hash());
+            let mine: Vec<_> = approvals
+                .iter()
+                .filter(|a| a.record.manifest_hash == manifest)
+                .cloned()
+                .collect();
+            (!mine.is_empty()).then_some((b, mine))
+        })
+        .collect())
+}
+
+/// A stored bundle of `module_hash` verified under one of its stored approvals, now.
 fn verified_module(
     state: &State,
     module_hash: &str,
 ) -> Result<crate::verify::VerifiedModule, String> {
-    let bundle = state
+    if state
         .store
-        .bundle(module_hash)
+        .bundles(module_hash)
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("module {module_hash} was never uploaded"))?;
-    let bundle = crate::bundle::Bundle::from_json(bundle.as_bytes()).map_err(|e| e.to_string())?;
-    let mut last = format!("module {module_hash} has no approval");
-    for json in state
-        .store
-        .approvals(module_hash)
-        .map_err(|e| e.to_string())?
+        .is_empty()
     {
-        let Ok(approval) = serde_json::from_str::<crate::approval::Approval>(&json) else {
-            continue;
-        };
-        let verified = state.host.revocations().with(|list| {
-            crate::verify::verify(&bundle, &approval, &state.policy, list, chrono::Utc::now())
-        });
-        match verified {
-            Ok(v) => {
-                let _ = state.audit.append(
-                    EntryKind::Verification,
-                    "holder",
-                    serde_json::json!({
-                        "module_hash": module_hash,
-                        "approval_digest": v.approval_digest(),
-                        "signers": v.signers().len(),
-                    }),
-                );
-                return Ok(v);
+        return Err(format!("module {module_hash} was never uploaded"));
+    }
+    let mut last = format!("module {module_hash} has no approval");
+    for (bundle, approvals) in approved_bundles(state, module_hash).map_err(|e| e.to_string())? {
+        for approval in approvals {
+            let verified = state.host.revocations().with(|list| {
+                crate::verify::verify(&bundle, &approval, &state.policy, list, chrono::Utc::now())
+            });
+            match verified {
+                Ok(v) => {
+                    let _ = state.audit.append(
+                        EntryKind::Verification,
+                        "holder",
+                        serde_json::json!({
+                            "module_hash": module_hash,
+                            "approval_digest": v.approval_digest(),
+                            "signers": v.signers().len(),
+                        }),
+                    );
+                    return Ok(v);
+                }
+                Err(e) => last = e.to_string(),
             }
-            Err(e) => last = e.to_string(),
         }
     }
     Err(last)

@@ -7,7 +7,13 @@ use std::path::Path;
 use std::sync::Mutex;
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS bundles (module_hash TEXT PRIMARY KEY, bundle TEXT NOT NULL, uploaded_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS module_bundles (
+    module_hash TEXT NOT NULL,
+    manifest_hash TEXT NOT NULL,
+    bundle TEXT NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    PRIMARY KEY (module_hash, manifest_hash)
+);
 CREATE TABLE IF NOT EXISTS approvals (digest TEXT PRIMARY KEY, module_hash TEXT NOT NULL, approval TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -93,6 +99,36 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 const JOB_COLUMNS: &str =
     "id, requester, module_hash, params, status, error, created_at, every_seconds";
 
+/// Moves bundles from the table keyed by component hash alone (before manifests were part of
+/// the key) into `module_bundles`.
+fn migrate_bundles(conn: &Connection) -> Result<(), StoreError> {
+    let old: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'bundles'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !old {
+        return Ok(());
+    }
+    let rows: Vec<(String, String, String)> = {
+        let mut stmt = conn.prepare("SELECT module_hash, bundle, uploaded_by FROM bundles")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (module_hash, json, by) in rows {
+        let Ok(bundle) = crate::bundle::Bundle::from_json(json.as_bytes()) else {
+            continue;
+        };
+        conn.execute(
+            "INSERT OR IGNORE INTO module_bundles (module_hash, manifest_hash, bundle, uploaded_by)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![module_hash, hex::encode(bundle.manifest.hash()), json, by],
+        )?;
+    }
+    conn.execute_batch("DROP TABLE bundles")?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -100,6 +136,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         crate::ledger::sqlite::durable(&conn)?;
         conn.execute_batch(SCHEMA)?;
+        migrate_bundles(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -109,22 +146,43 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores a bundle (idempotent).
-    pub fn put_bundle(&self, module_hash: &str, json: &str, by: &str) -> Result<(), StoreError> {
+    /// Stores a bundle under its component and manifest hashes (idempotent: the same bundle
+    /// twice is one row; another manifest of the same component is another row).
+    pub fn put_bundle(
+        &self,
+        module_hash: &str,
+        manifest_hash: &str,
+        json: &str,
+        by: &str,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT OR IGNORE INTO bundles (module_hash, bundle, uploaded_by) VALUES (?1, ?2, ?3)",
-            params![module_hash, json, by],
+            "INSERT OR IGNORE INTO module_bundles (module_hash, manifest_hash, bundle, uploaded_by)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![module_hash, manifest_hash, json, by],
         )?;
         Ok(())
     }
 
-    /// A stored bundle.
-    pub fn bundle(&self, module_hash: &str) -> Result<Option<String>, StoreError> {
+    /// Every stored bundle of a component (one per manifest), oldest first.
+    pub fn bundles(&self, module_hash: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT bundle FROM module_bundles WHERE module_hash = ?1 ORDER BY rowid")?;
+        let rows = stmt.query_map(params![module_hash], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The stored bundle of a component with a given manifest.
+    pub fn bundle(
+        &self,
+        module_hash: &str,
+        manifest_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT bundle FROM bundles WHERE module_hash = ?1",
-                params![module_hash],
+                "SELECT bundle FROM module_bundles WHERE module_hash = ?1 AND manifest_hash = ?2",
+                params![module_hash, manifest_hash],
                 |r| r.get(0),
             )
             .optional()?)
@@ -165,11 +223,11 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Module hashes that have at least one approval stored.
+    /// Module hashes that have at least one bundle and one approval stored.
     pub fn approved_modules(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT DISTINCT b.module_hash FROM bundles b JOIN approvals a ON a.module_hash = b.module_hash ORDER BY 1",
+            "SELECT DISTINCT b.module_hash FROM module_bundles b JOIN approvals a ON a.module_hash = b.module_hash ORDER BY 1",
         )?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
