@@ -645,3 +645,164 @@ fn the_admin_api_registers_datasets_only_from_the_dataset_folders() {
     assert_eq!(status, 201, "{body}");
     s.shutdown();
 }
+
+/// The p-th percentile of `samples` (sorted in place).
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
+
+#[test]
+fn under_a_flood_and_slow_clients_legitimate_jobs_finish_and_budgets_stay_exact() {
+    // The load test of issue 12: many requesters on loopback while a hostile client floods
+    // unauthenticated requests and holds slow connections. Bounded: 6 requesters × 3 jobs,
+    // 4 flooding threads, 16 slow connections, at most 240 s. Prints jobs/s and the p99 latency
+    // of `GET /v1/runs/{id}`, quiet (the baseline, same run) and under the flood.
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const REQUESTERS: usize = 6;
+    const JOBS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let keys: Vec<KeyPair> = (0..REQUESTERS)
+        .map(|i| KeyPair::from_seed(&format!("load-{i}"), &format!("load {i}")))
+        .collect();
+    let mut config = setup(dir.path(), &mut w, |p| {
+        p.limits.runs_per_requester_per_hour = 100;
+        p.limits.concurrent_runs = 2;
+        for (i, k) in keys.iter().enumerate() {
+            p.requesters.push(Requester {
+                name: format!("office-{i}"),
+                key: k.public(),
+                datasets: vec!["cdr".into()],
+            });
+        }
+    });
+    // Every client here shares 127.0.0.1: the per-address limit would throttle the
+    // legitimate ones with the flood, so it is off; the per-key limit and shedding stay.
+    config.requests_per_minute_per_address = 0;
+    config.header_timeout_seconds = 2;
+    let s = server::start(config).unwrap();
+    let base = url(&s);
+    let module = upload(&Client::new(&base, w.requester.clone()), &w, "population");
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(240);
+
+    // Baseline: status latency with nothing else going on.
+    let probe = Client::new(&base, w.requester.clone());
+    let job = probe
+        .submit(&module, &serde_json::json!({"epsilon": 0.05}), None)
+        .unwrap();
+    probe.wait(&job, Duration::from_secs(120)).unwrap();
+    let mut quiet: Vec<Duration> = (0..100)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            probe.job(&job).unwrap();
+            t.elapsed()
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hostile = Vec::new();
+    for _ in 0..4 {
+        let (stop, base) = (stop.clone(), base.clone());
+        hostile.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _) = raw(&base, "GET", "/v1/datasets", b"", &[]);
+                assert!(status == 401 || status == 503, "flood answered {status}");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let addr = s.addr();
+    {
+        let stop = stop.clone();
+        hostile.push(std::thread::spawn(move || {
+            // Slow connections, reopened as the server cuts them off.
+            let mut conns: Vec<std::net::TcpStream> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                conns.retain_mut(|c| c.write_all(b"x").is_ok());
+                while conns.len() < 16 {
+                    match std::net::TcpStream::connect(addr) {
+                        Ok(mut c) => {
+                            let _ = c.write_all(b"GET /v1/datasets HTTP/1.1\r\nhost: ");
+                            conns.push(c);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            0
+        }));
+    }
+
+    let loaded = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let finished = std::time::Instant::now();
+    let workers: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let (base, module, key, loaded) =
+                (base.clone(), module.clone(), key.clone(), loaded.clone());
+            std::thread::spawn(move || {
+                let client = Client::new(&base, key);
+                let ids: Vec<String> = (0..JOBS)
+                    .map(|j| {
+                        let epsilon = 0.1 + (i * JOBS + j) as f64 / 1000.0;
+                        client
+                            .submit(&module, &serde_json::json!({ "epsilon": epsilon }), None)
+                            .unwrap()
+                    })
+                    .collect();
+                for id in &ids {
+                    loop {
+                        assert!(std::time::Instant::now() < deadline, "the load test ran out of time");
+                        let t = std::time::Instant::now();
+                        let job = client.job(id).unwrap();
+                        loaded.lock().unwrap().push(t.elapsed());
+                        match job["status"].as_str().unwrap() {
+                            "queued" | "running" => std::thread::sleep(Duration::from_millis(100)),
+                            "succeeded" => break,
+                            other => panic!("job {id} {other}: {job}"),
+                        }
+                    }
+                }
+                ids.len()
+            })
+        })
+        .collect();
+    let jobs: usize = workers.into_iter().map(|h| h.join().unwrap()).sum();
+    let elapsed = finished.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let flood: u64 = hostile.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(jobs, REQUESTERS * JOBS);
+
+    // Budgets are exact: each office has spent exactly the sum of its jobs' epsilons.
+    for (i, key) in keys.iter().enumerate() {
+        let client = Client::new(&base, key.clone());
+        let budget = client.call("GET", "/v1/budget", None).unwrap();
+        let spent = budget[0]["total"].as_f64().unwrap() - budget[0]["remaining"].as_f64().unwrap();
+        let expected: f64 = (0..JOBS).map(|j| 0.1 + (i * JOBS + j) as f64 / 1000.0).sum();
+        assert!((spent - expected).abs() < 1e-9, "office-{i} spent {spent}, expected {expected}");
+    }
+    let mut loaded = loaded.lock().unwrap().clone();
+    let (quiet99, loaded99) = (percentile(&mut quiet, 0.99), percentile(&mut loaded, 0.99));
+    eprintln!(
+        "load: {jobs} jobs in {:.1} s ({:.2} jobs/s) beside {flood} flooding requests and 16 slow connections; GET /v1/runs/{{id}} p99 {:.1} ms under load vs {:.1} ms quiet ({:.1}x, {} samples)",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64(),
+        loaded99.as_secs_f64() * 1e3,
+        quiet99.as_secs_f64() * 1e3,
+        loaded99.as_secs_f64() / quiet99.as_secs_f64().max(1e-9),
+        loaded.len()
+    );
+    let data = dir.path().join("data");
+    s.shutdown();
+    oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(240));
+}
