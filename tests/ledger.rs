@@ -246,3 +246,46 @@ fn a_policy_period_cap_binds_within_the_period() {
     assert!(reason.contains("this day"), "{reason}");
     assert!((common::spent(&ledger, "stats-office") - 0.5).abs() < 1e-12);
 }
+
+/// Finding 12.0: the ledger kept every whole release for reuse inside the database (+112 MB
+/// for one large run). It now keeps the key, the job and the release's digest; the release
+/// itself is a file beside the ledger, checked against the digest when reused. A reusable
+/// release that is gone or altered fails the run rather than drawing fresh noise for the same
+/// question.
+#[test]
+fn the_ledger_keeps_release_digests_not_blobs_and_never_reruns_a_lost_release() {
+    use oar_host::ledger::Ledger as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let release = format!("{{\"tables\":\"{}\"}}", "x".repeat(5_000_000));
+    {
+        let ledger = oar_host::ledger::SqliteLedger::open(&path).unwrap();
+        ledger.store_release("k", "j1", &release).unwrap();
+    }
+    let db_bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ledger.db"))
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(db_bytes < 1_000_000, "the database holds {db_bytes} bytes");
+    let ledger = oar_host::ledger::SqliteLedger::open(&path).unwrap();
+    assert_eq!(
+        ledger.cached_release("k").unwrap().as_deref(),
+        Some(release.as_str())
+    );
+    // Altered on disk: refused, not re-run.
+    let store = dir.path().join("ledger.db.releases");
+    let file = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, "{}").unwrap();
+    let err = ledger.cached_release("k").unwrap_err();
+    assert!(err.to_string().contains("j1"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    assert!(ledger.cached_release("k").is_err());
+}

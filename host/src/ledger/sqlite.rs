@@ -35,13 +35,25 @@ CREATE TABLE IF NOT EXISTS releases (
     release TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS release_files (
+    key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 ";
 
 /// The persistent ledger.
+///
+/// Releases kept for reuse (see [`Ledger::store_release`]) are files in `PATH.releases/`, named
+/// by their SHA-256; the database holds only the key, the job and the digest, so it stays small
+/// whatever the releases weigh.
 pub struct SqliteLedger {
     conn: Mutex<Connection>,
     /// Held for the ledger's life when opened with [`SqliteLedger::open`].
     _lock: Option<std::fs::File>,
+    /// Where reusable releases are kept (`None` in memory: they stay in the database).
+    release_store: Option<std::path::PathBuf>,
 }
 
 impl SqliteLedger {
@@ -76,7 +88,11 @@ impl SqliteLedger {
         let conn = Connection::open(path)
             .map_err(|e| LedgerError::Storage(format!("cannot open {}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        Self::init(conn)
+        let mut ledger = Self::init(conn)?;
+        let mut store = path.as_os_str().to_owned();
+        store.push(".releases");
+        ledger.release_store = Some(store.into());
+        Ok(ledger)
     }
 
     /// A ledger that lives in memory for this process only (tests, demos, dry runs).
@@ -92,6 +108,7 @@ impl SqliteLedger {
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
             _lock: None,
+            release_store: None,
         })
     }
 
@@ -267,6 +284,33 @@ impl Ledger for SqliteLedger {
     }
 
     fn cached_release(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        let indexed: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT job_id, sha256 FROM release_files WHERE key = ?1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let (Some((job_id, sha256)), Some(store)) = (indexed, &self.release_store) {
+            let path = store.join(format!("{sha256}.json"));
+            // A reusable release that cannot be read back intact fails the run: running again
+            // would draw fresh noise for a question already answered.
+            let lost = |why: &str| {
+                LedgerError::Storage(format!(
+                    "the release of the identical earlier run {job_id} is {why} ({}); restore it from a backup, or change the run's parameters",
+                    path.display()
+                ))
+            };
+            let bytes = std::fs::read(&path).map_err(|_| lost("missing"))?;
+            if hex::encode(crate::keys::sha256(&bytes)) != sha256 {
+                return Err(lost("altered"));
+            }
+            return String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| lost("altered"));
+        }
+        // Releases stored before they were kept as files (and in-memory ledgers).
         Ok(self
             .conn()
             .query_row(
@@ -283,9 +327,29 @@ impl Ledger for SqliteLedger {
         job_id: &str,
         release_json: &str,
     ) -> Result<(), LedgerError> {
+        let Some(store) = &self.release_store else {
+            self.conn().execute(
+                "INSERT OR IGNORE INTO releases (key, job_id, release, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key, job_id, release_json, Utc::now().timestamp()],
+            )?;
+            return Ok(());
+        };
+        let sha256 = hex::encode(crate::keys::sha256(release_json.as_bytes()));
+        let io = |e: std::io::Error| {
+            LedgerError::Storage(format!("keeping the release in {}: {e}", store.display()))
+        };
+        std::fs::create_dir_all(store).map_err(io)?;
+        let path = store.join(format!("{sha256}.json"));
+        if !path.exists() {
+            let tmp = store.join(format!(".{sha256}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, release_json)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(io)?;
+        }
         self.conn().execute(
-            "INSERT OR IGNORE INTO releases (key, job_id, release, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![key, job_id, release_json, Utc::now().timestamp()],
+            "INSERT OR IGNORE INTO release_files (key, job_id, sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![key, job_id, sha256, Utc::now().timestamp()],
         )?;
         Ok(())
     }
