@@ -761,7 +761,10 @@ fn under_a_flood_and_slow_clients_legitimate_jobs_finish_and_budgets_stay_exact(
                     .collect();
                 for id in &ids {
                     loop {
-                        assert!(std::time::Instant::now() < deadline, "the load test ran out of time");
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "the load test ran out of time"
+                        );
                         let t = std::time::Instant::now();
                         let job = client.job(id).unwrap();
                         loaded.lock().unwrap().push(t.elapsed());
@@ -787,8 +790,13 @@ fn under_a_flood_and_slow_clients_legitimate_jobs_finish_and_budgets_stay_exact(
         let client = Client::new(&base, key.clone());
         let budget = client.call("GET", "/v1/budget", None).unwrap();
         let spent = budget[0]["total"].as_f64().unwrap() - budget[0]["remaining"].as_f64().unwrap();
-        let expected: f64 = (0..JOBS).map(|j| 0.1 + (i * JOBS + j) as f64 / 1000.0).sum();
-        assert!((spent - expected).abs() < 1e-9, "office-{i} spent {spent}, expected {expected}");
+        let expected: f64 = (0..JOBS)
+            .map(|j| 0.1 + (i * JOBS + j) as f64 / 1000.0)
+            .sum();
+        assert!(
+            (spent - expected).abs() < 1e-9,
+            "office-{i} spent {spent}, expected {expected}"
+        );
     }
     let mut loaded = loaded.lock().unwrap().clone();
     let (quiet99, loaded99) = (percentile(&mut quiet, 0.99), percentile(&mut loaded, 0.99));
