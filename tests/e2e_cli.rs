@@ -236,11 +236,26 @@ fn sign_approve_verify_run_from_the_command_line() {
     );
     std::fs::write(&csv, original).unwrap();
 
+    // A run a crash cut short (begun in the ledger, never finished) gets its closing audit
+    // entry at the next start.
+    {
+        use oar_host::ledger::Ledger as _;
+        let ledger = oar_host::ledger::SqliteLedger::open(&d.join("oar-ledger.db")).unwrap();
+        ledger
+            .begin_run("crashedclijob001", "stats-office", "ab")
+            .unwrap();
+    }
     // A requester the policy does not know gets nothing.
     let stranger = run_as("nobody", "release2");
     assert!(!stranger.status.success());
     assert!(String::from_utf8_lossy(&stranger.stderr).contains("not listed"));
     assert!(!d.join("release2").exists());
+    let log = std::fs::read_to_string(d.join("audit.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("crashedclijob001") && l.contains("\"kind\":\"run_failed\"")),
+        "no closing entry for the interrupted run"
+    );
     let audited = ok(oar(
         &["audit", "verify", "audit.log", "--holder", &holder],
         d,

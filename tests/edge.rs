@@ -814,3 +814,38 @@ fn under_a_flood_and_slow_clients_legitimate_jobs_finish_and_budgets_stay_exact(
     oar_host::audit::verify(&data.join("audit.log"), &holder().public()).unwrap();
     assert!(started.elapsed() < Duration::from_secs(240));
 }
+
+#[test]
+fn the_hourly_run_limit_holds_under_concurrent_submissions() {
+    // Finding 12.3: the per-hour run limit was counted, then the run enqueued, with an fsync'd
+    // audit write in between: simultaneous submissions all passed the count.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |p| {
+        p.limits.runs_per_requester_per_hour = 3
+    }))
+    .unwrap();
+    let base = url(&s);
+    let module = upload(&Client::new(&base, w.requester.clone()), &w, "population");
+    let accepted: usize = (0..12)
+        .map(|i| {
+            let (base, key, module) = (base.clone(), w.requester.clone(), module.clone());
+            std::thread::spawn(move || {
+                let client = Client::new(&base, key);
+                let params = serde_json::json!({"epsilon": 0.1 + f64::from(i) / 1000.0});
+                match client.submit(&module, &params, None) {
+                    Ok(_) => 1,
+                    Err(e) => {
+                        assert_eq!(status_of(e), 429);
+                        0
+                    }
+                }
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(accepted, 3);
+    s.shutdown();
+}

@@ -563,6 +563,9 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
                 json!({"module_hash": req.module_hash}),
             ));
         }
+        // Counting, recording and queueing are one step: simultaneous submissions cannot all
+        // pass the count.
+        let _one_at_a_time = s.submissions.lock().unwrap_or_else(|p| p.into_inner());
         let hour_ago = chrono::Utc::now().timestamp() - 3600;
         let recent = s
             .store

@@ -230,6 +230,8 @@ pub(crate) struct State {
     pub key_limit: limit::RateLimiter<[u8; 32]>,
     /// Requests being handled (load shedding past the limit).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Held while a submission is counted against the hourly limit and queued.
+    pub submissions: Mutex<()>,
 }
 
 impl State {
@@ -630,6 +632,7 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_requests.max(1),
         )),
+        submissions: Mutex::new(()),
         config,
     });
 
