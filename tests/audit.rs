@@ -429,3 +429,22 @@ fn a_torn_last_line_from_a_crash_is_dropped_on_open() {
     .unwrap();
     assert_eq!(audit::verify(&path, &holder().public()).unwrap().entries, 4);
 }
+
+#[test]
+fn a_live_log_is_checked_up_to_its_current_head_while_it_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = admin_log(&path, 5);
+    let head = log.head();
+    log.append(
+        EntryKind::Admin,
+        "holder",
+        serde_json::json!({"act": "later"}),
+    )
+    .unwrap();
+    let v = audit::verify_to(&path, &holder().public(), &head).unwrap();
+    assert_eq!(v.entries, 5);
+    let mut forged = head.clone();
+    forged.seq = 4;
+    assert!(audit::verify_to(&path, &holder().public(), &forged).is_err());
+}

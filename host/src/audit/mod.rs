@@ -22,7 +22,9 @@
 
 mod read;
 
-pub use read::{export, export_page, verify, verify_since, RegisterPage, RegisterRow, Verified};
+pub use read::{
+    export, export_page, verify, verify_since, verify_to, RegisterPage, RegisterRow, Verified,
+};
 
 use crate::canonical::{timestamp, to_canonical_json};
 use crate::keys::{sha256_parts, KeyPair, PublicKey, Signature};

@@ -246,6 +246,29 @@ pub fn verify(path: &Path, holder: &PublicKey) -> Result<Verified, AuditError> {
     })
 }
 
+/// Checks the log at `path` up to `head` (a head the holder signed, such as an open log's
+/// current one): every entry up to it chains and the last is the one it names. Entries appended
+/// while this runs are not read, so a live log can be checked while it grows.
+pub fn verify_to(path: &Path, holder: &PublicKey, head: &Head) -> Result<Verified, AuditError> {
+    if !head.signed_by(holder) {
+        return Err(AuditError::Head(
+            "the head is not signed by the holder's key".into(),
+        ));
+    }
+    let walked = walk(path, &Position::genesis(), Some(head.end), |_| Ok(true))?;
+    if walked.torn_at.is_some() {
+        return Err(AuditError::Broken {
+            line: walked.at.seq + 1,
+            reason: "cut short (no newline at the end)".into(),
+        });
+    }
+    matches_head(head, &walked.at)?;
+    Ok(Verified {
+        entries: walked.at.seq as usize,
+        head: head.hash.clone(),
+    })
+}
+
 /// [`verify`], and also that the log still contains `kept`, a head the holder signed earlier
 /// (one a requester kept from an earlier answer): a log rewound behind it, or rewritten from
 /// before it, is caught even when both files were rolled back to a consistent older state.
