@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::serve::{holder, setup, upload, url};
+use common::serve::{holder, setup, started, upload, url};
 use common::World;
 use oar_host::client::Client;
 use oar_host::server;
@@ -134,8 +134,7 @@ fn openssl_verifies(dir: &Path, work: &Path) {
 #[test]
 fn standard_rfc9421_clients_run_a_job_end_to_end_and_others_verify_the_release() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (w, s) = started(dir.path());
     let base = url(&s);
     let module = upload(&Client::new(&base, w.requester.clone()), &w, "population");
     let holder_hex = holder().public().to_hex();

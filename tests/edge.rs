@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::serve::{admin_url, holder, raw, setup, signed_headers, status_of, upload, url, ADMIN};
+use common::serve::{
+    admin_url, holder, raw, setup, signed_headers, started, status_of, upload, url, ADMIN,
+};
 use common::{approval, bundle, component, World};
 use oar_host::client::Client;
 use oar_host::keys::KeyPair;
@@ -44,8 +46,7 @@ fn an_unauthenticated_flood_is_counted_and_leaves_the_audit_log_alone() {
     // path (up to 64 KiB); a flood filled the disk and the log, failing closed, stopped every
     // release.
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (_, s) = started(dir.path());
     let base = url(&s);
     let before = std::fs::metadata(dir.path().join("data/audit.log"))
         .unwrap()
@@ -88,8 +89,7 @@ fn an_approval_cannot_be_stripped_or_forged_by_an_upload() {
     // Finding 12.2: approvals were stored unchecked and replaced on conflict, so any requester
     // could upload the record with `"signatures": []` and stop the module for everyone.
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (w, s) = started(dir.path());
     let client = Client::new(&url(&s), w.requester.clone());
     let module = upload(&client, &w, "population");
     let b = bundle(&w, component("population"));
@@ -136,8 +136,7 @@ fn recurring_jobs_are_bounded_cancellable_and_stop_without_an_approval() {
     // Finding 12.7: recurring jobs could not be stopped, were re-queued after revocation,
     // expiry or failure, and `every_seconds` was unbounded (an overflowing addition).
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (w, s) = started(dir.path());
     let client = Client::new(&url(&s), w.requester.clone());
     let module = upload(&client, &w, "population");
     let params = serde_json::json!({"epsilon": 0.1});
@@ -222,8 +221,7 @@ fn the_register_is_paged_and_carries_the_signed_head() {
     // Finding 12.5: `/v1/audit` returned the whole register with no signed head, so a
     // requester had nothing to hold the holder to.
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (w, s) = started(dir.path());
     let client = Client::new(&url(&s), w.requester.clone());
     let module = upload(&client, &w, "population");
     for i in 0..3 {
@@ -321,8 +319,7 @@ fn a_stranger_is_refused_before_the_server_reads_the_body() {
     // answer from the headers alone.
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (_, s) = started(dir.path());
     let now = chrono::Utc::now().timestamp();
     let base = url(&s);
     let stranger = KeyPair::from_seed("x", "stranger");
@@ -351,8 +348,7 @@ fn a_release_is_bound_to_the_job_that_asked_and_its_parameters() {
     // Finding 12.10: a reused release was signed with the original job's id, and nothing in
     // the signature bound a release to the parameters it answered.
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (w, s) = started(dir.path());
     let client = Client::new(&url(&s), w.requester.clone());
     let module = upload(&client, &w, "population");
     let params = serde_json::json!({"epsilon": 0.5});
@@ -555,21 +551,7 @@ fn two_tables_that_would_share_a_file_name_fail_the_release() {
         table: table(),
         provenance: oar_host::release::provenance::Provenance::Derived { from: vec![] },
     };
-    let release = oar_host::release::Release {
-        job_id: "j".into(),
-        module: "m".into(),
-        module_version: "1".into(),
-        module_hash: "h".into(),
-        approval_digest: "d".into(),
-        requester: "r".into(),
-        created_at: "2026-11-29T00:00:00Z".into(),
-        epsilon_spent: vec![],
-        epsilon_total: 0.0,
-        queries: vec![],
-        tables: vec![released("a.b"), released("a b")],
-        reused_by: None,
-        params_sha256: None,
-    };
+    let release = common::release_of(vec![released("a.b"), released("a b")]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("release");
     let err = release.publish(&out, Some(&holder())).unwrap_err();
@@ -583,8 +565,7 @@ fn an_older_manifest_cannot_squat_a_module_hash() {
     // whoever uploaded first, say an older manifest of the same component, kept the slot and
     // the approved bundle uploaded later was silently dropped: the module never ran.
     let dir = tempfile::tempdir().unwrap();
-    let mut w = World::new(2, 3);
-    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let (w, s) = started(dir.path());
     let client = Client::new(&url(&s), w.requester.clone());
     let mut old = common::manifest();
     old.version = "0.0.1".into();

@@ -473,25 +473,11 @@ fn a_release_that_cannot_be_written_leaves_nothing_on_disk() {
         values: vec![1.0],
         suppressed: None,
     });
-    let release = oar_host::release::Release {
-        job_id: "j".into(),
-        module: "m".into(),
-        module_version: "1".into(),
-        module_hash: "h".into(),
-        approval_digest: "d".into(),
-        requester: "r".into(),
-        created_at: "2026-11-29T00:00:00Z".into(),
-        epsilon_spent: vec![],
-        epsilon_total: 0.0,
-        queries: vec![],
-        tables: vec![oar_host::release::ReleasedTable {
-            name: "t".into(),
-            table: bad,
-            provenance: oar_host::release::provenance::Provenance::Derived { from: vec![] },
-        }],
-        reused_by: None,
-        params_sha256: None,
-    };
+    let release = common::release_of(vec![oar_host::release::ReleasedTable {
+        name: "t".into(),
+        table: bad,
+        provenance: oar_host::release::provenance::Provenance::Derived { from: vec![] },
+    }]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("release");
     let key = oar_host::keys::KeyPair::from_seed("holder", "holder");

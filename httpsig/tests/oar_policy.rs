@@ -203,50 +203,35 @@ fn extra_components_extra_parameters_other_orders_and_any_label_are_accepted() {
     assert_eq!((v.label.as_str(), v.expires), ("sig1", Some(NOW + 300)));
 }
 
+/// `second` carrying both its own signature and `first`'s (listed first).
+fn with_both(first: &Request, second: &Request) -> Request {
+    let mut both = second.clone();
+    for header in ["signature-input", "signature"] {
+        both.set_header(
+            header,
+            &format!(
+                "{}, {}",
+                first.header_values(header)[0],
+                second.header_values(header)[0]
+            ),
+        );
+    }
+    both
+}
+
 #[test]
 fn the_first_acceptable_label_wins_and_the_furthest_error_is_reported() {
     let good = oar_request(URL, NOW, "good");
     let weak = signed_with(URL, "pyhms", &["@method"], oar_params());
-    let mut both = good.clone();
-    both.set_header(
-        "signature-input",
-        &format!(
-            "{}, {}",
-            weak.header_values("signature-input")[0],
-            good.header_values("signature-input")[0]
-        ),
-    );
-    both.set_header(
-        "signature",
-        &format!(
-            "{}, {}",
-            weak.header_values("signature")[0],
-            good.header_values("signature")[0]
-        ),
-    );
-    assert_eq!(check(&both).unwrap().label, "oar");
+    assert_eq!(check(&with_both(&weak, &good)).unwrap().label, "oar");
 
     // Two bad signatures: one misses a component (policy), one is stale (time): the stale
     // one got further, so its error is the one reported.
     let stale = oar_request(URL, NOW - 10 * WINDOW, "old");
-    let mut bad = stale.clone();
-    bad.set_header(
-        "signature-input",
-        &format!(
-            "{}, {}",
-            weak.header_values("signature-input")[0],
-            stale.header_values("signature-input")[0]
-        ),
-    );
-    bad.set_header(
-        "signature",
-        &format!(
-            "{}, {}",
-            weak.header_values("signature")[0],
-            stale.header_values("signature")[0]
-        ),
-    );
-    assert!(matches!(check(&bad), Err(Error::Stale { .. })));
+    assert!(matches!(
+        check(&with_both(&weak, &stale)),
+        Err(Error::Stale { .. })
+    ));
 }
 
 #[test]

@@ -199,3 +199,22 @@ pub fn spent(ledger: &SqliteLedger, requester: &str) -> f64 {
         .spent(&oar_host::ledger::requester_key(requester, "cdr"))
         .expect("ledger readable")
 }
+
+/// A release of `tables` with placeholder run facts (for tests of writing and signing).
+pub fn release_of(tables: Vec<oar_host::release::ReleasedTable>) -> oar_host::release::Release {
+    oar_host::release::Release {
+        job_id: "j".into(),
+        module: "m".into(),
+        module_version: "1".into(),
+        module_hash: "h".into(),
+        approval_digest: "d".into(),
+        requester: "r".into(),
+        created_at: "2026-11-29T00:00:00Z".into(),
+        epsilon_spent: vec![],
+        epsilon_total: 0.0,
+        queries: vec![],
+        tables,
+        reused_by: None,
+        params_sha256: None,
+    }
+}

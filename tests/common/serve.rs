@@ -51,6 +51,13 @@ pub fn setup(
     }
 }
 
+/// A running server over a fresh data folder in `dir`, with the standard test world.
+pub fn started(dir: &Path) -> (World, server::RunningServer) {
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir, &mut w, |_| {})).unwrap();
+    (w, s)
+}
+
 /// The admin API's base URL (its own loopback listener).
 pub fn admin_url(s: &server::RunningServer) -> String {
     format!("http://{}", s.admin_addr())
