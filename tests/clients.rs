@@ -106,28 +106,23 @@ fn openssl_verifies(dir: &Path, work: &Path) {
     let mut spki = hex::decode("302a300506032b6570032100").unwrap();
     spki.extend_from_slice(holder().public().as_bytes());
     std::fs::write(work.join("holder.der"), spki).unwrap();
-    let out = run(Command::new("openssl")
-        .args(["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey"])
-        .arg(work.join("holder.der"))
-        .arg("-rawin")
-        .arg("-in")
-        .arg(work.join("message"))
-        .arg("-sigfile")
-        .arg(work.join("signature")));
+    let pkeyutl = || {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey"])
+            .arg(work.join("holder.der"))
+            .arg("-rawin")
+            .arg("-in")
+            .arg(work.join("message"))
+            .arg("-sigfile")
+            .arg(work.join("signature"));
+        cmd
+    };
+    let out = run(&mut pkeyutl());
     assert!(out.contains("Signature Verified Successfully"), "{out}");
     // A flipped byte of the message is refused.
     message[0] ^= 1;
     std::fs::write(work.join("message"), &message).unwrap();
-    let refused = Command::new("openssl")
-        .args(["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey"])
-        .arg(work.join("holder.der"))
-        .arg("-rawin")
-        .arg("-in")
-        .arg(work.join("message"))
-        .arg("-sigfile")
-        .arg(work.join("signature"))
-        .output()
-        .unwrap();
+    let refused = pkeyutl().output().unwrap();
     assert!(!refused.status.success());
 }
 
