@@ -413,6 +413,12 @@ pub mod timestamp {
                 "'{text}' has fractional seconds; signed timestamps use whole seconds"
             )));
         }
+        // Written back in UTC, a time outside years 0000..=9999 would not read again.
+        if !(0..=9999).contains(&chrono::Datelike::year(&t)) {
+            return Err(serde::de::Error::custom(format!(
+                "'{text}' is outside the years 0000 to 9999 in UTC; signed timestamps stay within them"
+            )));
+        }
         Ok(t)
     }
 

@@ -17,6 +17,19 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::RwLock;
 
+/// The largest serial: 2^53 - 1, the largest integer RFC 8785 encodes exactly.
+pub const MAX_SERIAL: u64 = (1 << 53) - 1;
+
+fn bounded_serial<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let serial = u64::deserialize(d)?;
+    if serial > MAX_SERIAL {
+        return Err(serde::de::Error::custom(format!(
+            "serial {serial} is above {MAX_SERIAL} (2^53 - 1), the largest a signed list can carry"
+        )));
+    }
+    Ok(serial)
+}
+
 /// Signing context of revocation lists.
 pub const REVOCATION_CONTEXT: &str = "oar-revocation-v1";
 
@@ -52,7 +65,9 @@ pub struct Revoked {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationList {
-    /// Increases with every change; a host refuses a list older than the one it holds.
+    /// Increases with every change; a host refuses a list older than the one it holds. At most
+    /// 2^53 - 1, the largest integer the canonical form (RFC 8785) encodes exactly.
+    #[serde(deserialize_with = "bounded_serial")]
     pub serial: u64,
     /// When this version was issued.
     #[serde(with = "timestamp")]
@@ -174,7 +189,7 @@ impl RevocationList {
                 revoked_at: now,
             });
         }
-        self.serial += 1;
+        self.serial = (self.serial + 1).min(MAX_SERIAL);
         self.issued_at = now;
     }
 }
