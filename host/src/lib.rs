@@ -36,4 +36,5 @@ pub mod server;
 pub mod session;
 pub mod synth;
 pub mod template;
+pub mod untrusted;
 pub mod verify;

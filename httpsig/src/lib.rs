@@ -43,6 +43,7 @@ mod component;
 mod derive;
 mod digest;
 mod error;
+pub mod fuzz;
 mod input;
 mod message;
 pub mod oar;

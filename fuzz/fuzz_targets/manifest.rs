@@ -1,0 +1,8 @@
+//! See `oar_host::untrusted::manifest`, which this target runs (it needs `--features host`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    oar_host::untrusted::manifest(data);
+});
