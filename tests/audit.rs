@@ -448,3 +448,53 @@ fn a_live_log_is_checked_up_to_its_current_head_while_it_grows() {
     forged.seq = 4;
     assert!(audit::verify_to(&path, &holder().public(), &forged).is_err());
 }
+
+/// Reads this process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A measurement, not a check (run alone: the peak is the whole process's): how much memory
+/// opening and verifying a 200 MB log takes. Before, opening read and parsed the whole log.
+/// `cargo test -p oar-host --test audit -- --ignored --nocapture measure_a_large_log`
+#[test]
+#[ignore]
+fn measure_a_large_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path, holder()).unwrap();
+    let filler = "x".repeat(100_000);
+    for i in 0..2_000 {
+        log.append(
+            EntryKind::Admin,
+            "holder",
+            serde_json::json!({"act": i, "filler": filler}),
+        )
+        .unwrap();
+    }
+    drop(log);
+    let size = std::fs::metadata(&path).unwrap().len() as f64 / 1e6;
+    let before = peak_rss_mib();
+    let t = std::time::Instant::now();
+    let log = AuditLog::open(&path, holder()).unwrap();
+    let opened = t.elapsed();
+    let after_open = peak_rss_mib();
+    drop(log);
+    let t = std::time::Instant::now();
+    audit::verify(&path, &holder().public()).unwrap();
+    let verified = t.elapsed();
+    let after_verify = peak_rss_mib();
+    eprintln!(
+        "audit log {size:.0} MB: open {:.1} ms, peak +{:.1} MiB; full verify {:.0} ms, peak +{:.1} MiB",
+        opened.as_secs_f64() * 1e3,
+        after_open - before,
+        verified.as_secs_f64() * 1e3,
+        after_verify - after_open
+    );
+}
