@@ -228,18 +228,31 @@ fn over_tls_curl_python_and_oar_are_served_and_plain_http_is_not() {
         .unwrap();
     assert!(!plain.status.success());
 
-    // OAR's own client and CLI, trusting the certificate.
+    // OAR's own client and CLI, trusting the certificate: `oar submit` uploads and queues,
+    // the library client waits, `oar fetch` verifies and writes.
     let pem = std::fs::read(&cert).unwrap();
     let client = Client::with_ca_certs(&base, w.requester.clone(), &pem).unwrap();
-    let module = upload(&client, &w, "population");
-    let job = client
-        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
-        .unwrap();
-    let done = client.wait(&job, Duration::from_secs(120)).unwrap();
-    assert_eq!(done["status"], "succeeded", "{done}");
     let keys = dir.path().join("cli-keys");
     std::fs::create_dir_all(&keys).unwrap();
     let (key_file, _) = w.requester.write(&keys).unwrap();
+    let b = common::bundle(&w, common::component("population"));
+    let bundle_file = dir.path().join("population.oarb");
+    b.write(&bundle_file).unwrap();
+    let approval_file = dir.path().join("approval.json");
+    common::approval(&w, &b, 2).write(&approval_file).unwrap();
+    let submitted = run(Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["submit", "--server", &base, "--key"])
+        .arg(&key_file)
+        .arg("--bundle")
+        .arg(&bundle_file)
+        .arg("--approval")
+        .arg(&approval_file)
+        .args(["--params", r#"{"epsilon": 0.5}"#, "--ca-cert"])
+        .arg(&cert));
+    let job = submitted.lines().next().unwrap().trim().to_string();
+    assert_eq!(job.len(), 16, "{submitted}");
+    let done = client.wait(&job, Duration::from_secs(120)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
     let fetched = dir.path().join("cli-release");
     let out = run(Command::new(env!("CARGO_BIN_EXE_oar"))
         .args(["fetch", "--server", &base, "--key"])
