@@ -120,6 +120,13 @@ fn schema_is_public_metadata_and_emit_checks_the_manifest() {
     let table = serde_json::to_string(&oar_guest::Table::new(["k"], ["v"])).unwrap();
     let err = local.emit("secret_dump", &table).unwrap_err();
     assert!(err.contains("not declared"), "{err}");
+    // A table with a field tables do not have is refused by name (issue 14: strict parsing).
+    let mut odd: serde_json::Value = serde_json::from_str(&table).unwrap();
+    odd["note"] = serde_json::json!("anything");
+    let err = local
+        .emit("population_by_region_day", &odd.to_string())
+        .unwrap_err();
+    assert!(err.contains("`note`"), "{err}");
     local.emit("population_by_region_day", &table).unwrap();
     assert!(local
         .emit("population_by_region_day", &table)
@@ -357,4 +364,52 @@ fn half_hour_keys_cover_the_day_and_match_the_clock() {
     }];
     let err = query::compile(&p, &ds, limits).err().unwrap().to_string();
     assert!(err.contains("half_hour() needs a datetime"), "{err}");
+}
+
+/// Issue 14, first part: plans were parsed leniently, so a misspelt field was ignored:
+/// `"groupby"` instead of `"group_by"` became a whole-dataset count that still spent budget.
+/// Every field a plan, a step, an expression, an aggregate or the bounds does not define is
+/// now refused, naming the field, before anything is charged.
+#[test]
+fn a_misspelt_plan_field_is_refused_by_name_and_charges_nothing() {
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 10.0);
+    let mut s = host.session("strict-1", "stats-office", verified(&w, "population"));
+    let good: serde_json::Value = serde_json::from_str(&json(&plan())).unwrap();
+    let mut cases = Vec::new();
+    let mut misspelt = good.clone();
+    let keys = misspelt
+        .as_object_mut()
+        .unwrap()
+        .remove("group_by")
+        .unwrap();
+    misspelt["groupby"] = keys;
+    cases.push((misspelt, "groupby"));
+    let mut in_aggregate = good.clone();
+    in_aggregate["aggregates"][0]["bound"] = serde_json::json!(5);
+    cases.push((in_aggregate, "bound"));
+    let mut in_bounds = good.clone();
+    in_bounds["bounds"] = serde_json::json!({"max_group_per_unit": 1});
+    cases.push((in_bounds, "max_group_per_unit"));
+    let mut with_step = plan();
+    with_step.steps = vec![Step::Filter {
+        predicate: col("region").eq("R01"),
+    }];
+    let mut in_step: serde_json::Value = serde_json::from_str(&json(&with_step)).unwrap();
+    in_step["steps"][0]["where"] = serde_json::json!(true);
+    cases.push((in_step.clone(), "where"));
+    let mut in_expr = in_step;
+    in_expr["steps"][0].as_object_mut().unwrap().remove("where");
+    in_expr["steps"][0]["predicate"]["negate"] = serde_json::json!(true);
+    cases.push((in_expr, "negate"));
+    for (plan, field) in &cases {
+        let err = s.query(&plan.to_string()).expect_err(field);
+        assert!(
+            err.contains(&format!("`{field}`")),
+            "expected `{field}` named, got '{err}'"
+        );
+    }
+    let record = s.finish();
+    assert!(record.charges.is_empty());
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
 }

@@ -40,8 +40,13 @@ pub const MAX_PER_UNIT_STEPS: usize = 8;
 /// let plan: Plan = serde_json::from_str(json).unwrap();
 /// assert_eq!(plan.aggregates, [Aggregate::CountUnits { name: "n".into() }]);
 /// assert!(plan.steps.is_empty() && !plan.totals);
+/// // A field a plan does not have is refused by name, never ignored.
+/// let typo = json.replace("group_by", "groupby");
+/// let err = serde_json::from_str::<Plan>(&typo).unwrap_err().to_string();
+/// assert!(err.contains("unknown field `groupby`"), "{err}");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The dataset to read.
     pub dataset: String,
@@ -112,7 +117,7 @@ impl Plan {
 /// assert_eq!(json["op"], "derive");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Keep the rows where `predicate` is true.
     Filter {
@@ -197,7 +202,7 @@ pub enum Reduce {
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expr {
     /// A column of the dataset or one derived earlier.
     Column {
@@ -331,7 +336,7 @@ pub enum ArithOp {
 /// assert!(matches!(a, Aggregate::Sum { bounds: Some([0.0, 5.0]), .. }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "agg", rename_all = "snake_case")]
+#[serde(tag = "agg", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Aggregate {
     /// The number of distinct privacy units in the cell.
     CountUnits {
@@ -405,6 +410,7 @@ impl Aggregate {
 /// assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"max_groups_per_unit":7}"#);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContributionBounds {
     /// The most cells one unit may add to (its extra cells are dropped, deterministically).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -82,6 +82,7 @@ impl fmt::Display for ColumnType {
 /// assert_eq!(kwh.domain, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ColumnSchema {
     /// Column name, as plans refer to it.
     pub name: String,
@@ -185,6 +186,7 @@ impl ColumnSchema {
 /// assert_eq!(schema.max_groups_per_unit, 48);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatasetSchema {
     /// Dataset name, as plans refer to it.
     pub name: String,

@@ -36,6 +36,7 @@ pub enum Suppression {
 /// assert_eq!(row.suppressed, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Row {
     /// Key values, in the order of [`Table::key_columns`].
     pub keys: Vec<Value>,
@@ -59,6 +60,7 @@ pub struct Row {
 /// assert!((a.ci95_half_width - 5.99).abs() < 0.01);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Accuracy {
     /// The value column it describes.
     pub column: String,
@@ -79,6 +81,7 @@ pub struct Accuracy {
 /// assert_eq!(t.release.as_ref().map(|r| r.min_units), Some(10));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReleaseInfo {
     /// Epsilon charged for this table.
     pub epsilon: f64,
@@ -120,6 +123,7 @@ pub struct ReleaseInfo {
 /// assert_eq!((t.released().count(), t.suppressed_count()), (1, 1));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Table {
     /// Names of the key columns.
     pub key_columns: Vec<String>,
