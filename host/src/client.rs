@@ -227,45 +227,31 @@ impl Client {
             let path = path.display().to_string();
             move |source| ClientError::Io { path, source }
         };
-        if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
-            return Err(ClientError::Io {
-                path: dir.display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "the folder is not empty; choose a new folder for the release",
-                ),
-            });
-        }
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".oar-fetch-")
-            .tempdir_in(&parent)
-            .map_err(io(&parent))?;
-        for (name, content) in files {
-            if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
-                return Err(ClientError::Protocol(format!(
-                    "unsafe file name {:?}",
-                    crate::module_text::bounded(name, 80)
-                )));
+        let manifest = crate::release::staged::write_whole(dir, |staging| {
+            for (name, content) in files {
+                if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+                    return Err(ClientError::Protocol(format!(
+                        "unsafe file name {:?}",
+                        crate::module_text::bounded(name, 80)
+                    )));
+                }
+                let bytes = content
+                    .as_str()
+                    .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+                    .ok_or_else(|| ClientError::Protocol(format!("{name} is not base64")))?;
+                let path = staging.join(name);
+                std::fs::write(&path, bytes).map_err(io(&path))?;
             }
-            let bytes = content
-                .as_str()
-                .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
-                .ok_or_else(|| ClientError::Protocol(format!("{name} is not base64")))?;
-            let path = staging.path().join(name);
-            std::fs::write(&path, bytes).map_err(io(&path))?;
-        }
-        let manifest = crate::release::signed::verify_dir(staging.path(), holder)
-            .map_err(|e| ClientError::Unverified(e.to_string()))?;
-        if dir.exists() {
-            std::fs::remove_dir(dir).map_err(io(dir))?;
-        }
-        let staged = staging.keep();
-        std::fs::rename(&staged, dir).map_err(io(dir))?;
+            crate::release::signed::verify_dir(staging, holder)
+                .map_err(|e| ClientError::Unverified(e.to_string()))
+        })
+        .map_err(|e| match e {
+            crate::release::staged::StagedError::Io(source) => ClientError::Io {
+                path: dir.display().to_string(),
+                source,
+            },
+            crate::release::staged::StagedError::Fill(e) => e,
+        })?;
         let mut written: Vec<PathBuf> = files.keys().map(|name| dir.join(name)).collect();
         written.sort();
         Ok((manifest, written))

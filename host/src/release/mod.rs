@@ -3,6 +3,7 @@
 
 pub mod provenance;
 pub mod signed;
+pub mod staged;
 
 use crate::session::Charge;
 use oar_guest::table::Table;
@@ -162,47 +163,13 @@ impl Release {
         dir: &Path,
         signer: Option<&crate::keys::KeyPair>,
     ) -> std::io::Result<Vec<PathBuf>> {
-        let name = dir.file_name().ok_or_else(|| {
-            std::io::Error::other(format!("{} is not a folder name", dir.display()))
+        let written = staged::write_whole(dir, |staging| match signer {
+            Some(key) => self.write_signed(staging, key),
+            None => self.write(staging),
+        })
+        .map_err(|e| match e {
+            staged::StagedError::Io(e) | staged::StagedError::Fill(e) => e,
         })?;
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent)?;
-        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} already holds files; choose a new folder for the release",
-                    dir.display()
-                ),
-            ));
-        }
-        let staging = parent.join(format!(
-            ".{}.partial-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&staging);
-        let written = match signer {
-            Some(key) => self.write_signed(&staging, key),
-            None => self.write(&staging),
-        };
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(e);
-            }
-        };
-        if dir.exists() {
-            std::fs::remove_dir(dir)?;
-        }
-        if let Err(e) = std::fs::rename(&staging, dir) {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
         Ok(written
             .iter()
             .filter_map(|f| f.file_name())
