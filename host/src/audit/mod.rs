@@ -321,6 +321,22 @@ impl AuditLog {
         Ok(Entry { body, hash })
     }
 
+    /// Writes the closing `run_failed` entry of each run a crash cut short (the runs recovery
+    /// marked failed), so that every run's trail ends.
+    pub fn close_interrupted(&self, job_ids: &[String]) -> Result<(), AuditError> {
+        for job_id in job_ids {
+            self.append(
+                EntryKind::RunFailed,
+                "holder",
+                serde_json::json!({
+                    "job_id": job_id,
+                    "reason": "interrupted: the host stopped during the run; charges for answers the module had received stand, the rest were refunded",
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
     fn signed(&self, seq: u64, hash: &str, end: u64) -> Head {
         Head {
             seq,

@@ -737,18 +737,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             if let (Some(path), Some(h)) = (&audit, &holder) {
                 let log = oar_host::audit::AuditLog::open(path, h.clone())
                     .with_context(|| format!("opening the audit log {}", path.display()))?;
-                // Runs a crash cut short get their closing entry.
-                for job in &recovery.failed_runs {
-                    log.append(
-                        oar_host::audit::EntryKind::RunFailed,
-                        "holder",
-                        serde_json::json!({
-                            "job_id": job,
-                            "reason": "interrupted: the host stopped during the run; charges for answers the module had received stand, the rest were refunded",
-                        }),
-                    )
+                log.close_interrupted(&recovery.failed_runs)
                     .with_context(|| format!("writing the audit log {}", path.display()))?;
-                }
                 host = host.with_audit(Arc::new(log));
             }
             let target = oar_host::job::ReleaseTarget {

@@ -516,19 +516,9 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             }),
         )
         .map_err(setup("writing the audit log"))?;
-    // Runs a crash cut short get their closing entry: the trail of each run ends.
-    for id in &interrupted {
-        audit
-            .append(
-                EntryKind::RunFailed,
-                "holder",
-                serde_json::json!({
-                    "job_id": id,
-                    "reason": "interrupted: the server stopped during the run; charges for answers the module had received stand, the rest were refunded",
-                }),
-            )
-            .map_err(setup("writing the audit log"))?;
-    }
+    audit
+        .close_interrupted(&interrupted)
+        .map_err(setup("writing the audit log"))?;
 
     let mut catalog = Catalog::new();
     for d in config
