@@ -116,7 +116,47 @@ pub enum ApprovalError {
     },
 }
 
+/// A signature an approval carries that this holder does not accept.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MemberSignatureError {
+    /// The key is not on the holder's committee roster.
+    #[error("signature {index} (key {key}) is not by a member of this holder's committee")]
+    NotAMember {
+        /// Position in `signatures`.
+        index: usize,
+        /// The key.
+        key: PublicKey,
+    },
+    /// The signature does not verify over the record.
+    #[error("signature {index} (key {key}) does not verify over the approval record")]
+    Invalid {
+        /// Position in `signatures`.
+        index: usize,
+        /// The key.
+        key: PublicKey,
+    },
+}
+
 impl Approval {
+    /// Checks that every signature is by a member of `policy`'s committee and verifies over
+    /// the record; names the first that is not (what an upload must pass before it is stored).
+    pub fn check_member_signatures(
+        &self,
+        policy: &crate::policy::Policy,
+    ) -> Result<(), MemberSignatureError> {
+        let digest = self.record.digest();
+        for (index, sig) in self.signatures.iter().enumerate() {
+            let key = sig.member;
+            if policy.member(&key).is_none() {
+                return Err(MemberSignatureError::NotAMember { index, key });
+            }
+            if !key.verify(APPROVAL_CONTEXT, &digest, &sig.signature) {
+                return Err(MemberSignatureError::Invalid { index, key });
+            }
+        }
+        Ok(())
+    }
+
     /// An approval with no signatures yet.
     pub fn new(record: ApprovalRecord) -> Self {
         Approval {

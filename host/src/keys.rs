@@ -127,6 +127,12 @@ impl<'de> Deserialize<'de> for PublicKey {
     }
 }
 
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ (for
+/// comparing secrets: tokens, tags).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// An ed25519 signature, stored as 128 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature([u8; 64]);

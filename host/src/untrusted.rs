@@ -22,7 +22,7 @@
 //! never answered from a zero budget; a bundle that verifies still does once written and read
 //! back): a failed assertion is a finding like a panic.
 
-use crate::approval::{Approval, ApprovalRecord, APPROVAL_CONTEXT};
+use crate::approval::{Approval, ApprovalRecord};
 use crate::bundle::{Bundle, DatasetUse, Manifest, OutputDecl};
 use crate::dataset::{Catalog, Dataset};
 use crate::keys::KeyPair;
@@ -391,12 +391,7 @@ pub fn approval(data: &[u8]) -> bool {
         return false;
     };
     let f = fixture();
-    let digest = approval.record.digest();
-    let _ = hex::encode(digest);
-    let _all_members_verify = approval.signatures.iter().all(|s| {
-        f.policy.member(&s.member).is_some()
-            && s.member.verify(APPROVAL_CONTEXT, &digest, &s.signature)
-    });
+    let _ = approval.check_member_signatures(&f.policy);
     verify(
         &f.bundle,
         &approval,

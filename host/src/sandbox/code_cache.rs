@@ -5,7 +5,7 @@
 //! host's user (0700, files 0600), the key is a random 32 bytes in `.key` (0600), and entries
 //! are written under unique temporary names and renamed into place.
 
-use crate::keys::sha256_parts;
+use crate::keys::{constant_time_eq, sha256_parts};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -39,10 +39,6 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
         options.mode(0o600);
     }
     options.open(path)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl CodeCache {

@@ -231,13 +231,8 @@ fn body_limit(state: &State, path: &str) -> usize {
 
 fn admin(state: &State, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = format!("Bearer {}", state.admin_token);
-    let ok = header(headers, "authorization").is_some_and(|h| {
-        h.len() == expected.len()
-            && h.bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok = header(headers, "authorization")
+        .is_some_and(|h| crate::keys::constant_time_eq(h.as_bytes(), expected.as_bytes()));
     if ok {
         Ok(())
     } else {
@@ -404,45 +399,18 @@ async fn upload_bundle(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult
     .await
 }
 
-/// Checks every signature of an uploaded approval: each must be by a member of this holder's
-/// committee and verify over the record. Names the first that does not.
-fn check_member_signatures(
-    policy: &crate::policy::Policy,
-    approval: &crate::approval::Approval,
-) -> Result<(), ApiError> {
-    let digest = approval.record.digest();
-    for (i, sig) in approval.signatures.iter().enumerate() {
-        let unprocessable = |why: &str| {
-            ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "signature {i} (key {}) {why}; nothing was stored",
-                    sig.member
-                ),
-            )
-        };
-        if policy.member(&sig.member).is_none() {
-            return Err(unprocessable(
-                "is not by a member of this holder's committee",
-            ));
-        }
-        if !sig
-            .member
-            .verify(crate::approval::APPROVAL_CONTEXT, &digest, &sig.signature)
-        {
-            return Err(unprocessable("does not verify over the approval record"));
-        }
-    }
-    Ok(())
-}
-
 async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
     let Signed {
         requester: who,
         body,
     } = signed;
     let approval: crate::approval::Approval = parse(&body)?;
-    check_member_signatures(&s.policy, &approval)?;
+    approval.check_member_signatures(&s.policy).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{e}; nothing was stored"),
+        )
+    })?;
     blocking(move || {
         let module = approval.record.module_hash.clone();
         let stored = s
