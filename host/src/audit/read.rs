@@ -186,12 +186,14 @@ pub struct Verified {
     pub head: String,
 }
 
-/// Walks the whole chain from the start; a torn last line is a break here.
-fn walk_all(
+/// Walks the chain from the start, up to `until` (or the end of the file); a torn last line is
+/// a break here.
+fn walk_from_start(
     path: &Path,
+    until: Option<u64>,
     each: impl FnMut(&Entry) -> Result<bool, AuditError>,
 ) -> Result<Position, AuditError> {
-    let walked = walk(path, &Position::genesis(), None, each)?;
+    let walked = walk(path, &Position::genesis(), until, each)?;
     if walked.torn_at.is_some() {
         return Err(AuditError::Broken {
             line: walked.at.seq + 1,
@@ -234,12 +236,22 @@ fn matches_head(head: &Head, walked: &Position) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// Walks the whole chain (handing each entry to `each`) and checks the signed head beside it.
+fn verify_walking(
+    path: &Path,
+    holder: &PublicKey,
+    each: impl FnMut(&Entry) -> Result<bool, AuditError>,
+) -> Result<(Position, Head), AuditError> {
+    let walked = walk_from_start(path, None, each)?;
+    let head = signed_head(path, holder)?;
+    matches_head(&head, &walked)?;
+    Ok((walked, head))
+}
+
 /// Checks the whole log at `path` and its head against the holder's key, offline, reading
 /// the log once in constant memory.
 pub fn verify(path: &Path, holder: &PublicKey) -> Result<Verified, AuditError> {
-    let walked = walk_all(path, |_| Ok(true))?;
-    let head = signed_head(path, holder)?;
-    matches_head(&head, &walked)?;
+    let (walked, head) = verify_walking(path, holder, |_| Ok(true))?;
     Ok(Verified {
         entries: walked.seq as usize,
         head: head.hash,
@@ -255,16 +267,10 @@ pub fn verify_to(path: &Path, holder: &PublicKey, head: &Head) -> Result<Verifie
             "the head is not signed by the holder's key".into(),
         ));
     }
-    let walked = walk(path, &Position::genesis(), Some(head.end), |_| Ok(true))?;
-    if walked.torn_at.is_some() {
-        return Err(AuditError::Broken {
-            line: walked.at.seq + 1,
-            reason: "cut short (no newline at the end)".into(),
-        });
-    }
-    matches_head(head, &walked.at)?;
+    let walked = walk_from_start(path, Some(head.end), |_| Ok(true))?;
+    matches_head(head, &walked)?;
     Ok(Verified {
-        entries: walked.at.seq as usize,
+        entries: walked.seq as usize,
         head: head.hash.clone(),
     })
 }
@@ -279,14 +285,12 @@ pub fn verify_since(path: &Path, holder: &PublicKey, kept: &Head) -> Result<Veri
         ));
     }
     let mut at_kept = None;
-    let walked = walk_all(path, |e| {
+    let (walked, head) = verify_walking(path, holder, |e| {
         if e.body.seq == kept.seq {
             at_kept = Some(e.hash.clone());
         }
         Ok(true)
     })?;
-    let head = signed_head(path, holder)?;
-    matches_head(&head, &walked)?;
     if kept.seq > 0 {
         match at_kept {
             None => {
@@ -362,7 +366,7 @@ fn register_row(e: &Entry) -> Option<RegisterRow> {
 /// The public register of releases in a log whose chain checks (read once, streaming).
 pub fn export(path: &Path) -> Result<Vec<RegisterRow>, AuditError> {
     let mut rows = Vec::new();
-    walk_all(path, |e| {
+    walk_from_start(path, None, |e| {
         rows.extend(register_row(e));
         Ok(true)
     })?;
