@@ -157,6 +157,19 @@ impl Approval {
         Ok(())
     }
 
+    /// Adds the signatures of `other` by members who have not signed this approval yet (the
+    /// ones already here stay); returns how many were added.
+    pub fn gain_signatures(&mut self, other: &Approval) -> usize {
+        let mut added = 0;
+        for sig in &other.signatures {
+            if self.signatures.iter().all(|m| m.member != sig.member) {
+                self.signatures.push(sig.clone());
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// An approval with no signatures yet.
     pub fn new(record: ApprovalRecord) -> Self {
         Approval {

@@ -424,28 +424,21 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
                 audited(&approval.record.manifest_hash)
             )));
         }
-        let digest = hex::encode(approval.record.digest());
+        let record_digest = approval.record.digest();
+        let digest = hex::encode(record_digest);
         // A known approval only gains signatures: the stored ones stay, new members' are added.
-        let mut added = 0usize;
-        let merged = s
-            .store
+        let (mut added, mut total) = (0, 0);
+        s.store
             .merge_approval(&digest, &module, |stored| {
                 let mut merged = stored
                     .and_then(|j| serde_json::from_str::<crate::approval::Approval>(j).ok())
-                    .filter(|a| a.record.digest() == approval.record.digest())
+                    .filter(|a| a.record.digest() == record_digest)
                     .unwrap_or_else(|| crate::approval::Approval::new(approval.record.clone()));
-                for sig in &approval.signatures {
-                    if merged.signatures.iter().all(|m| m.member != sig.member) {
-                        merged.signatures.push(sig.clone());
-                        added += 1;
-                    }
-                }
+                added = merged.gain_signatures(&approval);
+                total = merged.signatures.len();
                 serde_json::to_string(&merged).expect("approvals serialize")
             })
             .map_err(internal)?;
-        let total = serde_json::from_str::<crate::approval::Approval>(&merged)
-            .map(|a| a.signatures.len())
-            .unwrap_or(0);
         s.audit
             .append(
                 EntryKind::Submission,

@@ -99,6 +99,22 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 const JOB_COLUMNS: &str =
     "id, requester, module_hash, params, status, error, created_at, every_seconds";
 
+/// Stores a bundle row unless that component and manifest are stored already.
+fn insert_bundle(
+    conn: &Connection,
+    module_hash: &str,
+    manifest_hash: &str,
+    json: &str,
+    by: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO module_bundles (module_hash, manifest_hash, bundle, uploaded_by)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![module_hash, manifest_hash, json, by],
+    )?;
+    Ok(())
+}
+
 /// Moves bundles from the table keyed by component hash alone (before manifests were part of
 /// the key) into `module_bundles`.
 fn migrate_bundles(conn: &Connection) -> Result<(), StoreError> {
@@ -119,11 +135,8 @@ fn migrate_bundles(conn: &Connection) -> Result<(), StoreError> {
         let Ok(bundle) = crate::bundle::Bundle::from_json(json.as_bytes()) else {
             continue;
         };
-        conn.execute(
-            "INSERT OR IGNORE INTO module_bundles (module_hash, manifest_hash, bundle, uploaded_by)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![module_hash, hex::encode(bundle.manifest.hash()), json, by],
-        )?;
+        let manifest_hash = hex::encode(bundle.manifest.hash());
+        insert_bundle(conn, &module_hash, &manifest_hash, &json, &by)?;
     }
     conn.execute_batch("DROP TABLE bundles")?;
     Ok(())
@@ -155,12 +168,7 @@ impl Store {
         json: &str,
         by: &str,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO module_bundles (module_hash, manifest_hash, bundle, uploaded_by)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![module_hash, manifest_hash, json, by],
-        )?;
-        Ok(())
+        insert_bundle(&self.conn(), module_hash, manifest_hash, json, by)
     }
 
     /// Every stored bundle of a component (one per manifest), oldest first.
@@ -195,7 +203,7 @@ impl Store {
         digest: &str,
         module_hash: &str,
         merge: impl FnOnce(Option<&str>) -> String,
-    ) -> Result<String, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let stored: Option<String> = tx
@@ -212,7 +220,7 @@ impl Store {
             params![digest, module_hash, json],
         )?;
         tx.commit()?;
-        Ok(json)
+        Ok(())
     }
 
     /// Approvals stored for a module.
