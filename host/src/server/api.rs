@@ -339,7 +339,8 @@ async fn modules(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
     blocking(move || {
         let mut out = Vec::new();
         for hash in s.store.approved_modules().map_err(internal)? {
-            for (b, _) in super::approved_bundles(&s, &hash).map_err(internal)? {
+            let stored = super::StoredModule::load(&s, &hash).map_err(internal)?;
+            for (b, _) in stored.approved() {
                 // Only modules this requester could run: every dataset they read is open to it.
                 if b.manifest.datasets.iter().any(|d| !who.may_query(&d.name)) {
                     continue;
@@ -495,8 +496,8 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         }
     }
     blocking(move || {
-        let stored = s.store.bundles(&req.module_hash).map_err(internal)?;
-        if stored.is_empty() {
+        let stored = super::StoredModule::load(&s, &req.module_hash).map_err(internal)?;
+        if stored.bundles.is_empty() {
             return Err(refused_scope(
                 &s,
                 &who,
@@ -505,12 +506,9 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         }
         // The datasets of the approved manifest (or, before any approval, of every uploaded
         // one) must all be open to this requester.
-        let approved = super::approved_bundles(&s, &req.module_hash).map_err(internal)?;
-        let manifests: Vec<crate::bundle::Bundle> = if approved.is_empty() {
-            stored
-                .iter()
-                .filter_map(|j| crate::bundle::Bundle::from_json(j.as_bytes()).ok())
-                .collect()
+        let approved = stored.approved();
+        let manifests: Vec<&crate::bundle::Bundle> = if approved.is_empty() {
+            stored.bundles.iter().collect()
         } else {
             approved.into_iter().map(|(b, _)| b).collect()
         };

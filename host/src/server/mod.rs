@@ -792,33 +792,47 @@ fn run_queued(state: &State, job: Job) {
     }
 }
 
-/// The stored bundles of `module_hash` that have a stored approval of their manifest, with
-/// those approvals.
-pub(crate) fn approved_bundles(
-    state: &State,
-    module_hash: &str,
-) -> Result<Vec<(crate::bundle::Bundle, Vec<crate::approval::Approval>)>, StoreError> {
-    let approvals: Vec<crate::approval::Approval> = state
-        .store
-        .approvals(module_hash)?
-        .iter()
-        .filter_map(|j| serde_json::from_str(j).ok())
-        .collect();
-    Ok(state
-        .store
-        .bundles(module_hash)?
-        .iter()
-        .filter_map(|j| crate::bundle::Bundle::from_json(j.as_bytes()).ok())
-        .filter_map(|b| {
-            let manifest = hex::encode(b.manifest.hash());
-            let mine: Vec<_> = approvals
+/// What is stored for one component: its bundles (one per manifest) and its approvals.
+pub(crate) struct StoredModule {
+    /// The uploaded bundles, oldest first.
+    pub bundles: Vec<crate::bundle::Bundle>,
+    approvals: Vec<crate::approval::Approval>,
+}
+
+impl StoredModule {
+    /// Reads what is stored for `module_hash` (rows that no longer parse are skipped).
+    pub fn load(state: &State, module_hash: &str) -> Result<Self, StoreError> {
+        Ok(StoredModule {
+            bundles: state
+                .store
+                .bundles(module_hash)?
                 .iter()
-                .filter(|a| a.record.manifest_hash == manifest)
-                .cloned()
-                .collect();
-            (!mine.is_empty()).then_some((b, mine))
+                .filter_map(|j| crate::bundle::Bundle::from_json(j.as_bytes()).ok())
+                .collect(),
+            approvals: state
+                .store
+                .approvals(module_hash)?
+                .iter()
+                .filter_map(|j| serde_json::from_str(j).ok())
+                .collect(),
         })
-        .collect())
+    }
+
+    /// The bundles that have a stored approval of their manifest, with those approvals.
+    pub fn approved(&self) -> Vec<(&crate::bundle::Bundle, Vec<&crate::approval::Approval>)> {
+        self.bundles
+            .iter()
+            .filter_map(|b| {
+                let manifest = hex::encode(b.manifest.hash());
+                let mine: Vec<_> = self
+                    .approvals
+                    .iter()
+                    .filter(|a| a.record.manifest_hash == manifest)
+                    .collect();
+                (!mine.is_empty()).then_some((b, mine))
+            })
+            .collect()
+    }
 }
 
 /// A stored bundle of `module_hash` verified under one of its stored approvals, now.
@@ -826,19 +840,15 @@ fn verified_module(
     state: &State,
     module_hash: &str,
 ) -> Result<crate::verify::VerifiedModule, String> {
-    if state
-        .store
-        .bundles(module_hash)
-        .map_err(|e| e.to_string())?
-        .is_empty()
-    {
+    let stored = StoredModule::load(state, module_hash).map_err(|e| e.to_string())?;
+    if stored.bundles.is_empty() {
         return Err(format!("module {module_hash} was never uploaded"));
     }
     let mut last = format!("module {module_hash} has no approval");
-    for (bundle, approvals) in approved_bundles(state, module_hash).map_err(|e| e.to_string())? {
+    for (bundle, approvals) in stored.approved() {
         for approval in approvals {
             let verified = state.host.revocations().with(|list| {
-                crate::verify::verify(&bundle, &approval, &state.policy, list, chrono::Utc::now())
+                crate::verify::verify(bundle, approval, &state.policy, list, chrono::Utc::now())
             });
             match verified {
                 Ok(v) => {
