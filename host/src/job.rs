@@ -410,11 +410,15 @@ impl Host {
     }
 }
 
+/// A run's parameters in RFC 8785 form, or None if they are not JSON that has one.
+fn canonical_params(params: &str) -> Option<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_str(params).ok()?;
+    crate::canonical::to_canonical_json(&value).ok()
+}
+
 /// SHA-256 (hex) of a run's parameters in RFC 8785 form (of the raw text if it is not JSON).
 pub fn params_sha256(params: &str) -> String {
-    let canonical = serde_json::from_str::<serde_json::Value>(params)
-        .ok()
-        .and_then(|v| crate::canonical::to_canonical_json(&v).ok());
+    let canonical = canonical_params(params);
     hex::encode(crate::keys::sha256(
         canonical.as_deref().unwrap_or(params.as_bytes()),
     ))
@@ -424,8 +428,7 @@ impl Host {
     /// The release-cache key of running `module` with `params` on the current data, or None when
     /// the parameters are not JSON or a dataset's files cannot be read (then nothing is reused).
     fn cache_key(&self, module: &VerifiedModule, params: &str) -> Option<String> {
-        let params: serde_json::Value = serde_json::from_str(params).ok()?;
-        let params = crate::canonical::to_canonical_json(&params).ok()?;
+        let params = canonical_params(params)?;
         let mut parts: Vec<Vec<u8>> = vec![
             b"oar-release-cache-v1".to_vec(),
             module.module_hash().as_bytes().to_vec(),
