@@ -153,19 +153,31 @@ pub(super) fn check_signed_entry(path: &Path, head: &Head, len: u64) -> Result<(
             head.seq
         )));
     }
-    let window = head.end.min(MAX_LINE_BYTES + 1);
+    // Read back from the head's end in growing windows until the line's start is in view (a
+    // start costs one small read however large the log).
     let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-    file.seek(SeekFrom::Start(head.end - window))
-        .map_err(io_err(path))?;
-    let mut tail = vec![0u8; window as usize];
-    file.read_exact(&mut tail).map_err(io_err(path))?;
-    let Some(body) = tail.strip_suffix(b"\n") else {
-        return Err(moved());
+    let mut window = head.end.min(64 * 1024);
+    let (tail, start) = loop {
+        file.seek(SeekFrom::Start(head.end - window))
+            .map_err(io_err(path))?;
+        let mut tail = vec![0u8; window as usize];
+        file.read_exact(&mut tail).map_err(io_err(path))?;
+        if tail.last() != Some(&b'\n') {
+            return Err(moved());
+        }
+        let body = &tail[..tail.len() - 1];
+        if let Some(i) = body.iter().rposition(|&b| b == b'\n') {
+            break (tail, i + 1);
+        }
+        if window == head.end {
+            break (tail, 0);
+        }
+        if window > MAX_LINE_BYTES {
+            return Err(moved());
+        }
+        window = (window * 2).min(head.end).min(MAX_LINE_BYTES + 1);
     };
-    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if start == 0 && window < head.end {
-        return Err(moved());
-    }
+    let body = &tail[..tail.len() - 1];
     match parse_line(&body[start..]) {
         Ok(e) if e.body.seq == head.seq && e.hash == head.hash => Ok(()),
         _ => Err(moved()),
