@@ -241,13 +241,11 @@ impl SignedRevocations {
                 return Ok(Authority::Holder);
             }
         }
-        {
-            Err(RevocationError::NotAuthorised {
-                serial: self.list.serial,
-                valid: members.len(),
-                quorum: policy.committee.quorum,
-            })
-        }
+        Err(RevocationError::NotAuthorised {
+            serial: self.list.serial,
+            valid: members.len(),
+            quorum: policy.committee.quorum,
+        })
     }
 
     /// Reads a revocation file.
