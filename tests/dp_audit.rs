@@ -25,6 +25,7 @@ use oar_guest::{col, Value};
 use oar_host::dataset::Dataset;
 use oar_host::gate::{self, GateConfig};
 use oar_host::query::{self, PlanLimits};
+use oar_host::query::{PolarsBackend, QueryBackend};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -247,8 +248,8 @@ bounds = [0.0, 50.0]
 
 /// `runs` released values of the cell with `keys` for `plan` on `ds`.
 fn samples_of(plan: &Plan, ds: &Dataset, keys: &[Value], column: &str, runs: usize) -> Vec<f64> {
-    let compiled = query::compile(plan, ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(plan, ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, ds, None).unwrap();
     (0..runs)
         .map(|_| {
             gate::release(&compiled, &stats, CONFIG)

@@ -8,6 +8,7 @@ use oar_guest::plan::{Aggregate, ArithOp, CompareOp, ContributionBounds, Expr, P
 use oar_guest::Value;
 use oar_host::dataset::Dataset;
 use oar_host::query::{self, PlanLimits};
+use oar_host::query::{PolarsBackend, QueryBackend};
 use oar_host::synth::SplitMix64;
 
 fn valid_plan() -> Plan {
@@ -156,11 +157,11 @@ fn compile_and_run_some(plan: &Plan, ds: &Dataset, accepted: &mut usize, execute
         max_output_cells: 100_000,
         max_groups_per_unit: 64,
     };
-    if let Ok(compiled) = query::compile(plan, ds, limits) {
+    if let Ok(compiled) = query::check(plan, ds, limits) {
         *accepted += 1;
         if *executed < 150 {
             *executed += 1;
-            let _ = compiled.execute();
+            let _ = PolarsBackend.execute(&compiled, ds, None);
         }
     }
 }

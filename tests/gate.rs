@@ -9,6 +9,7 @@ use oar_guest::{col, Value};
 use oar_host::dataset::Dataset;
 use oar_host::gate::{self, Dominance, GateConfig};
 use oar_host::query::{self, PlanLimits, QueryError};
+use oar_host::query::{PolarsBackend, QueryBackend};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -96,16 +97,16 @@ fn region(name: &str) -> Vec<Value> {
 #[test]
 fn one_unit_with_many_rows_counts_as_one_unit() {
     let (_d, ds) = fixture();
-    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     assert_eq!(stats.units, vec![9, 500, 6, 401, 0]);
 }
 
 #[test]
 fn cell_with_nine_units_is_never_released_and_big_cells_always_are() {
     let (_d, ds) = fixture();
-    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     let mut b_values = Vec::new();
     for _ in 0..2000 {
         let t = gate::release(&compiled, &stats, CONFIG).unwrap();
@@ -136,8 +137,13 @@ fn cell_with_nine_units_is_never_released_and_big_cells_always_are() {
 #[test]
 fn threshold_and_accuracy_are_reported_without_values() {
     let (_d, ds) = fixture();
-    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
-    let t = gate::release(&compiled, &compiled.execute().unwrap(), CONFIG).unwrap();
+    let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
+    let t = gate::release(
+        &compiled,
+        &PolarsBackend.execute(&compiled, &ds, None).unwrap(),
+        CONFIG,
+    )
+    .unwrap();
     let info = t.release.unwrap();
     assert!(info.threshold >= 10.0);
     assert_eq!(info.min_units, 10);
@@ -161,8 +167,8 @@ fn bounded_sum_clamps_each_unit_and_adds_noise() {
         column: "amount".into(),
         bounds: None,
     });
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     // D: 400 people with 10.0 and one with 5000 rows of 100.0, clamped to one row's worth (100).
     assert_eq!(stats.sums[0][3], 400.0 * 10.0 + 100.0);
     let mut seen = Vec::new();
@@ -190,8 +196,13 @@ fn mean_lies_within_the_bounds() {
         column: "amount".into(),
         bounds: Some([0.0, 50.0]),
     }];
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
-    let t = gate::release(&compiled, &compiled.execute().unwrap(), CONFIG).unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
+    let t = gate::release(
+        &compiled,
+        &PolarsBackend.execute(&compiled, &ds, None).unwrap(),
+        CONFIG,
+    )
+    .unwrap();
     let b = t.get(&region("B"), "avg").unwrap();
     assert!((0.0..=50.0).contains(&b));
     assert!((b - 10.0).abs() < 5.0, "{b}");
@@ -207,8 +218,8 @@ fn contribution_bound_limits_cells_per_unit() {
     }
     std::fs::write(dir.path().join("people.csv"), csv).unwrap();
     let ds = dataset_with(dir.path(), 2);
-    let compiled = query::compile(&count_plan(), &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     assert_eq!(stats.units.iter().sum::<i64>(), 2);
     assert_eq!(
         stats.units,
@@ -239,13 +250,13 @@ fn plan_reading_the_privacy_unit_is_refused() {
         predicate: col("person").eq("p1"),
     });
     assert_eq!(
-        query::compile(&plan, &ds, LIMITS).err(),
+        query::check(&plan, &ds, LIMITS).err(),
         Some(QueryError::PrivacyUnitReferenced("person".into()))
     );
     let mut plan = count_plan();
     plan.group_by = vec!["person".into()];
     assert!(matches!(
-        query::compile(&plan, &ds, LIMITS).err(),
+        query::check(&plan, &ds, LIMITS).err(),
         Some(QueryError::PrivacyUnitReferenced(_))
     ));
 }
@@ -256,7 +267,7 @@ fn group_key_without_public_domain_is_refused() {
     let mut plan = count_plan();
     plan.group_by = vec!["amount".into()];
     assert!(matches!(
-        query::compile(&plan, &ds, LIMITS).err(),
+        query::check(&plan, &ds, LIMITS).err(),
         Some(QueryError::KeyWithoutDomain(_))
     ));
 }
@@ -266,10 +277,7 @@ fn unknown_column_is_refused_with_the_known_ones() {
     let (_d, ds) = fixture();
     let mut plan = count_plan();
     plan.group_by = vec!["regoin".into()];
-    let err = query::compile(&plan, &ds, LIMITS)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = query::check(&plan, &ds, LIMITS).err().unwrap().to_string();
     assert!(err.contains("regoin") && err.contains("region"), "{err}");
 }
 
@@ -281,7 +289,7 @@ fn too_many_cells_is_refused() {
         ..LIMITS
     };
     assert!(matches!(
-        query::compile(&count_plan(), &ds, limits).err(),
+        query::check(&count_plan(), &ds, limits).err(),
         Some(QueryError::TooManyCells { cells: 5, max: 4 })
     ));
 }
@@ -329,8 +337,8 @@ fn dominance_rule_suppresses_cells_where_two_units_hold_most_of_the_sum() {
     // Counts of 20 pass the threshold reliably, and the noisy dominance figures (scale 6 here)
     // are far from the boundary: the rule is what is tested.
     plan.epsilon = 500.0;
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     assert_eq!(stats.units, vec![20, 20]);
     assert_eq!(stats.dominance[0][0].0[..2], [1000.0, 1000.0]);
     assert_eq!(stats.dominance[0][0].1, 2018.0);
@@ -361,8 +369,8 @@ fn dominance_rule_suppresses_cells_where_two_units_hold_most_of_the_sum() {
     // Counts alone are never subject to the rule.
     let mut counts = count_plan();
     counts.epsilon = 50.0;
-    let compiled = query::compile(&counts, &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&counts, &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     let t = gate::release(&compiled, &stats, CONFIG).unwrap();
     assert!(t.get(&region("X"), "people").is_some());
 }
@@ -426,8 +434,8 @@ fn median_and_p90_come_from_a_noisy_histogram_of_units() {
         });
     }
     plan.epsilon = 3.0;
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     // Cell B (index 1) holds 1000 units, 20 per bin of width 2.
     assert_eq!(stats.histograms[0][50..100].iter().sum::<i64>(), 1000);
     assert!(stats.histograms[0][50..100].iter().all(|&c| c == 20));
@@ -480,14 +488,14 @@ fn histograms_group_by_declared_bins() {
         expr: col("amount").bin([0.0, 25.0, 50.0, 75.0, 100.0]),
     }];
     plan.group_by = vec!["band".into()];
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
     assert_eq!(
         compiled.keys[0].domain,
         ["[0, 25)", "[25, 50)", "[50, 75)", "[75, 100]"]
             .map(|s| Value::Str(s.into()))
             .to_vec()
     );
-    let stats = compiled.execute().unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     assert_eq!(stats.units, vec![250, 250, 250, 250]);
     // Edges that are not increasing, or too many bins, are refused before touching data.
     for edges in [vec![0.0, 0.0], vec![1.0], (0..300).map(f64::from).collect()] {
@@ -496,7 +504,7 @@ fn histograms_group_by_declared_bins() {
             expr: col("amount").bin(edges),
         }];
         assert!(matches!(
-            query::compile(&plan, &ds, LIMITS),
+            query::check(&plan, &ds, LIMITS),
             Err(QueryError::Invalid(_))
         ));
     }
@@ -535,17 +543,14 @@ fn key_selection_releases_only_keys_with_enough_people_and_hides_the_rest() {
     plan.group_by = vec!["town".into()];
     plan.epsilon = 2.0;
     // Without key selection a key with no public domain is refused, with a hint.
-    let err = query::compile(&plan, &ds, LIMITS)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = query::check(&plan, &ds, LIMITS).err().unwrap().to_string();
     assert!(err.contains("key_selection"), "{err}");
     plan.key_selection = true;
     // Compiling reads no data; the candidates are the towns found when the query runs.
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
     // The threshold is calibrated for the policy's cell limit, not the number of towns found.
     assert_eq!(compiled.threshold_cells, LIMITS.max_output_cells);
-    let stats = compiled.execute().unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     assert_eq!(stats.observed.as_ref().map(Vec::len), Some(3));
     let town = |t: &str| vec![Value::Str(t.into())];
     for _ in 0..300 {
@@ -628,10 +633,10 @@ fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
         },
     ];
     plan.group_by = vec!["home".into(), "region".into()];
-    let compiled = query::compile(&plan, &ds, LIMITS).unwrap();
+    let compiled = query::check(&plan, &ds, LIMITS).unwrap();
     assert_eq!(compiled.cells, 9, "home keeps the region's public domain");
     assert_eq!(compiled.columns_read, ["region", "hour"]);
-    let stats = compiled.execute().unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     // Cells in order (A,A) (A,B) (A,C) (B,A) (B,B) (B,C) (C,·)...: people without a home drop out.
     assert_eq!(stats.units, vec![0, 0, 31, 0, 20, 0, 0, 0, 0]);
 
@@ -650,9 +655,8 @@ fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
         column: "night_rows".into(),
         bounds: Some([0.0, 10.0]),
     }];
-    let stats = query::compile(&plan, &ds, LIMITS)
-        .unwrap()
-        .execute()
+    let stats = PolarsBackend
+        .execute(&query::check(&plan, &ds, LIMITS).unwrap(), &ds, None)
         .unwrap();
     assert_eq!(stats.units, vec![31, 20, 0]);
     assert_eq!(stats.sums[0], vec![30.0 * 3.0 + 2.0, 20.0, 0.0]);
@@ -667,9 +671,8 @@ fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
         column: "regions_that_hour".into(),
         bounds: Some([0.0, 3.0]),
     }];
-    let stats = query::compile(&plan, &ds, LIMITS)
-        .unwrap()
-        .execute()
+    let stats = PolarsBackend
+        .execute(&query::check(&plan, &ds, LIMITS).unwrap(), &ds, None)
         .unwrap();
     assert_eq!(stats.units, vec![46, 51, 31]);
     // Per-unit means per cell, added up: movers and the tie person saw 2 regions at hour 2,
@@ -688,7 +691,7 @@ fn the_per_unit_stage_refuses_the_privacy_unit_and_wrong_types() {
     let mut plan = count_plan();
     let compile_with = |plan: &mut Plan, step: oar_guest::plan::Step| {
         plan.steps = vec![step];
-        query::compile(plan, &ds, LIMITS).err()
+        query::check(plan, &ds, LIMITS).err()
     };
     // The unit may be neither reduced nor a partition key: the host partitions by it itself.
     assert!(matches!(
@@ -720,7 +723,7 @@ fn the_per_unit_stage_refuses_the_privacy_unit_and_wrong_types() {
         bounds: None,
     }];
     assert!(matches!(
-        query::compile(&plan, &ds, LIMITS),
+        query::check(&plan, &ds, LIMITS),
         Err(QueryError::MissingBounds(_))
     ));
     // A reserved name.

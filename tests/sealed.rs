@@ -20,6 +20,7 @@ use oar_host::job::Host;
 use oar_host::ledger::SqliteLedger;
 use oar_host::policy::Policy;
 use oar_host::query::{self, PlanLimits};
+use oar_host::query::{PolarsBackend, QueryBackend};
 use oar_host::sandbox::Runtime;
 use oar_host::session::Session;
 use std::fmt::Write as _;
@@ -100,8 +101,8 @@ fn sum(column: &str) -> Aggregate {
 fn release(rows: &[(&str, &str, &str)], plan: &Plan) -> Table {
     let dir = tempfile::tempdir().unwrap();
     let ds = people(dir.path(), rows);
-    let compiled = query::compile(plan, &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(plan, &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     gate::release(&compiled, &stats, CONFIG).unwrap()
 }
 
@@ -197,8 +198,8 @@ fn units_with_null_values_drop_out_of_means_and_quantiles() {
 fn dominance_rate(rows: &[(&str, &str, &str)], runs: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let ds = people(dir.path(), rows);
-    let compiled = query::compile(&plan(vec![sum("amount")]), &ds, LIMITS).unwrap();
-    let stats = compiled.execute().unwrap();
+    let compiled = query::check(&plan(vec![sum("amount")]), &ds, LIMITS).unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     let mut dominated = 0;
     for _ in 0..runs {
         let t = gate::release(&compiled, &stats, CONFIG).unwrap();

@@ -7,6 +7,7 @@ use common::{host, verified, World};
 use oar_guest::plan::{Aggregate, ContributionBounds, Plan, Step};
 use oar_guest::{col, Host as _};
 use oar_host::local::LocalHost;
+use oar_host::query::{PolarsBackend, QueryBackend};
 
 fn plan() -> Plan {
     Plan {
@@ -320,9 +321,9 @@ fn half_hour_keys_cover_the_day_and_match_the_clock() {
         max_output_cells: 1000,
         max_groups_per_unit: 64,
     };
-    let compiled = query::compile(&p, &ds, limits).unwrap();
+    let compiled = query::check(&p, &ds, limits).unwrap();
     assert_eq!(compiled.cells, 48);
-    let stats = compiled.execute().unwrap();
+    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
     // Truth: distinct subscribers per half-hour, computed from the clock independently.
     let truth = ds
         .scan()
@@ -362,7 +363,7 @@ fn half_hour_keys_cover_the_day_and_match_the_clock() {
         name: "slot".into(),
         expr: oar_guest::col("region").half_hour(),
     }];
-    let err = query::compile(&p, &ds, limits).err().unwrap().to_string();
+    let err = query::check(&p, &ds, limits).err().unwrap().to_string();
     assert!(err.contains("half_hour() needs a datetime"), "{err}");
 }
 

@@ -20,7 +20,7 @@ use crate::job::Host;
 use crate::keys::KeyPair;
 use crate::ledger::SqliteLedger;
 use crate::policy::{Committee, Party, Policy, Requester};
-use crate::query::{self, PlanLimits};
+use crate::query::{self, PlanLimits, QueryBackend};
 use crate::sandbox::Runtime;
 use crate::synth::cdr::CdrSpec;
 use crate::verify::verify;
@@ -239,15 +239,21 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         delta0: 1e-9,
         dominance: Some(crate::gate::Dominance::default()),
     };
+    let backend = query::PolarsBackend;
+    let execute = |checked: &query::CheckedPlan| {
+        backend
+            .execute(checked, &dataset, None)
+            .map_err(|e| BenchError::Oar(e.to_string()))
+    };
     let oar_execute = time(opts.repeat, || {
-        let compiled =
-            query::compile(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
-        Ok(compiled.execute()?)
+        let checked =
+            query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
+        execute(&checked)
     })?;
     let oar_query = time(opts.repeat, || {
         let compiled =
-            query::compile(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
-        let stats = compiled.execute()?;
+            query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
+        let stats = execute(&compiled)?;
         crate::gate::release(&compiled, &stats, config).map_err(|e| BenchError::Oar(e.to_string()))
     })?;
 

@@ -10,7 +10,7 @@ use crate::gate::{self, GateConfig};
 use crate::ledger::{Account, ChargeId, Ledger};
 use crate::module_text::{bounded, MAX_MODULE_ERROR_CHARS};
 use crate::policy::Policy;
-use crate::query::{self, PlanLimits};
+use crate::query::{self, BackendError, PlanLimits, PolarsBackend, QueryBackend};
 use crate::release::provenance::{self, AnsweredQuery, Provenance, QueryFigures};
 use crate::revocation::Revocations;
 use crate::verify::{VerifiedModule, VerifyError};
@@ -174,6 +174,7 @@ pub struct Session {
     ledger: Arc<dyn Ledger>,
     revocations: Arc<Revocations>,
     audit: Option<Arc<crate::audit::AuditLog>>,
+    backend: Arc<dyn QueryBackend>,
     deadline: Instant,
     run_spent: f64,
     record: SessionRecord,
@@ -210,6 +211,7 @@ impl Session {
             ledger,
             revocations,
             audit: None,
+            backend: Arc::new(PolarsBackend),
             deadline,
             run_spent: 0.0,
             record: SessionRecord::default(),
@@ -234,6 +236,12 @@ impl Session {
     /// recorded is not answered).
     pub fn with_audit(mut self, log: Option<Arc<crate::audit::AuditLog>>) -> Self {
         self.audit = log;
+        self
+    }
+
+    /// Executes this session's queries with `backend` (the holder's choice; Polars by default).
+    pub fn with_backend(mut self, backend: Arc<dyn QueryBackend>) -> Self {
+        self.backend = backend;
         self
     }
 
@@ -465,7 +473,7 @@ impl Session {
         // A failure while running next to the data (Polars or the noise mechanism) may depend on
         // the data, so the charge stands (fail closed), and the module learns nothing of it but
         // one constant failure.
-        let table = match self.run_parts(&plan, parts, config) {
+        let table = match self.run_parts(&plan, &dataset, parts, config) {
             Ok(table) => table,
             Err(refusal) => {
                 self.settle(charge, &plan.dataset, plan.epsilon)?;
@@ -497,12 +505,19 @@ impl Session {
     fn run_parts(
         &self,
         plan: &Plan,
-        parts: Vec<(Vec<bool>, query::CompiledPlan)>,
+        dataset: &crate::dataset::Dataset,
+        parts: Vec<(Vec<bool>, query::CheckedPlan)>,
         config: GateConfig,
     ) -> Result<Table, Refusal> {
         let mut tables = Vec::with_capacity(parts.len());
         for (mask, compiled) in parts {
-            let stats = execute_by(&compiled, self.deadline, &self.job_id)?;
+            let stats = execute_by(
+                &*self.backend,
+                &compiled,
+                dataset,
+                self.deadline,
+                &self.job_id,
+            )?;
             let table =
                 gate::release_by(&compiled, &stats, config, self.deadline).map_err(|e| match e {
                     gate::GateError::Deadline => Refusal::Deadline,
@@ -609,22 +624,24 @@ impl Session {
     }
 }
 
-/// Runs `compiled` next to the data until `deadline`: a query still running then is cancelled
-/// ([`query::CompiledPlan::execute_until`]) and the run ends ([`Refusal::Deadline`] makes the
-/// sandbox trap).
+/// Runs `checked` next to the data with `backend` until `deadline`: a query still running then
+/// is cancelled and the run ends ([`Refusal::Deadline`] makes the sandbox trap).
 fn execute_by(
-    compiled: &query::CompiledPlan,
+    backend: &dyn QueryBackend,
+    checked: &query::CheckedPlan,
+    dataset: &crate::dataset::Dataset,
     deadline: Instant,
     job_id: &str,
 ) -> Result<query::CellStats, Refusal> {
-    match compiled.execute_until(Some(deadline)) {
+    match backend.execute(checked, dataset, Some(deadline)) {
         Ok(stats) => Ok(stats),
-        Err(query::ExecuteError::Polars(e)) => {
-            // Polars messages can quote data values (a failed cast lists the strings).
-            tracing::warn!(job = %job_id, kind = polars_error_kind(&e), "query failed while running next to the data");
+        Err(BackendError::Failed(kind)) => {
+            // Engine messages can quote data values (a failed cast lists the strings): only
+            // the kind is logged.
+            tracing::warn!(job = %job_id, backend = backend.name(), kind, "query failed while running next to the data");
             Err(Refusal::FailedAfterData)
         }
-        Err(query::ExecuteError::Deadline) => {
+        Err(BackendError::Deadline) => {
             tracing::warn!(job = %job_id, "query still running at the run's deadline; cancelled");
             Err(Refusal::Deadline)
         }
@@ -637,7 +654,7 @@ fn compile_parts(
     plan: &Plan,
     dataset: &crate::dataset::Dataset,
     limits: PlanLimits,
-) -> Result<Vec<(Vec<bool>, query::CompiledPlan)>, Refusal> {
+) -> Result<Vec<(Vec<bool>, query::CheckedPlan)>, Refusal> {
     let invalid = |e: query::QueryError| Refusal::InvalidPlan(e.to_string());
     if plan.totals && plan.key_selection {
         return Err(Refusal::InvalidPlan(
@@ -645,7 +662,7 @@ fn compile_parts(
         ));
     }
     if !plan.totals {
-        let compiled = query::compile(plan, dataset, limits).map_err(invalid)?;
+        let compiled = query::check(plan, dataset, limits).map_err(invalid)?;
         return Ok(vec![(vec![true; plan.group_by.len()], compiled)]);
     }
     let k = plan.group_by.len();
@@ -669,7 +686,7 @@ fn compile_parts(
             .filter(|(_, &kept)| kept)
             .map(|(g, _)| g.clone())
             .collect();
-        let compiled = query::compile(&sub, dataset, limits).map_err(invalid)?;
+        let compiled = query::check(&sub, dataset, limits).map_err(invalid)?;
         let clash = compiled.keys.iter().find(|key| {
             key.domain
                 .iter()
@@ -708,42 +725,5 @@ fn ledger_refusal(e: crate::ledger::LedgerError) -> Refusal {
             requested,
         },
         other => Refusal::Ledger(other.to_string()),
-    }
-}
-
-/// The kind of a Polars error, without its message (which may contain data values).
-fn polars_error_kind(e: &polars::prelude::PolarsError) -> &'static str {
-    use polars::prelude::PolarsError as P;
-    match e {
-        P::ColumnNotFound(_) => "column not found",
-        P::ComputeError(_) => "compute error",
-        P::Duplicate(_) => "duplicate",
-        P::InvalidOperation(_) => "invalid operation",
-        P::IO { .. } => "I/O error reading the dataset",
-        P::NoData(_) => "no data",
-        P::OutOfBounds(_) => "out of bounds",
-        P::SchemaFieldNotFound(_) => "schema field not found",
-        P::SchemaMismatch(_) => "schema mismatch",
-        P::ShapeMismatch(_) => "shape mismatch",
-        P::SQLInterface(_) | P::SQLSyntax(_) => "SQL error",
-        P::StringCacheMismatch(_) => "string cache mismatch",
-        P::StructFieldNotFound(_) => "struct field not found",
-        P::Context { .. } => "error with context",
-        _ => "other error",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn polars_errors_are_reduced_to_their_kind() {
-        let e = polars::prelude::PolarsError::ComputeError(
-            "conversion failed for values [\"secret-subscriber-42\"]".into(),
-        );
-        let kind = polars_error_kind(&e);
-        assert_eq!(kind, "compute error");
-        assert!(!kind.contains("secret"));
     }
 }

@@ -20,7 +20,7 @@
 
 pub mod margins;
 
-use crate::query::{CellStats, CompiledPlan, ResolvedAggregate};
+use crate::query::{CellStats, CheckedPlan, ResolvedAggregate};
 use oar_guest::table::{Accuracy, ReleaseInfo, Suppression, Table};
 use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::make_laplace;
@@ -121,7 +121,7 @@ pub fn discrete_laplace_tail(scale: f64, t: f64) -> f64 {
 }
 
 /// The cells of `stats` that `keep` accepts, in order, with every per-cell figure.
-fn only_cells(plan: &CompiledPlan, stats: &CellStats, keep: impl Fn(usize) -> bool) -> CellStats {
+fn only_cells(plan: &CheckedPlan, stats: &CellStats, keep: impl Fn(usize) -> bool) -> CellStats {
     let cells: Vec<usize> = (0..stats.cells()).filter(|&c| keep(c)).collect();
     let pick = |v: &Vec<i64>| cells.iter().map(|&c| v[c]).collect::<Vec<i64>>();
     let value_aggs = plan
@@ -276,7 +276,7 @@ fn measurements(aggregates: &[ResolvedAggregate], dominance: Option<Dominance>) 
 /// noisy figures only, except the hard minimum on the true count, which changes the outcome
 /// with probability at most `δ0`.
 pub fn release(
-    plan: &CompiledPlan,
+    plan: &CheckedPlan,
     stats: &CellStats,
     config: GateConfig,
 ) -> Result<Table, GateError> {
@@ -286,7 +286,7 @@ pub fn release(
 /// [`release`], stopping with [`GateError::Deadline`] if `deadline` passes while it draws noise
 /// (it checks between chunks of [`NOISE_CHUNK`] draws).
 pub fn release_by(
-    plan: &CompiledPlan,
+    plan: &CheckedPlan,
     stats: &CellStats,
     config: GateConfig,
     deadline: Instant,
@@ -324,7 +324,7 @@ enum HardCheck {
 }
 
 fn release_checked(
-    plan: &CompiledPlan,
+    plan: &CheckedPlan,
     stats: &CellStats,
     config: GateConfig,
     hard_check: HardCheck,
@@ -368,7 +368,7 @@ fn release_checked(
                 abs: None,
             },
             ResolvedAggregate::Sum { bounds, .. } | ResolvedAggregate::Mean { bounds, .. } => {
-                let d_in = n as f64 * per_cell_sensitivity(agg, plan.max_rows_per_group);
+                let d_in = n as f64 * agg.per_cell_sensitivity(plan.max_rows_per_group);
                 let main = Measured::Sums(meter.sums(&stats.sums[i], d_in)?);
                 let is_sum = matches!(agg, ResolvedAggregate::Sum { .. });
                 let valued = if is_sum {
@@ -619,18 +619,6 @@ pub(crate) fn count_suppressed(table: &Table, why: Suppression) -> usize {
         .count()
 }
 
-/// How much one unit can change one cell's value of `agg`.
-fn per_cell_sensitivity(agg: &ResolvedAggregate, max_rows_per_group: u32) -> f64 {
-    match agg {
-        ResolvedAggregate::CountUnits { .. } => 1.0,
-        ResolvedAggregate::Sum { bounds, .. } => {
-            f64::from(max_rows_per_group) * bounds[0].abs().max(bounds[1].abs())
-        }
-        ResolvedAggregate::Mean { bounds, .. } => bounds[0].abs().max(bounds[1].abs()),
-        ResolvedAggregate::Quantile { .. } => 1.0,
-    }
-}
-
 /// Builds a measurement with the smallest scale (starting from `scale`) whose OpenDP privacy map
 /// certifies at most `eps` for input distance `d_in`; OpenDP rounds conservatively, so the first
 /// scale can certify a hair more than `eps`.
@@ -733,8 +721,10 @@ mod tests {
             max_output_cells: 100,
             max_groups_per_unit: 4,
         };
-        let compiled = crate::query::compile(&plan, &ds, limits).unwrap();
-        let stats = compiled.execute().unwrap();
+        let compiled = crate::query::check(&plan, &ds, limits).unwrap();
+        let stats =
+            crate::query::QueryBackend::execute(&crate::query::PolarsBackend, &compiled, &ds, None)
+                .unwrap();
         assert_eq!(stats.units, vec![9, 500]);
         // Two cells: δ per cell = δ0 / 2 = 0.02.
         let config = GateConfig {

@@ -1,21 +1,28 @@
-//! Plans: validation against a dataset's public schema, and compilation to a Polars `LazyFrame`.
+//! Plans: checking against a dataset's public schema, and execution by a query backend.
 //!
-//! [`compile`] type-checks every expression as it lowers it, so a plan that reaches Polars is one
-//! whose columns exist, whose types fit, whose group keys all have public domains, and which never
-//! reads the privacy-unit column. Its output is [`CellStats`]: per cell of the public key domain,
-//! the true number of distinct units and the true bounded sums. Those never leave the host; the
-//! gate turns them into a noisy table.
+//! Checking and execution are separate. [`check`] is pure and engine-free: it type-checks every
+//! expression, resolves every public fact (key domains, clamping bounds, contribution bounds,
+//! each aggregate's sensitivity) and refuses what does not fit, all from the plan, the public
+//! schema and the policy, before any data is touched. Its output, a [`CheckedPlan`], is what a
+//! [`QueryBackend`] executes next to the data; the result is [`CellStats`]: per cell, the true
+//! number of distinct units and the true bounded sums. Those never leave the host; the gate turns
+//! them into a noisy table, whatever backend computed them.
+//!
+//! Backends: [`PolarsBackend`] (the embedded default) and [`ReferenceBackend`] (small, slow and
+//! obviously correct, to check the others against).
 
-mod expr;
+pub mod backend;
+mod cell;
+pub mod checked;
 mod per_unit;
 
 use crate::dataset::Dataset;
-use expr::{lower, Info};
-use oar_guest::plan::{Aggregate, Plan, Step};
-use oar_guest::Value;
-use polars::prelude::*;
+pub use backend::{BackendError, PolarsBackend, QueryBackend, ReferenceBackend};
+use checked::{check_expr, Info};
+pub use checked::{CheckedExpr, KeyIndex};
+use oar_guest::plan::{Aggregate, Plan, Reduce, Step};
+use oar_guest::{ColumnType, Value};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 /// Why a plan was refused before it touched data.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -95,6 +102,19 @@ pub enum ResolvedAggregate {
 }
 
 impl ResolvedAggregate {
+    /// How much one unit can change this aggregate in one cell: 1 for counts and quantile
+    /// histograms, the largest absolute bound for a mean, that times the rows per cell for a
+    /// sum. The gate multiplies it by the number of cells a unit may reach.
+    pub fn per_cell_sensitivity(&self, max_rows_per_group: u32) -> f64 {
+        match self {
+            ResolvedAggregate::CountUnits { .. } | ResolvedAggregate::Quantile { .. } => 1.0,
+            ResolvedAggregate::Sum { bounds, .. } => {
+                f64::from(max_rows_per_group) * bounds[0].abs().max(bounds[1].abs())
+            }
+            ResolvedAggregate::Mean { bounds, .. } => bounds[0].abs().max(bounds[1].abs()),
+        }
+    }
+
     /// Output column name.
     pub fn name(&self) -> &str {
         match self {
@@ -116,10 +136,84 @@ pub struct KeySpec {
     /// For a key without a public domain (key selection), its type: its values come from the
     /// data and are released only for cells the gate selects.
     pub selected: Option<oar_guest::ColumnType>,
+    /// For a key with a public domain: how a value maps to its position in it.
+    pub index: Option<KeyIndex>,
 }
 
-/// A validated plan ready to run.
-pub struct CompiledPlan {
+/// A checked row-level step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckedStep {
+    /// Keep the rows where the predicate is true.
+    Filter(CheckedExpr),
+    /// Add (or replace) a column.
+    Derive {
+        /// The column.
+        name: String,
+        /// Its value on each row.
+        expr: CheckedExpr,
+    },
+    /// Add a column holding, on every row, a reduction of its unit's rows (see
+    /// [`Reduce`] and the module `per_unit` for the semantics).
+    PerUnit {
+        /// The column.
+        name: String,
+        /// The reduction.
+        reduce: Reduce,
+        /// What is reduced.
+        input: CheckedExpr,
+        /// The input's type.
+        input_ty: ColumnType,
+        /// Only rows where this holds are reduced (all rows without it).
+        rows: Option<CheckedExpr>,
+        /// Further partition keys besides the unit.
+        by: Vec<String>,
+    },
+}
+
+/// What each unit contributes to one cell of a sum, mean or quantile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueInput {
+    /// The row value: cast to a 64-bit float and clamped to `bounds` (null stays null).
+    pub expr: CheckedExpr,
+    /// Clamping bounds of one row's value.
+    pub bounds: [f64; 2],
+    /// How a unit's rows in a cell become its one value.
+    pub per_unit: UnitValue,
+    /// For a quantile: its number of histogram bins over `bounds`.
+    pub quantile_bins: Option<usize>,
+}
+
+/// How a unit's (clamped) row values in one cell become its contribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnitValue {
+    /// Their sum (of no non-null values: 0), clamped to `[lo, hi]`.
+    Sum {
+        /// Lower clamp.
+        lo: f64,
+        /// Upper clamp.
+        hi: f64,
+    },
+    /// Their mean (of no non-null values: null).
+    Mean,
+}
+
+/// A plan checked against a dataset's public schema and the policy, ready for a backend.
+///
+/// The sole constructor is [`check`], so a backend can only ever be handed a plan that passed
+/// every check; the backend reads its parts through the accessors and computes [`CellStats`]:
+///
+/// 1. Scan the dataset; apply [`steps`](Self::steps) in order.
+/// 2. Per row: the unit, the cell (from [`keys`](Self::keys); a row whose key falls outside a
+///    public domain, or is null, has no cell and drops) and each [`values`](Self::values) input.
+/// 3. Per (unit, cell): one record; each value input reduced per [`UnitValue`].
+/// 4. If [`truncate`](Self::truncate): each unit keeps only its `max_groups_per_unit` records
+///    with the lowest cell ([`cell_order`](Self::cell_order)).
+/// 5. Per cell: the number of records, and per value input the sum of non-null contributions
+///    (non-finite read as 0), their count, the largest [`DOMINANCE_TOP`] absolute ones, the sum of
+///    absolute ones, and for a quantile each unit's bin
+///    `floor((v - lo) / (hi - lo) * bins + BIN_SNAP)` clamped to `[0, bins - 1]` ([`BIN_SNAP`]).
+#[derive(Debug, Clone)]
+pub struct CheckedPlan {
     /// The plan as sent.
     pub plan: Plan,
     /// Keys with their domains.
@@ -137,11 +231,10 @@ pub struct CompiledPlan {
     pub threshold_cells: usize,
     /// Columns of the dataset the plan reads (for scope checks).
     pub columns_read: Vec<String>,
-    frame: LazyFrame,
-    /// Number of sum/mean/quantile value columns in `frame` (`__v0`, `__v1`, ...).
-    value_columns: usize,
-    /// Per value column: its number of histogram bins if it is a quantile's.
-    quantile_bins: Vec<Option<usize>>,
+    unit: String,
+    steps: Vec<CheckedStep>,
+    values: Vec<ValueInput>,
+    truncate: bool,
 }
 
 /// True aggregates per cell; they never leave the host.
@@ -173,6 +266,15 @@ impl CellStats {
         self.units.len()
     }
 }
+
+/// A unit's quantile bin is `floor(x + BIN_SNAP)` for its position `x` in bin widths. Clamped
+/// values are often exactly a bound, so a mean of them often lands exactly on a bin edge (six
+/// rows at 3 and one at -3 average 15/7, an edge of 7 bins over [-3, 3]); engines that add in
+/// different orders then differ in the last bit and would put the unit in different bins. The
+/// snap puts every value within 1e-9 bin widths of an edge in the bin above it, in every
+/// backend. (It is a fixed function of the unit's value: the histogram's sensitivity is
+/// unchanged.)
+pub const BIN_SNAP: f64 = 1e-9;
 
 /// Default number of bins of a quantile's histogram.
 pub const DEFAULT_QUANTILE_BINS: u32 = 64;
@@ -252,24 +354,27 @@ pub struct PlanLimits {
     pub max_groups_per_unit: u32,
 }
 
-const UNIT: &str = "__unit";
-const CELL: &str = "__cell";
-const UNITS: &str = "__units";
-
-/// Validates `plan` against `dataset` and builds the Polars pipeline that computes its
-/// [`CellStats`].
+/// Checks `plan` against `dataset`'s public schema and the policy's `limits`.
 ///
 /// With `key_selection`, keys without a public domain are allowed (text and integer keys): the
 /// cells are then the key combinations found in the data, each unit's contribution bounded to
 /// `max_groups_per_unit` of them, and the gate decides from noisy counts alone which of them
-/// appear ([`CellStats::observed`]). Compiling never looks at the data, so every refusal comes
+/// appear ([`CellStats::observed`]). Checking never looks at the data, so every refusal comes
 /// before the data is touched.
-pub fn compile(
+pub fn check(
     plan: &Plan,
     dataset: &Dataset,
     limits: PlanLimits,
-) -> Result<CompiledPlan, QueryError> {
-    let schema = dataset.schema();
+) -> Result<CheckedPlan, QueryError> {
+    check_against_schema(plan, &dataset.schema(), limits)
+}
+
+/// [`check`] against a schema alone.
+pub fn check_against_schema(
+    plan: &Plan,
+    schema: &oar_guest::schema::DatasetSchema,
+    limits: PlanLimits,
+) -> Result<CheckedPlan, QueryError> {
     if plan.dataset != schema.name {
         return Err(QueryError::Invalid(format!(
             "plan is for dataset '{}' but was sent to '{}'",
@@ -298,15 +403,14 @@ pub fn compile(
         }
     }
 
-    let (lf, env, mut columns_read) = apply_steps(plan, dataset)?;
-    let ctx = expr::LowerCtx {
+    let (steps, env, mut columns_read) = check_steps(plan, schema)?;
+    let ctx = checked::CheckCtx {
         dataset: &schema.name,
         unit: &schema.privacy_unit,
     };
 
     // Keys and their index expressions.
     let mut keys = Vec::new();
-    let mut key_index = Vec::new();
     let mut cells: usize = 1;
     for k in &plan.group_by {
         let info = env.get(k).ok_or_else(|| {
@@ -349,8 +453,8 @@ pub fn compile(
             name: k.clone(),
             domain,
             selected: index.is_none().then_some(info.ty),
+            index,
         });
-        key_index.push(index);
     }
 
     // Aggregates.
@@ -374,9 +478,7 @@ pub fn compile(
         )));
     }
     let mut aggregates = Vec::new();
-    let mut value_exprs = Vec::new();
-    let mut unit_stage = Vec::new();
-    let mut quantile_bins: Vec<Option<(f64, f64, usize)>> = Vec::new();
+    let mut values: Vec<ValueInput> = Vec::new();
     for a in &plan.aggregates {
         match a {
             Aggregate::CountUnits { name } => {
@@ -407,10 +509,12 @@ pub fn compile(
                         "aggregate '{name}': a quantile needs lower < upper bounds"
                     )));
                 }
-                let v = format!("__v{}", value_exprs.len());
-                value_exprs.push(e.alias(v.as_str()));
-                unit_stage.push(col(v.as_str()).mean().alias(v.as_str()));
-                quantile_bins.push(Some((lo, hi, bins as usize)));
+                values.push(ValueInput {
+                    expr: e,
+                    bounds: [lo, hi],
+                    per_unit: UnitValue::Mean,
+                    quantile_bins: Some(bins as usize),
+                });
                 aggregates.push(ResolvedAggregate::Quantile {
                     name: name.clone(),
                     q: *q,
@@ -430,23 +534,27 @@ pub fn compile(
             } => {
                 let (e, [lo, hi]) =
                     numeric_input(name, column, *bounds, &env, &ctx, &mut columns_read)?;
-                let v = format!("__v{}", value_exprs.len());
-                value_exprs.push(e.alias(v.as_str()));
-                quantile_bins.push(None);
-                if matches!(a, Aggregate::Sum { .. }) {
-                    let m = f64::from(n_rows);
-                    unit_stage.push(
-                        col(v.as_str())
-                            .sum()
-                            .clip(lit(m * lo.min(0.0)), lit(m * hi.max(0.0)))
-                            .alias(v.as_str()),
-                    );
+                let sum = matches!(a, Aggregate::Sum { .. });
+                let m = f64::from(n_rows);
+                values.push(ValueInput {
+                    expr: e,
+                    bounds: [lo, hi],
+                    per_unit: if sum {
+                        UnitValue::Sum {
+                            lo: m * lo.min(0.0),
+                            hi: m * hi.max(0.0),
+                        }
+                    } else {
+                        UnitValue::Mean
+                    },
+                    quantile_bins: None,
+                });
+                if sum {
                     aggregates.push(ResolvedAggregate::Sum {
                         name: name.clone(),
                         bounds: [lo, hi],
                     });
                 } else {
-                    unit_stage.push(col(v.as_str()).mean().alias(v.as_str()));
                     aggregates.push(ResolvedAggregate::Mean {
                         name: name.clone(),
                         bounds: [lo, hi],
@@ -463,12 +571,9 @@ pub fn compile(
     } else {
         cells
     };
-    let per_cell: usize = 1 + quantile_bins
+    let per_cell: usize = 1 + values
         .iter()
-        .map(|q| match q {
-            Some((_, _, bins)) => *bins,
-            None => 4,
-        })
+        .map(|v| v.quantile_bins.unwrap_or(4))
         .fold(0, usize::saturating_add);
     let draws = threshold_cells.saturating_mul(per_cell);
     if draws > MAX_NOISE_DRAWS {
@@ -477,113 +582,13 @@ pub fn compile(
         )));
     }
 
-    // Rows -> (unit, cell index, clamped values) -> one record per (unit, cell), at most
-    // `n_groups` cells per unit -> per-cell totals.
-    //
-    // Cell index: mixed radix over the key domains; rows outside the domains get null and drop.
-    // With key selection, a text code of the key combination instead (see `cell_code`).
-    let cell = if plan.key_selection {
-        cell_code(&key_index, &keys)
-    } else {
-        let mut cell = lit(0u64);
-        let mut stride: u64 = 1;
-        for (index, key) in key_index.iter().zip(&keys).rev() {
-            let index = index.as_ref().expect("public keys have an index");
-            cell = cell + index.expr(col(key.name.as_str())).cast(DataType::UInt64) * lit(stride);
-            stride *= index.len() as u64;
-        }
-        cell
-    };
-    let mut select = vec![
-        col(schema.privacy_unit.as_str()).alias(UNIT),
-        cell.alias(CELL),
-    ];
-    select.extend(value_exprs.iter().cloned());
-    let rows = lf.select(select).filter(col(CELL).is_not_null());
-    // Contribution bounding keeps each unit's `n_groups` lowest cell indices: a choice that depends
-    // on this unit's rows alone, so adding or removing another unit cannot change it. It is a
-    // no-op (and skipped) when the domain has no more cells than the bound.
+    // Contribution bounding is a no-op (and skipped) when the domain has no more cells than
+    // the bound.
     let truncate = plan.key_selection || (n_groups as usize) < cells;
-    let value_names: Vec<String> = (0..value_exprs.len()).map(|i| format!("__v{i}")).collect();
-    let per_unit_cell = if value_names.is_empty() {
-        // Count-only plans: one group-by on the unit collects its distinct cells. Only units with
-        // more than `n_groups` cells need their cells sorted and cut; for the others the cut is a
-        // no-op, so they skip it (same result, far less sorting).
-        let cells_of_unit = rows.group_by([col(UNIT)]).agg([col(CELL).unique()]).cache();
-        let cells_of_unit = if truncate {
-            let n = lit(n_groups);
-            let over = col(CELL).list().len().gt(n.clone());
-            let within = cells_of_unit.clone().filter(over.clone().not());
-            let cut = cells_of_unit
-                .filter(over)
-                .with_column(col(CELL).list().sort(SortOptions::default()).list().head(n));
-            concat([within, cut], UnionArgs::default())
-                .map_err(|e| QueryError::Invalid(format!("cannot build the query: {e}")))?
-        } else {
-            cells_of_unit
-        };
-        cells_of_unit.explode(cols([CELL]))
-    } else {
-        let per = rows.group_by([col(UNIT), col(CELL)]).agg(unit_stage);
-        if truncate {
-            // Each unit's cells in index order, cut to the bound; its values follow its cells.
-            let n = Some(n_groups as usize);
-            let order = SortMultipleOptions::default();
-            let mut kept = vec![col(CELL).sort(SortOptions::default()).head(n)];
-            kept.extend(
-                value_names
-                    .iter()
-                    .map(|v| col(v.as_str()).sort_by([col(CELL)], order.clone()).head(n)),
-            );
-            let mut exploded = vec![CELL.to_string()];
-            exploded.extend(value_names.iter().cloned());
-            per.group_by([col(UNIT)]).agg(kept).explode(cols(exploded))
-        } else {
-            per
-        }
-    };
-    // Nulls: a unit whose value is null (missing, NaN, ±inf, x/0: expressions are total and
-    // turn these into null) drops out of that aggregate. It adds nothing to a sum or to the
-    // dominance figures, is not counted in a mean's denominator (`_n`), and has no quantile bin.
-    let mut cell_aggs = vec![len().alias(UNITS)];
-    cell_aggs.extend(value_names.iter().map(|v| col(v.as_str()).sum()));
-    cell_aggs.extend(
-        value_names
-            .iter()
-            .map(|v| col(v.as_str()).count().alias(format!("{v}_n"))),
-    );
-    // For the dominance rule: each cell's largest per-unit contributions, sorted, and the
-    // total of absolute contributions.
-    cell_aggs.extend(value_names.iter().map(|v| {
-        col(v.as_str())
-            .drop_nulls()
-            .abs()
-            .sort(SortOptions::default().with_order_descending(true))
-            .head(Some(DOMINANCE_TOP))
-            .alias(format!("{v}_top"))
-    }));
-    cell_aggs.extend(
-        value_names
-            .iter()
-            .map(|v| col(v.as_str()).abs().sum().alias(format!("{v}_abs"))),
-    );
-    // For quantiles: each unit's bin, collected per cell.
-    for (v, q) in value_names.iter().zip(&quantile_bins) {
-        if let Some((lo, hi, bins)) = *q {
-            cell_aggs.push(
-                ((col(v.as_str()).drop_nulls() - lit(lo)) / lit(hi - lo) * lit(bins as f64))
-                    .floor()
-                    .clip(lit(0.0), lit((bins - 1) as f64))
-                    .cast(DataType::UInt32)
-                    .alias(format!("{v}_bins")),
-            );
-        }
-    }
-    let frame = per_unit_cell.group_by([col(CELL)]).agg(cell_aggs);
     // The scope check is about the dataset's columns; derived ones are computed from them.
     columns_read.retain(|c| schema.column(c).is_some());
 
-    Ok(CompiledPlan {
+    Ok(CheckedPlan {
         plan: plan.clone(),
         keys,
         aggregates,
@@ -592,111 +597,24 @@ pub fn compile(
         cells,
         threshold_cells,
         columns_read,
-        frame,
-        value_columns: value_exprs.len(),
-        quantile_bins: quantile_bins.iter().map(|q| q.map(|(_, _, b)| b)).collect(),
+        unit: schema.privacy_unit.clone(),
+        steps,
+        values,
+        truncate,
     })
 }
 
-/// Why a query did not produce statistics.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecuteError {
-    /// Polars failed (its message may quote data: report only its kind).
-    #[error("the query failed next to the data")]
-    Polars(#[from] PolarsError),
-    /// The run's deadline passed first; the query was cancelled.
-    #[error("the run's deadline passed while the query ran")]
-    Deadline,
-}
-
-/// How often a running query is checked against its deadline.
-const DEADLINE_POLL: Duration = Duration::from_millis(2);
-
-/// Collects `frame` on Polars' pool, cancelling it at `deadline`.
-fn collect_until(frame: LazyFrame, deadline: Instant) -> Result<DataFrame, ExecuteError> {
-    let running = frame.collect_concurrently()?;
-    loop {
-        if let Some(done) = running.fetch() {
-            return Ok(done?);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            running.cancel();
-            // Polars' worker sends its (cancelled) result to this handle and must find it
-            // alive, so a thread keeps it until then; the caller does not wait.
-            let drain = running.clone();
-            let _ = std::thread::Builder::new()
-                .name("oar-cancelled-query".into())
-                .spawn(move || {
-                    let _ = drain.fetch_blocking();
-                });
-            return Err(ExecuteError::Deadline);
-        }
-        std::thread::sleep(DEADLINE_POLL.min(deadline - now));
-    }
-}
-
-/// A text code of a row's key combination, for key selection: per key, `<chars>:<text>`, where
-/// the text is the value's position in its public domain (public keys) or the value itself
-/// (keys selected from the data). The length prefixes make the code injective. A row with a
-/// null key, or a value outside a public domain, gets null and drops.
-fn cell_code(index: &[Option<expr::KeyIndex>], keys: &[KeySpec]) -> Expr {
-    let mut code = lit("");
-    for (i, k) in index.iter().zip(keys) {
-        let text = match i {
-            Some(i) => i.expr(col(k.name.as_str())).cast(DataType::String),
-            None => col(k.name.as_str()).cast(DataType::String),
-        };
-        let prefix = text.clone().str().len_chars().cast(DataType::String) + lit(":");
-        code = code + prefix + text;
-    }
-    code
-}
-
-/// The keys of a cell code made by [`cell_code`], or None if it is not one.
-fn decode_cell(code: &str, keys: &[KeySpec]) -> Option<Vec<Value>> {
-    let mut rest = code;
-    let mut out = Vec::with_capacity(keys.len());
-    for k in keys {
-        let (len, tail) = rest.split_once(':')?;
-        let len: usize = len.parse().ok()?;
-        let end = tail.char_indices().nth(len).map_or(tail.len(), |(i, _)| i);
-        let (text, tail) = tail.split_at(end);
-        rest = tail;
-        out.push(match k.selected {
-            Some(oar_guest::ColumnType::Int) => Value::Int(text.parse().ok()?),
-            Some(_) => Value::Str(text.to_string()),
-            None => k.domain.get(text.parse::<usize>().ok()?)?.clone(),
-        });
-    }
-    rest.is_empty().then_some(out)
-}
-
-/// Orders key tuples for release: integers by value, everything else by its text.
-fn compare_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = match (x, y) {
-            (Value::Int(x), Value::Int(y)) => x.cmp(y),
-            _ => x.key_text().cmp(&y.key_text()),
-        };
-        if o.is_ne() {
-            return o;
-        }
-    }
-    std::cmp::Ordering::Equal
-}
-
-/// Lowers the numeric input `column` of aggregate `name`, clamped to `bounds` (or the column's
-/// declared bounds) as Float64; returns the expression and the bounds.
+/// Checks the numeric input `column` of aggregate `name`; returns it and its clamping bounds
+/// (`bounds`, or the column's declared bounds).
 fn numeric_input(
     name: &str,
     column: &str,
     bounds: Option<[f64; 2]>,
     env: &HashMap<String, Info>,
-    ctx: &expr::LowerCtx<'_>,
+    ctx: &checked::CheckCtx<'_>,
     columns_read: &mut Vec<String>,
-) -> Result<(Expr, [f64; 2]), QueryError> {
-    let (e, info) = lower(&oar_guest::col(column), env, ctx, columns_read)?;
+) -> Result<(CheckedExpr, [f64; 2]), QueryError> {
+    let (e, info) = check_expr(&oar_guest::col(column), env, ctx, columns_read)?;
     if !info.ty.is_numeric() {
         return Err(QueryError::Type(format!(
             "aggregate '{name}': column '{column}' is {:?}, not numeric",
@@ -711,45 +629,48 @@ fn numeric_input(
             "aggregate '{name}': bounds must be finite with lower <= upper"
         )));
     }
-    Ok((e.cast(DataType::Float64).clip(lit(lo), lit(hi)), [lo, hi]))
+    Ok((e, [lo, hi]))
 }
 
-/// A scan with a plan's steps applied: the frame, the public facts of every column then
-/// available, and the dataset columns read so far.
-type Stepped = (LazyFrame, HashMap<String, Info>, Vec<String>);
+/// A plan's steps checked: the steps, the public facts of every column then available, and the
+/// dataset columns read so far.
+type Stepped = (Vec<CheckedStep>, HashMap<String, Info>, Vec<String>);
 
-/// The dataset scanned with `plan`'s filters and derived columns applied.
-fn apply_steps(plan: &Plan, dataset: &Dataset) -> Result<Stepped, QueryError> {
-    let schema = dataset.schema();
+/// Checks `plan`'s filters and derived columns in order.
+fn check_steps(
+    plan: &Plan,
+    schema: &oar_guest::schema::DatasetSchema,
+) -> Result<Stepped, QueryError> {
     let mut env: HashMap<String, Info> = schema
         .columns
         .iter()
         .map(|c| (c.name.clone(), Info::of_column(c)))
         .collect();
     let mut columns_read = Vec::new();
-    let ctx = expr::LowerCtx {
+    let ctx = checked::CheckCtx {
         dataset: &schema.name,
         unit: &schema.privacy_unit,
     };
-    let mut lf = dataset.scan().map_err(|_| {
-        QueryError::Invalid("the dataset's files cannot be opened on this host".into())
-    })?;
+    let mut steps = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
         match step {
             Step::Filter { predicate } => {
-                let (e, info) = lower(predicate, &env, &ctx, &mut columns_read)?;
-                if info.ty != oar_guest::ColumnType::Bool {
+                let (e, info) = check_expr(predicate, &env, &ctx, &mut columns_read)?;
+                if info.ty != ColumnType::Bool {
                     return Err(QueryError::Type(format!(
                         "a filter must be boolean, got {:?}",
                         info.ty
                     )));
                 }
-                lf = lf.filter(e);
+                steps.push(CheckedStep::Filter(e));
             }
             Step::Derive { name, expr } => {
                 check_derived_name(name, &schema.privacy_unit)?;
-                let (e, info) = lower(expr, &env, &ctx, &mut columns_read)?;
-                lf = lf.with_column(e.alias(name.as_str()));
+                let (e, info) = check_expr(expr, &env, &ctx, &mut columns_read)?;
+                steps.push(CheckedStep::Derive {
+                    name: name.clone(),
+                    expr: e,
+                });
                 env.insert(name.clone(), info);
             }
             Step::PerUnit {
@@ -767,14 +688,14 @@ fn apply_steps(plan: &Plan, dataset: &Dataset) -> Result<Stepped, QueryError> {
                     rows: rows.as_ref(),
                     by,
                 };
-                let (e, info) = per_unit::lower_per_unit(&step, &env, &ctx, &mut columns_read)?;
-                lf = lf.with_column(e.alias(name.as_str()));
+                let (checked, info) =
+                    per_unit::check_per_unit(&step, &env, &ctx, &mut columns_read)?;
+                steps.push(checked);
                 env.insert(name.clone(), info);
             }
         }
     }
-
-    Ok((lf, env, columns_read))
+    Ok((steps, env, columns_read))
 }
 
 /// Refuses a derived column name that is empty, reserved (`__`) or the privacy unit's.
@@ -787,120 +708,56 @@ fn check_derived_name(name: &str, unit: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-impl CompiledPlan {
-    /// Runs the pipeline next to the data.
-    pub fn execute(&self) -> Result<CellStats, PolarsError> {
-        self.execute_until(None).map_err(|e| match e {
-            ExecuteError::Polars(e) => e,
-            ExecuteError::Deadline => unreachable!("no deadline was set"),
-        })
+impl CheckedPlan {
+    /// The dataset's privacy-unit column.
+    pub fn unit(&self) -> &str {
+        &self.unit
     }
 
-    /// Runs the pipeline next to the data, stopping at `deadline`.
-    ///
-    /// Polars runs the query on its thread pool; at the deadline the query is cancelled (Polars
-    /// stops it at its next operator boundary) and this returns [`ExecuteError::Deadline`] at
-    /// once, without waiting for the cancelled work to wind down.
-    pub fn execute_until(&self, deadline: Option<Instant>) -> Result<CellStats, ExecuteError> {
-        let df = match deadline {
-            None => self.frame.clone().collect()?,
-            Some(deadline) => collect_until(self.frame.clone(), deadline)?,
-        };
-        self.cell_stats(df).map_err(ExecuteError::Polars)
+    /// The row-level steps, in order.
+    pub fn steps(&self) -> &[CheckedStep] {
+        &self.steps
     }
 
-    /// The per-cell statistics from the collected frame.
-    fn cell_stats(&self, df: DataFrame) -> Result<CellStats, PolarsError> {
-        // Which output cell each row of `df` is: its public index, or with key selection its
-        // place among the key combinations found, in release order.
-        let (slots, observed): (Vec<Option<usize>>, Option<Vec<Vec<Value>>>) =
-            if self.plan.key_selection {
-                let codes = df.column(CELL)?.str()?.clone();
-                let mut found: Vec<(usize, Vec<Value>)> = (&codes)
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(row, c)| Some((row, decode_cell(c?, &self.keys)?)))
-                    .collect();
-                found.sort_by(|a, b| compare_keys(&a.1, &b.1));
-                let mut slots = vec![None; df.height()];
-                for (slot, (row, _)) in found.iter().enumerate() {
-                    slots[*row] = Some(slot);
-                }
-                (slots, Some(found.into_iter().map(|(_, k)| k).collect()))
-            } else {
-                let cell = df.column(CELL)?.cast(&DataType::UInt64)?;
-                let slots = cell
-                    .u64()?
-                    .into_iter()
-                    .map(|c| c.map(|c| c as usize).filter(|&c| c < self.cells))
-                    .collect();
-                (slots, None)
-            };
-        let cells = observed.as_ref().map_or(self.cells, Vec::len);
-        let mut units = vec![0i64; cells];
-        let mut sums = vec![vec![0f64; cells]; self.value_columns];
-        let mut valued = vec![vec![0i64; cells]; self.value_columns];
-        let mut dominance = vec![vec![(Vec::new(), 0f64); cells]; self.value_columns];
-        let count = df.column(UNITS)?.cast(&DataType::Int64)?;
-        let count = count.i64()?;
-        let column = |suffix: &str, i: usize| df.column(&format!("__v{i}{suffix}"));
-        let values: Vec<Float64Chunked> = (0..self.value_columns)
-            .map(|i| Ok(column("", i)?.cast(&DataType::Float64)?.f64()?.clone()))
-            .collect::<PolarsResult<_>>()?;
-        let counts: Vec<Int64Chunked> = (0..self.value_columns)
-            .map(|i| Ok(column("_n", i)?.cast(&DataType::Int64)?.i64()?.clone()))
-            .collect::<PolarsResult<_>>()?;
-        let tops: Vec<ListChunked> = (0..self.value_columns)
-            .map(|i| Ok(column("_top", i)?.list()?.clone()))
-            .collect::<PolarsResult<_>>()?;
-        let abs: Vec<Float64Chunked> = (0..self.value_columns)
-            .map(|i| Ok(column("_abs", i)?.cast(&DataType::Float64)?.f64()?.clone()))
-            .collect::<PolarsResult<_>>()?;
-        let mut histograms: Vec<Vec<i64>> = self
-            .quantile_bins
+    /// The inputs of the sum, mean and quantile aggregates, in plan order.
+    pub fn values(&self) -> &[ValueInput] {
+        &self.values
+    }
+
+    /// Whether each unit's records must be cut to `max_groups_per_unit` cells (false when the
+    /// domain has no more cells than the bound, where the cut is a no-op).
+    pub fn truncate(&self) -> bool {
+        self.truncate
+    }
+
+    /// The dataset columns a backend must read: those the plan reads and the unit.
+    pub fn scan_columns(&self) -> Vec<String> {
+        let mut out = vec![self.unit.clone()];
+        out.extend(
+            self.columns_read
+                .iter()
+                .filter(|c| **c != self.unit)
+                .cloned(),
+        );
+        out
+    }
+
+    /// The public cell index of a row's key positions (one per key, each in its domain), in
+    /// mixed radix with the last key fastest: the order cells are released in, and the order
+    /// contribution bounding keeps the lowest of.
+    pub fn cell_index(&self, positions: &[usize]) -> usize {
+        positions
             .iter()
-            .map(|b| b.map_or(Vec::new(), |b| vec![0; cells * b]))
-            .collect();
-        let bin_lists: Vec<Option<ListChunked>> = self
-            .quantile_bins
-            .iter()
-            .enumerate()
-            .map(|(i, b)| match b {
-                Some(_) => Ok(Some(column("_bins", i)?.list()?.clone())),
-                None => Ok(None),
-            })
-            .collect::<PolarsResult<_>>()?;
-        for (row, slot) in slots.iter().enumerate() {
-            let (Some(c), Some(n)) = (*slot, count.get(row)) else {
-                continue;
-            };
-            units[c] = n;
-            for i in 0..self.value_columns {
-                sums[i][c] = values[i].get(row).filter(|v| v.is_finite()).unwrap_or(0.0);
-                valued[i][c] = counts[i].get(row).unwrap_or(0);
-                let top: Vec<f64> = match tops[i].get_as_series(row) {
-                    Some(s) => s.f64()?.into_iter().flatten().collect(),
-                    None => Vec::new(),
-                };
-                let total = abs[i].get(row).filter(|a| a.is_finite()).unwrap_or(0.0);
-                dominance[i][c] = (top, total);
-                if let (Some(lists), Some(bins)) = (&bin_lists[i], self.quantile_bins[i]) {
-                    if let Some(series) = lists.get_as_series(row) {
-                        for b in series.u32()?.into_iter().flatten() {
-                            histograms[i][c * bins + (b as usize).min(bins - 1)] += 1;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(CellStats {
-            units,
-            sums,
-            valued,
-            dominance,
-            histograms,
-            observed,
-        })
+            .zip(&self.keys)
+            .fold(0, |acc, (p, k)| acc * k.domain.len() + p)
+    }
+
+    /// With key selection, the text code of a row's key combination: per key, `<chars>:<text>`,
+    /// where the text is the value's position in its public domain or the value itself. The
+    /// length prefixes make it injective; contribution bounding keeps a unit's codes that sort
+    /// lowest by bytes (a choice from the unit's own rows).
+    pub fn cell_code(&self, texts: &[&str]) -> String {
+        cell::encode(texts)
     }
 
     /// Key values of cell `index` of `stats`.
@@ -920,5 +777,22 @@ impl CompiledPlan {
             index /= n;
         }
         out
+    }
+
+    /// With key selection: the observed key combinations of `codes` (each a cell code, see
+    /// [`cell_code`](Self::cell_code)) in release order, and for each code its slot in that
+    /// order (None if it is not a valid code).
+    pub fn order_observed(&self, codes: &[Option<&str>]) -> (Vec<Option<usize>>, Vec<Vec<Value>>) {
+        let mut found: Vec<(usize, Vec<Value>)> = codes
+            .iter()
+            .enumerate()
+            .filter_map(|(row, c)| Some((row, cell::decode(c.as_ref()?, &self.keys)?)))
+            .collect();
+        found.sort_by(|a, b| cell::compare_keys(&a.1, &b.1));
+        let mut slots = vec![None; codes.len()];
+        for (slot, (row, _)) in found.iter().enumerate() {
+            slots[*row] = Some(slot);
+        }
+        (slots, found.into_iter().map(|(_, k)| k).collect())
     }
 }

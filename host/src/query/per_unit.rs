@@ -1,4 +1,4 @@
-//! Lowering the per-unit stage ([`Step::PerUnit`](oar_guest::plan::Step::PerUnit)): a window
+//! Checking the per-unit stage ([`Step::PerUnit`](oar_guest::plan::Step::PerUnit)): a window
 //! over the privacy unit (and optional further keys) that reduces each unit's rows to one value
 //! and gives it back to every row of the unit.
 //!
@@ -6,11 +6,10 @@
 //! only its own rows; the aggregation that follows bounds each unit's contribution exactly as for
 //! any other column.
 
-use super::expr::{lower, Info, LowerCtx};
-use super::QueryError;
+use super::checked::{check_expr, CheckCtx, CheckedExpr, Info};
+use super::{CheckedStep, QueryError};
 use oar_guest::plan::{Expr as PExpr, Reduce};
 use oar_guest::schema::ColumnType;
-use polars::prelude::*;
 use std::collections::HashMap;
 
 /// The parts of one per-unit step.
@@ -22,26 +21,34 @@ pub(crate) struct PerUnitStep<'a> {
     pub by: &'a [String],
 }
 
-/// The window expression computing `step` on every row, and what is known about its values.
-pub(crate) fn lower_per_unit(
+/// The checked step, and what is known about its values.
+///
+/// Semantics every backend follows, per partition (the unit and the `by` keys, a null key being
+/// a key of its own), over the partition's rows where `rows` holds (all rows without it):
+/// `mode` is the most frequent value, ties and nulls going to the smallest (null sorts first);
+/// `min`/`max` ignore nulls (null if none); `mean` and `sum` are in floats, ignore nulls, and are
+/// null if not finite (`sum` of no values is 0, `mean` of none null); `count` counts non-null
+/// values; `count_distinct` counts distinct non-null values; `any` is true if some value is true,
+/// `all` if none is false. Every row of the partition gets the value.
+pub(crate) fn check_per_unit(
     step: &PerUnitStep<'_>,
     env: &HashMap<String, Info>,
-    ctx: &LowerCtx<'_>,
+    ctx: &CheckCtx<'_>,
     read: &mut Vec<String>,
-) -> Result<(Expr, Info), QueryError> {
-    let (input, info) = lower(step.expr, env, ctx, read)?;
-    let input = match step.rows {
+) -> Result<(CheckedStep, Info), QueryError> {
+    let (input, info) = check_expr(step.expr, env, ctx, read)?;
+    let rows: Option<CheckedExpr> = match step.rows {
         Some(predicate) => {
-            let (p, p_info) = lower(predicate, env, ctx, read)?;
+            let (p, p_info) = check_expr(predicate, env, ctx, read)?;
             if p_info.ty != ColumnType::Bool {
                 return Err(QueryError::Type(format!(
                     "per-unit '{}': the row filter must be boolean, got {:?}",
                     step.name, p_info.ty
                 )));
             }
-            input.filter(p)
+            Some(p)
         }
-        None => input,
+        None => None,
     };
     let numeric = |what: &str| {
         if info.ty.is_numeric() {
@@ -63,59 +70,48 @@ pub(crate) fn lower_per_unit(
             )))
         }
     };
-    let (reduced, out) = match step.reduce {
-        // Ties go to the smallest value, so the result does not depend on row order.
-        Reduce::Mode => (
-            input.mode().sort(SortOptions::default()).first(),
-            info.clone(),
-        ),
-        Reduce::Min => (input.min(), info.clone()),
-        Reduce::Max => (input.max(), info.clone()),
+    let out = match step.reduce {
+        Reduce::Mode | Reduce::Min | Reduce::Max => info.clone(),
         Reduce::Mean => {
             numeric("mean")?;
-            (
-                super::expr::finite_or_null(input.cast(DataType::Float64).mean()),
-                Info {
-                    bounds: info.bounds,
-                    ..Info::plain(ColumnType::Float)
-                },
-            )
+            Info {
+                bounds: info.bounds,
+                ..Info::plain(ColumnType::Float)
+            }
         }
         Reduce::Sum => {
             numeric("sum")?;
-            (
-                super::expr::finite_or_null(input.cast(DataType::Float64).sum()),
-                Info::plain(ColumnType::Float),
-            )
+            Info::plain(ColumnType::Float)
         }
-        Reduce::Count => (
-            input.count().cast(DataType::Int64),
-            Info::plain(ColumnType::Int),
-        ),
-        Reduce::CountDistinct => (
-            input.drop_nulls().n_unique().cast(DataType::Int64),
-            Info::plain(ColumnType::Int),
-        ),
+        Reduce::Count | Reduce::CountDistinct => Info::plain(ColumnType::Int),
         Reduce::Any => {
             boolean("any")?;
-            (input.any(true), info.clone())
+            info.clone()
         }
         Reduce::All => {
             boolean("all")?;
-            (input.all(true), info.clone())
+            info.clone()
         }
     };
-    let mut partition = vec![col(ctx.unit)];
     for k in step.by {
-        // Lowering the key checks it exists and is not the privacy unit.
-        let (_, key_info) = lower(&oar_guest::col(k), env, ctx, read)?;
+        // Checking the key checks it exists and is not the privacy unit.
+        let (_, key_info) = check_expr(&oar_guest::col(k), env, ctx, read)?;
         if matches!(key_info.ty, ColumnType::Float) {
             return Err(QueryError::Type(format!(
                 "per-unit '{}': cannot reduce within '{k}', a float column (use a key such as a date, an hour or a bin)",
                 step.name
             )));
         }
-        partition.push(col(k.as_str()));
     }
-    Ok((reduced.over(partition), out))
+    Ok((
+        CheckedStep::PerUnit {
+            name: step.name.to_string(),
+            reduce: step.reduce,
+            input,
+            input_ty: info.ty,
+            rows,
+            by: step.by.to_vec(),
+        },
+        out,
+    ))
 }

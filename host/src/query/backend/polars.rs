@@ -1,0 +1,601 @@
+//! The embedded default backend: a checked plan lowered to one Polars `LazyFrame`, collected on
+//! Polars' thread pool next to the data. Nothing to install, nothing to start.
+
+use super::{BackendError, QueryBackend};
+use crate::dataset::Dataset;
+use crate::query::checked::CheckedExpr;
+use crate::query::{
+    CellStats, CheckedPlan, CheckedStep, KeyIndex, UnitValue, ValueInput, BIN_SNAP, DOMINANCE_TOP,
+};
+use chrono::NaiveDate;
+use oar_guest::plan::{ArithOp, CompareOp, Reduce};
+use oar_guest::{ColumnType, Value};
+use polars::prelude::*;
+use std::time::{Duration, Instant};
+
+/// Runs checked plans with Polars (in memory).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolarsBackend;
+
+impl QueryBackend for PolarsBackend {
+    fn name(&self) -> &'static str {
+        "polars"
+    }
+
+    fn execute(
+        &self,
+        plan: &CheckedPlan,
+        dataset: &Dataset,
+        deadline: Option<Instant>,
+    ) -> Result<CellStats, BackendError> {
+        let frame = frame(plan, dataset).map_err(failed)?;
+        let df = match deadline {
+            None => frame.collect().map_err(failed)?,
+            Some(deadline) => collect_until(frame, deadline)?,
+        };
+        cell_stats(plan, df).map_err(failed)
+    }
+}
+
+impl PolarsBackend {
+    /// The Polars plan `plan` runs as (for benchmarks and explanations).
+    pub fn lazy_frame(&self, plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
+        frame(plan, dataset)
+    }
+}
+
+fn failed(e: PolarsError) -> BackendError {
+    BackendError::Failed(polars_error_kind(&e))
+}
+
+/// The kind of a Polars error; its message may quote data values (a failed cast lists the
+/// strings), so only the kind is kept.
+pub(crate) fn polars_error_kind(e: &PolarsError) -> &'static str {
+    use PolarsError as P;
+    match e {
+        P::ColumnNotFound(_) => "column not found",
+        P::ComputeError(_) => "compute error",
+        P::Duplicate(_) => "duplicate",
+        P::InvalidOperation(_) => "invalid operation",
+        P::IO { .. } => "I/O error reading the dataset",
+        P::NoData(_) => "no data",
+        P::OutOfBounds(_) => "out of bounds",
+        P::SchemaFieldNotFound(_) => "schema field not found",
+        P::SchemaMismatch(_) => "schema mismatch",
+        P::ShapeMismatch(_) => "shape mismatch",
+        P::SQLInterface(_) | P::SQLSyntax(_) => "SQL error",
+        P::StringCacheMismatch(_) => "string cache mismatch",
+        P::StructFieldNotFound(_) => "struct field not found",
+        P::Context { .. } => "error with context",
+        _ => "other error",
+    }
+}
+
+const UNIT: &str = "__unit";
+const CELL: &str = "__cell";
+const UNITS: &str = "__units";
+
+/// How often a running query is checked against its deadline.
+const DEADLINE_POLL: Duration = Duration::from_millis(2);
+
+/// Collects `frame` on Polars' pool, cancelling it at `deadline`.
+fn collect_until(frame: LazyFrame, deadline: Instant) -> Result<DataFrame, BackendError> {
+    let running = frame.collect_concurrently().map_err(failed)?;
+    loop {
+        if let Some(done) = running.fetch() {
+            return done.map_err(failed);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            running.cancel();
+            // Polars' worker sends its (cancelled) result to this handle and must find it
+            // alive, so a thread keeps it until then; the caller does not wait.
+            let drain = running.clone();
+            let _ = std::thread::Builder::new()
+                .name("oar-cancelled-query".into())
+                .spawn(move || {
+                    let _ = drain.fetch_blocking();
+                });
+            return Err(BackendError::Deadline);
+        }
+        std::thread::sleep(DEADLINE_POLL.min(deadline - now));
+    }
+}
+
+/// The pipeline: rows -> (unit, cell, clamped values) -> one record per (unit, cell), at most
+/// `max_groups_per_unit` cells per unit -> per-cell totals.
+fn frame(plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
+    let mut lf = dataset.scan()?;
+    for step in plan.steps() {
+        lf = match step {
+            CheckedStep::Filter(p) => lf.filter(lower(p)),
+            CheckedStep::Derive { name, expr } => lf.with_column(lower(expr).alias(name.as_str())),
+            CheckedStep::PerUnit {
+                name,
+                reduce,
+                input,
+                rows,
+                by,
+                ..
+            } => lf.with_column(
+                per_unit(plan.unit(), *reduce, input, rows.as_ref(), by).alias(name.as_str()),
+            ),
+        };
+    }
+
+    // Cell index: mixed radix over the key domains; rows outside the domains get null and drop.
+    // With key selection, a text code of the key combination instead.
+    let cell = if plan.plan.key_selection {
+        cell_code(plan)
+    } else {
+        let mut cell = lit(0u64);
+        let mut stride: u64 = 1;
+        for key in plan.keys.iter().rev() {
+            let index = key.index.as_ref().expect("public keys have an index");
+            cell = cell
+                + key_position(index, col(key.name.as_str())).cast(DataType::UInt64) * lit(stride);
+            stride *= index.len() as u64;
+        }
+        cell
+    };
+    let values = plan.values();
+    let value_names: Vec<String> = (0..values.len()).map(|i| format!("__v{i}")).collect();
+    let mut select = vec![col(plan.unit()).alias(UNIT), cell.alias(CELL)];
+    select.extend(
+        values
+            .iter()
+            .zip(&value_names)
+            .map(|(v, name)| value_input(v).alias(name.as_str())),
+    );
+    let rows = lf.select(select).filter(col(CELL).is_not_null());
+    let n_groups = plan.max_groups_per_unit;
+    let per_unit_cell = if values.is_empty() {
+        // Count-only plans: one group-by on the unit collects its distinct cells. Only units with
+        // more than `n_groups` cells need their cells sorted and cut; for the others the cut is a
+        // no-op, so they skip it (same result, far less sorting).
+        let cells_of_unit = rows.group_by([col(UNIT)]).agg([col(CELL).unique()]).cache();
+        let cells_of_unit = if plan.truncate() {
+            let n = lit(n_groups);
+            let over = col(CELL).list().len().gt(n.clone());
+            let within = cells_of_unit.clone().filter(over.clone().not());
+            let cut = cells_of_unit
+                .filter(over)
+                .with_column(col(CELL).list().sort(SortOptions::default()).list().head(n));
+            concat([within, cut], UnionArgs::default())?
+        } else {
+            cells_of_unit
+        };
+        cells_of_unit.explode(cols([CELL]))
+    } else {
+        let unit_stage: Vec<Expr> = values
+            .iter()
+            .zip(&value_names)
+            .map(|(v, name)| {
+                let c = col(name.as_str());
+                match v.per_unit {
+                    UnitValue::Sum { lo, hi } => c.sum().clip(lit(lo), lit(hi)),
+                    UnitValue::Mean => c.mean(),
+                }
+                .alias(name.as_str())
+            })
+            .collect();
+        let per = rows.group_by([col(UNIT), col(CELL)]).agg(unit_stage);
+        if plan.truncate() {
+            // Each unit's cells in index order, cut to the bound; its values follow its cells.
+            let n = Some(n_groups as usize);
+            let order = SortMultipleOptions::default();
+            let mut kept = vec![col(CELL).sort(SortOptions::default()).head(n)];
+            kept.extend(
+                value_names
+                    .iter()
+                    .map(|v| col(v.as_str()).sort_by([col(CELL)], order.clone()).head(n)),
+            );
+            let mut exploded = vec![CELL.to_string()];
+            exploded.extend(value_names.iter().cloned());
+            per.group_by([col(UNIT)]).agg(kept).explode(cols(exploded))
+        } else {
+            per
+        }
+    };
+    // Nulls: a unit whose value is null drops out of that aggregate. It adds nothing to a sum
+    // or to the dominance figures, is not counted in a mean's denominator (`_n`), and has no
+    // quantile bin.
+    let mut cell_aggs = vec![len().alias(UNITS)];
+    cell_aggs.extend(value_names.iter().map(|v| col(v.as_str()).sum()));
+    cell_aggs.extend(
+        value_names
+            .iter()
+            .map(|v| col(v.as_str()).count().alias(format!("{v}_n"))),
+    );
+    // For the dominance rule: each cell's largest per-unit contributions, sorted, and the
+    // total of absolute contributions.
+    cell_aggs.extend(value_names.iter().map(|v| {
+        col(v.as_str())
+            .drop_nulls()
+            .abs()
+            .sort(SortOptions::default().with_order_descending(true))
+            .head(Some(DOMINANCE_TOP))
+            .alias(format!("{v}_top"))
+    }));
+    cell_aggs.extend(
+        value_names
+            .iter()
+            .map(|v| col(v.as_str()).abs().sum().alias(format!("{v}_abs"))),
+    );
+    // For quantiles: each unit's bin, collected per cell.
+    for (v, input) in value_names.iter().zip(values) {
+        if let Some(bins) = input.quantile_bins {
+            let [lo, hi] = input.bounds;
+            cell_aggs.push(
+                ((col(v.as_str()).drop_nulls() - lit(lo)) / lit(hi - lo) * lit(bins as f64)
+                    + lit(BIN_SNAP))
+                .floor()
+                .clip(lit(0.0), lit((bins - 1) as f64))
+                .cast(DataType::UInt32)
+                .alias(format!("{v}_bins")),
+            );
+        }
+    }
+    Ok(per_unit_cell.group_by([col(CELL)]).agg(cell_aggs))
+}
+
+/// A value input: the row value as a float, clamped.
+fn value_input(v: &ValueInput) -> Expr {
+    let [lo, hi] = v.bounds;
+    lower(&v.expr)
+        .cast(DataType::Float64)
+        .clip(lit(lo), lit(hi))
+}
+
+/// The key-combination code of a row (see [`CheckedPlan::cell_code`]); null if a key is null or
+/// outside its public domain.
+fn cell_code(plan: &CheckedPlan) -> Expr {
+    let mut code = lit("");
+    for k in &plan.keys {
+        let text = match &k.index {
+            Some(i) => key_position(i, col(k.name.as_str())).cast(DataType::String),
+            None => col(k.name.as_str()).cast(DataType::String),
+        };
+        let prefix = text.clone().str().len_chars().cast(DataType::String) + lit(":");
+        code = code + prefix + text;
+    }
+    code
+}
+
+/// The per-cell statistics from the collected frame.
+fn cell_stats(plan: &CheckedPlan, df: DataFrame) -> PolarsResult<CellStats> {
+    let values = plan.values();
+    let (slots, observed): (Vec<Option<usize>>, Option<Vec<Vec<Value>>>) =
+        if plan.plan.key_selection {
+            let codes = df.column(CELL)?.str()?.clone();
+            let codes: Vec<Option<&str>> = codes.into_iter().collect();
+            let (slots, found) = plan.order_observed(&codes);
+            (slots, Some(found))
+        } else {
+            let cell = df.column(CELL)?.cast(&DataType::UInt64)?;
+            let slots = cell
+                .u64()?
+                .into_iter()
+                .map(|c| c.map(|c| c as usize).filter(|&c| c < plan.cells))
+                .collect();
+            (slots, None)
+        };
+    let cells = observed.as_ref().map_or(plan.cells, Vec::len);
+    let n = values.len();
+    let mut units = vec![0i64; cells];
+    let mut sums = vec![vec![0f64; cells]; n];
+    let mut valued = vec![vec![0i64; cells]; n];
+    let mut dominance = vec![vec![(Vec::new(), 0f64); cells]; n];
+    let count = df.column(UNITS)?.cast(&DataType::Int64)?;
+    let count = count.i64()?;
+    let column = |suffix: &str, i: usize| df.column(&format!("__v{i}{suffix}"));
+    let sum_cols: Vec<Float64Chunked> = (0..n)
+        .map(|i| Ok(column("", i)?.cast(&DataType::Float64)?.f64()?.clone()))
+        .collect::<PolarsResult<_>>()?;
+    let counts: Vec<Int64Chunked> = (0..n)
+        .map(|i| Ok(column("_n", i)?.cast(&DataType::Int64)?.i64()?.clone()))
+        .collect::<PolarsResult<_>>()?;
+    let tops: Vec<ListChunked> = (0..n)
+        .map(|i| Ok(column("_top", i)?.list()?.clone()))
+        .collect::<PolarsResult<_>>()?;
+    let abs: Vec<Float64Chunked> = (0..n)
+        .map(|i| Ok(column("_abs", i)?.cast(&DataType::Float64)?.f64()?.clone()))
+        .collect::<PolarsResult<_>>()?;
+    let mut histograms: Vec<Vec<i64>> = values
+        .iter()
+        .map(|v| v.quantile_bins.map_or(Vec::new(), |b| vec![0; cells * b]))
+        .collect();
+    let bin_lists: Vec<Option<ListChunked>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v.quantile_bins {
+            Some(_) => Ok(Some(column("_bins", i)?.list()?.clone())),
+            None => Ok(None),
+        })
+        .collect::<PolarsResult<_>>()?;
+    for (row, slot) in slots.iter().enumerate() {
+        let (Some(c), Some(count)) = (*slot, count.get(row)) else {
+            continue;
+        };
+        units[c] = count;
+        for i in 0..n {
+            sums[i][c] = sum_cols[i]
+                .get(row)
+                .filter(|v| v.is_finite())
+                .unwrap_or(0.0);
+            valued[i][c] = counts[i].get(row).unwrap_or(0);
+            let top: Vec<f64> = match tops[i].get_as_series(row) {
+                Some(s) => s.f64()?.into_iter().flatten().collect(),
+                None => Vec::new(),
+            };
+            let total = abs[i].get(row).filter(|a| a.is_finite()).unwrap_or(0.0);
+            dominance[i][c] = (top, total);
+            if let (Some(lists), Some(bins)) = (&bin_lists[i], values[i].quantile_bins) {
+                if let Some(series) = lists.get_as_series(row) {
+                    for b in series.u32()?.into_iter().flatten() {
+                        histograms[i][c * bins + (b as usize).min(bins - 1)] += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(CellStats {
+        units,
+        sums,
+        valued,
+        dominance,
+        histograms,
+        observed,
+    })
+}
+
+/// An expression giving the position of `e`'s value in the domain, or null.
+fn key_position(index: &KeyIndex, e: Expr) -> Expr {
+    let in_range = |offset: Expr, len: usize| {
+        when(
+            offset
+                .clone()
+                .gt_eq(lit(0i64))
+                .and(offset.clone().lt(lit(len as i64))),
+        )
+        .then(offset)
+        .otherwise(lit(NULL))
+    };
+    match index {
+        KeyIndex::DayOffset { start, len } => {
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+            let start_days = (*start - epoch).num_days();
+            in_range(
+                e.cast(DataType::Int32).cast(DataType::Int64) - lit(start_days),
+                *len,
+            )
+        }
+        KeyIndex::IntRange { first, len } => in_range(e.cast(DataType::Int64) - lit(*first), *len),
+        KeyIndex::Lookup(domain, ty) => {
+            let positions: Vec<u32> = (0..domain.len() as u32).collect();
+            let old = typed_series("old", domain, *ty);
+            e.replace_strict(
+                lit(old),
+                lit(Series::new("new".into(), positions)),
+                Some(lit(NULL).cast(DataType::UInt32)),
+                Some(DataType::UInt32),
+            )
+        }
+    }
+}
+
+/// `values` as a series of type `ty` (a value of another type is null).
+fn typed_series(name: &str, values: &[Value], ty: ColumnType) -> Series {
+    let name: PlSmallStr = name.into();
+    match ty {
+        ColumnType::Int => Series::new(name, values.iter().map(|v| v.as_i64()).collect::<Vec<_>>()),
+        ColumnType::Float => Series::new(
+            name,
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Float(x) => Some(*x),
+                    Value::Int(i) => Some(*i as f64),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Bool => Series::new(
+            name,
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => Series::new(
+            name,
+            values.iter().map(|v| v.key_text()).collect::<Vec<_>>(),
+        ),
+    }
+}
+
+/// The per-unit window: `reduce` of `input` over the rows where `rows` holds, per unit and `by`.
+fn per_unit(
+    unit: &str,
+    reduce: Reduce,
+    input: &CheckedExpr,
+    rows: Option<&CheckedExpr>,
+    by: &[String],
+) -> Expr {
+    // A constant is a scalar to Polars: `sum` would add it once per unit, not once per row.
+    // Tied to a column, it is a value per row like any other input.
+    let input = if reads_columns(input) {
+        lower(input)
+    } else {
+        when(col(unit).is_null())
+            .then(lower(input))
+            .otherwise(lower(input))
+    };
+    let input = match rows {
+        Some(p) => input.filter(lower(p)),
+        None => input,
+    };
+    let reduced = match reduce {
+        // Ties go to the smallest value, so the result does not depend on row order.
+        Reduce::Mode => input.mode().sort(SortOptions::default()).first(),
+        Reduce::Min => input.min(),
+        Reduce::Max => input.max(),
+        Reduce::Mean => finite_or_null(input.cast(DataType::Float64).mean()),
+        Reduce::Sum => finite_or_null(input.cast(DataType::Float64).sum()),
+        Reduce::Count => input.count().cast(DataType::Int64),
+        Reduce::CountDistinct => input.drop_nulls().n_unique().cast(DataType::Int64),
+        Reduce::Any => input.any(true),
+        Reduce::All => input.all(true),
+    };
+    let mut partition = vec![col(unit)];
+    partition.extend(by.iter().map(|k| col(k.as_str())));
+    reduced.over(partition)
+}
+
+/// Whether `e` reads any column (else Polars evaluates it as one scalar).
+fn reads_columns(e: &CheckedExpr) -> bool {
+    match e {
+        CheckedExpr::Column { .. } => true,
+        CheckedExpr::Literal(_) | CheckedExpr::DateConst(_) | CheckedExpr::DatetimeConst(_) => {
+            false
+        }
+        CheckedExpr::Compare { left, right, .. }
+        | CheckedExpr::Arith { left, right, .. }
+        | CheckedExpr::And(left, right)
+        | CheckedExpr::Or(left, right) => reads_columns(left) || reads_columns(right),
+        CheckedExpr::Not(x) | CheckedExpr::Hour(x) | CheckedExpr::HalfHour(x) => reads_columns(x),
+        CheckedExpr::IsIn { expr, .. }
+        | CheckedExpr::ToDate { expr, .. }
+        | CheckedExpr::Bin { expr, .. } => reads_columns(expr),
+    }
+}
+
+/// `e` with NaN and ±inf replaced by null, so no float that is not a number reaches a sum, a
+/// comparison or a bound (one NaN would otherwise turn a whole cell's sum into NaN).
+fn finite_or_null(e: Expr) -> Expr {
+    let e = e.cast(DataType::Float64);
+    when(e.clone().is_finite())
+        .then(e)
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+/// A checked expression as a Polars expression.
+fn lower(e: &CheckedExpr) -> Expr {
+    match e {
+        CheckedExpr::Column { name, ty } => {
+            let c = col(name.as_str());
+            match ty {
+                // Float data can hold NaN and ±inf; they read as null (missing).
+                ColumnType::Float => finite_or_null(c),
+                ColumnType::Int => c.cast(DataType::Int64),
+                ColumnType::Str => c.cast(DataType::String),
+                _ => c,
+            }
+        }
+        CheckedExpr::Literal(value) => match value {
+            Value::Bool(b) => lit(*b),
+            Value::Int(i) => lit(*i),
+            Value::Float(x) => lit(*x),
+            Value::Str(s) => lit(s.as_str()),
+        },
+        CheckedExpr::DateConst(d) => lit(*d),
+        CheckedExpr::DatetimeConst(dt) => lit(*dt),
+        CheckedExpr::Compare { op, left, right } => {
+            let (l, r) = (lower(left), lower(right));
+            match op {
+                CompareOp::Eq => l.eq(r),
+                CompareOp::Ne => l.neq(r),
+                CompareOp::Lt => l.lt(r),
+                CompareOp::Le => l.lt_eq(r),
+                CompareOp::Gt => l.gt(r),
+                CompareOp::Ge => l.gt_eq(r),
+            }
+        }
+        CheckedExpr::Arith {
+            op,
+            left,
+            right,
+            ty,
+        } => {
+            let (l, r) = (lower(left), lower(right));
+            if *ty == ColumnType::Int {
+                return match op {
+                    ArithOp::Add => l + r,
+                    ArithOp::Sub => l - r,
+                    ArithOp::Mul => l * r,
+                    ArithOp::Div => unreachable!("division is in floats"),
+                };
+            }
+            let (l, r) = (l.cast(DataType::Float64), r.cast(DataType::Float64));
+            // Total arithmetic: a float result that is not finite (overflow, x/0) is null.
+            finite_or_null(match op {
+                ArithOp::Add => l + r,
+                ArithOp::Sub => l - r,
+                ArithOp::Mul => l * r,
+                ArithOp::Div => when(r.clone().neq(lit(0.0)))
+                    .then(l / r)
+                    .otherwise(lit(NULL).cast(DataType::Float64)),
+            })
+        }
+        CheckedExpr::And(l, r) => lower(l).and(lower(r)),
+        CheckedExpr::Or(l, r) => lower(l).or(lower(r)),
+        CheckedExpr::Not(x) => lower(x).not(),
+        CheckedExpr::IsIn { expr, values, ty } => {
+            lower(expr).is_in(lit(typed_series("set", values, *ty)).implode(), false)
+        }
+        CheckedExpr::ToDate { expr, from } => match from {
+            ColumnType::Datetime => lower(expr).dt().date(),
+            _ => lower(expr),
+        },
+        CheckedExpr::Hour(x) => lower(x).dt().hour().cast(DataType::Int64),
+        CheckedExpr::HalfHour(x) => {
+            let x = lower(x);
+            x.clone().dt().hour().cast(DataType::Int64) * lit(2i64)
+                + x.dt()
+                    .minute()
+                    .cast(DataType::Int64)
+                    .gt_eq(lit(30i64))
+                    .cast(DataType::Int64)
+        }
+        CheckedExpr::Bin {
+            expr,
+            edges,
+            labels,
+        } => {
+            let x = lower(expr).cast(DataType::Float64);
+            // Nested when/then from the last bin down: the first matching bin wins.
+            let last = labels.len() - 1;
+            let mut binned = lit(NULL).cast(DataType::String);
+            for (i, label) in labels.iter().enumerate().rev() {
+                let (lo, hi) = (edges[i], edges[i + 1]);
+                let upper = if i == last {
+                    x.clone().lt_eq(lit(hi))
+                } else {
+                    x.clone().lt(lit(hi))
+                };
+                let cond = x.clone().gt_eq(lit(lo)).and(upper);
+                binned = when(cond).then(lit(label.as_str())).otherwise(binned);
+            }
+            binned
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polars_errors_are_reduced_to_their_kind() {
+        let e = PolarsError::ComputeError(
+            "conversion failed for values [\"secret-subscriber-42\"]".into(),
+        );
+        let kind = polars_error_kind(&e);
+        assert_eq!(kind, "compute error");
+        assert!(!kind.contains("secret"));
+        assert!(!BackendError::Failed(kind).to_string().contains("secret"));
+    }
+}
