@@ -508,7 +508,12 @@ fn differential(backend: &dyn QueryBackend, plans: usize, seed: u64) {
 
 #[test]
 fn polars_computes_what_the_reference_computes_on_random_plans() {
-    differential(&PolarsBackend, 800, 1);
+    differential(&PolarsBackend::IN_MEMORY, 800, 1);
+}
+
+#[test]
+fn polars_streaming_computes_what_the_reference_computes_on_random_plans() {
+    differential(&PolarsBackend::STREAMING, 800, 2);
 }
 
 /// The reference itself is checked by hand on a case small enough to count.
@@ -569,6 +574,13 @@ fn plans_that_once_differed_agree() {
         // value per row (the sum was 2.5 per unit instead of 2.5 per row).
         r#"{"dataset":"edgy","steps":[{"op":"per_unit","name":"per","reduce":"sum","expr":{"kind":"literal","value":2.5},"by":["region"]}],"group_by":["visits"],"aggregates":[{"agg":"count_units","name":"n"},{"agg":"sum","name":"s","column":"per","bounds":[0.0,10.0]}],"bounds":{"max_groups_per_unit":2,"max_rows_per_group":3},"epsilon":1.0}"#,
         r#"{"dataset":"edgy","steps":[{"op":"per_unit","name":"per","reduce":"count","expr":{"kind":"literal","value":"x"}}],"group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"},{"agg":"mean","name":"m","column":"per","bounds":[0.0,50.0]}],"bounds":{"max_groups_per_unit":4,"max_rows_per_group":3},"epsilon":1.0}"#,
+        // Division by a constant: Polars multiplied by the reciprocal (x * 0.2 is not x / 5 in
+        // the last bit), so `amount == 5 * (amount / 5)` kept other rows than IEEE division.
+        r#"{"dataset":"edgy","steps":[{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"amount"},"right":{"kind":"arith","op":"mul","left":{"kind":"literal","value":5.0},"right":{"kind":"arith","op":"div","left":{"kind":"column","name":"amount"},"right":{"kind":"literal","value":5.0}}}}}],"group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"}],"bounds":{"max_groups_per_unit":4,"max_rows_per_group":3},"epsilon":1.0}"#,
+        r#"{"dataset":"edgy","steps":[{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"amount"},"right":{"kind":"arith","op":"mul","left":{"kind":"literal","value":3.0},"right":{"kind":"arith","op":"div","left":{"kind":"column","name":"amount"},"right":{"kind":"literal","value":3.0}}}}}],"group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"}],"bounds":{"max_groups_per_unit":4,"max_rows_per_group":3},"epsilon":1.0}"#,
+        // A per-unit reduction of a constant: an untyped literal column made Polars' streaming
+        // engine panic ("dtype is unknown").
+        r#"{"dataset":"edgy","steps":[{"op":"derive","name":"day","expr":{"kind":"date","expr":{"kind":"column","name":"ts"}}},{"op":"per_unit","name":"per","reduce":"mean","expr":{"kind":"literal","value":1.5},"by":["day"]}],"group_by":[],"aggregates":[{"agg":"count_units","name":"n"}],"bounds":{"max_groups_per_unit":2,"max_rows_per_group":2},"epsilon":1.0}"#,
         // Means of clamped values on a bin edge (15/7 over [-3, 3] in 7 bins): the engines'
         // summation orders put units in different bins before BIN_SNAP.
         r#"{"dataset":"edgy","group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"},{"agg":"quantile","name":"q","column":"amount","q":0.5,"bounds":[-3.0,3.0],"bins":7}],"bounds":{"max_groups_per_unit":4,"max_rows_per_group":3},"epsilon":1.0}"#,
@@ -577,13 +589,22 @@ fn plans_that_once_differed_agree() {
         let plan: Plan = serde_json::from_str(case).unwrap();
         let checked = query::check(&plan, &ds, LIMITS).unwrap();
         let want = ReferenceBackend.execute(&checked, &ds, None).unwrap();
-        let got = PolarsBackend.execute(&checked, &ds, None).unwrap();
-        assert_eq!(difference(&want, &got), None, "{case}");
+        for backend in [PolarsBackend::IN_MEMORY, PolarsBackend::STREAMING] {
+            let got = backend.execute(&checked, &ds, None).unwrap();
+            assert_eq!(
+                difference(&want, &got),
+                None,
+                "{} on {case}",
+                backend.name()
+            );
+        }
     }
     // And the per-unit sum of 2.5 is 2.5 per row: units with more rows than the clamp reach it.
     let plan: Plan = serde_json::from_str(cases[0]).unwrap();
     let checked = query::check(&plan, &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&checked, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&checked, &ds, None)
+        .unwrap();
     let top = stats.dominance[0]
         .iter()
         .flat_map(|(t, _)| t.first())

@@ -249,7 +249,9 @@ bounds = [0.0, 50.0]
 /// `runs` released values of the cell with `keys` for `plan` on `ds`.
 fn samples_of(plan: &Plan, ds: &Dataset, keys: &[Value], column: &str, runs: usize) -> Vec<f64> {
     let compiled = query::check(plan, ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, ds, None)
+        .unwrap();
     (0..runs)
         .map(|_| {
             gate::release(&compiled, &stats, CONFIG)

@@ -161,7 +161,7 @@ fn compile_and_run_some(plan: &Plan, ds: &Dataset, accepted: &mut usize, execute
         *accepted += 1;
         if *executed < 150 {
             *executed += 1;
-            let _ = PolarsBackend.execute(&compiled, ds, None);
+            let _ = PolarsBackend::default().execute(&compiled, ds, None);
         }
     }
 }

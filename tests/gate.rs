@@ -98,7 +98,9 @@ fn region(name: &str) -> Vec<Value> {
 fn one_unit_with_many_rows_counts_as_one_unit() {
     let (_d, ds) = fixture();
     let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     assert_eq!(stats.units, vec![9, 500, 6, 401, 0]);
 }
 
@@ -106,7 +108,9 @@ fn one_unit_with_many_rows_counts_as_one_unit() {
 fn cell_with_nine_units_is_never_released_and_big_cells_always_are() {
     let (_d, ds) = fixture();
     let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     let mut b_values = Vec::new();
     for _ in 0..2000 {
         let t = gate::release(&compiled, &stats, CONFIG).unwrap();
@@ -140,7 +144,9 @@ fn threshold_and_accuracy_are_reported_without_values() {
     let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
     let t = gate::release(
         &compiled,
-        &PolarsBackend.execute(&compiled, &ds, None).unwrap(),
+        &PolarsBackend::default()
+            .execute(&compiled, &ds, None)
+            .unwrap(),
         CONFIG,
     )
     .unwrap();
@@ -168,7 +174,9 @@ fn bounded_sum_clamps_each_unit_and_adds_noise() {
         bounds: None,
     });
     let compiled = query::check(&plan, &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     // D: 400 people with 10.0 and one with 5000 rows of 100.0, clamped to one row's worth (100).
     assert_eq!(stats.sums[0][3], 400.0 * 10.0 + 100.0);
     let mut seen = Vec::new();
@@ -199,7 +207,9 @@ fn mean_lies_within_the_bounds() {
     let compiled = query::check(&plan, &ds, LIMITS).unwrap();
     let t = gate::release(
         &compiled,
-        &PolarsBackend.execute(&compiled, &ds, None).unwrap(),
+        &PolarsBackend::default()
+            .execute(&compiled, &ds, None)
+            .unwrap(),
         CONFIG,
     )
     .unwrap();
@@ -219,7 +229,9 @@ fn contribution_bound_limits_cells_per_unit() {
     std::fs::write(dir.path().join("people.csv"), csv).unwrap();
     let ds = dataset_with(dir.path(), 2);
     let compiled = query::check(&count_plan(), &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     assert_eq!(stats.units.iter().sum::<i64>(), 2);
     assert_eq!(
         stats.units,
@@ -338,7 +350,9 @@ fn dominance_rule_suppresses_cells_where_two_units_hold_most_of_the_sum() {
     // are far from the boundary: the rule is what is tested.
     plan.epsilon = 500.0;
     let compiled = query::check(&plan, &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     assert_eq!(stats.units, vec![20, 20]);
     assert_eq!(stats.dominance[0][0].0[..2], [1000.0, 1000.0]);
     assert_eq!(stats.dominance[0][0].1, 2018.0);
@@ -370,7 +384,9 @@ fn dominance_rule_suppresses_cells_where_two_units_hold_most_of_the_sum() {
     let mut counts = count_plan();
     counts.epsilon = 50.0;
     let compiled = query::check(&counts, &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     let t = gate::release(&compiled, &stats, CONFIG).unwrap();
     assert!(t.get(&region("X"), "people").is_some());
 }
@@ -435,7 +451,9 @@ fn median_and_p90_come_from_a_noisy_histogram_of_units() {
     }
     plan.epsilon = 3.0;
     let compiled = query::check(&plan, &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     // Cell B (index 1) holds 1000 units, 20 per bin of width 2.
     assert_eq!(stats.histograms[0][50..100].iter().sum::<i64>(), 1000);
     assert!(stats.histograms[0][50..100].iter().all(|&c| c == 20));
@@ -495,7 +513,9 @@ fn histograms_group_by_declared_bins() {
             .map(|s| Value::Str(s.into()))
             .to_vec()
     );
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     assert_eq!(stats.units, vec![250, 250, 250, 250]);
     // Edges that are not increasing, or too many bins, are refused before touching data.
     for edges in [vec![0.0, 0.0], vec![1.0], (0..300).map(f64::from).collect()] {
@@ -550,7 +570,9 @@ fn key_selection_releases_only_keys_with_enough_people_and_hides_the_rest() {
     let compiled = query::check(&plan, &ds, LIMITS).unwrap();
     // The threshold is calibrated for the policy's cell limit, not the number of towns found.
     assert_eq!(compiled.threshold_cells, LIMITS.max_output_cells);
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     assert_eq!(stats.observed.as_ref().map(Vec::len), Some(3));
     let town = |t: &str| vec![Value::Str(t.into())];
     for _ in 0..300 {
@@ -636,7 +658,9 @@ fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
     let compiled = query::check(&plan, &ds, LIMITS).unwrap();
     assert_eq!(compiled.cells, 9, "home keeps the region's public domain");
     assert_eq!(compiled.columns_read, ["region", "hour"]);
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     // Cells in order (A,A) (A,B) (A,C) (B,A) (B,B) (B,C) (C,·)...: people without a home drop out.
     assert_eq!(stats.units, vec![0, 0, 31, 0, 20, 0, 0, 0, 0]);
 
@@ -655,7 +679,7 @@ fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
         column: "night_rows".into(),
         bounds: Some([0.0, 10.0]),
     }];
-    let stats = PolarsBackend
+    let stats = PolarsBackend::default()
         .execute(&query::check(&plan, &ds, LIMITS).unwrap(), &ds, None)
         .unwrap();
     assert_eq!(stats.units, vec![31, 20, 0]);
@@ -671,7 +695,7 @@ fn the_per_unit_stage_gives_each_unit_one_value_and_aggregates_count_it_once() {
         column: "regions_that_hour".into(),
         bounds: Some([0.0, 3.0]),
     }];
-    let stats = PolarsBackend
+    let stats = PolarsBackend::default()
         .execute(&query::check(&plan, &ds, LIMITS).unwrap(), &ds, None)
         .unwrap();
     assert_eq!(stats.units, vec![46, 51, 31]);

@@ -102,7 +102,9 @@ fn release(rows: &[(&str, &str, &str)], plan: &Plan) -> Table {
     let dir = tempfile::tempdir().unwrap();
     let ds = people(dir.path(), rows);
     let compiled = query::check(plan, &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     gate::release(&compiled, &stats, CONFIG).unwrap()
 }
 
@@ -199,7 +201,9 @@ fn dominance_rate(rows: &[(&str, &str, &str)], runs: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let ds = people(dir.path(), rows);
     let compiled = query::check(&plan(vec![sum("amount")]), &ds, LIMITS).unwrap();
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     let mut dominated = 0;
     for _ in 0..runs {
         let t = gate::release(&compiled, &stats, CONFIG).unwrap();

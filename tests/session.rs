@@ -323,7 +323,9 @@ fn half_hour_keys_cover_the_day_and_match_the_clock() {
     };
     let compiled = query::check(&p, &ds, limits).unwrap();
     assert_eq!(compiled.cells, 48);
-    let stats = PolarsBackend.execute(&compiled, &ds, None).unwrap();
+    let stats = PolarsBackend::default()
+        .execute(&compiled, &ds, None)
+        .unwrap();
     // Truth: distinct subscribers per half-hour, computed from the clock independently.
     let truth = ds
         .scan()

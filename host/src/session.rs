@@ -211,7 +211,7 @@ impl Session {
             ledger,
             revocations,
             audit: None,
-            backend: Arc::new(PolarsBackend),
+            backend: Arc::new(PolarsBackend::default()),
             deadline,
             run_spent: 0.0,
             record: SessionRecord::default(),

@@ -258,6 +258,33 @@ enum Command {
         /// Folder for the generated data (reused if present).
         #[arg(long, default_value = "target/oar-bench")]
         dir: PathBuf,
+        /// Measure the population and OD releases over growing data instead (time and peak
+        /// memory per variant, each in its own process, against raw Polars on the same files).
+        #[arg(long)]
+        scale: bool,
+        /// With --scale: the row counts to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10000000,100000000,1000000000"
+        )]
+        sizes: Vec<usize>,
+        /// With --scale: subscribers (privacy units), the same at every size.
+        #[arg(long, default_value_t = 2_000_000)]
+        subscribers: usize,
+        /// With --scale: run the in-memory variants only up to this many rows (they hold the
+        /// columns in memory).
+        #[arg(long, default_value_t = 100_000_000)]
+        in_memory_up_to: usize,
+    },
+    /// Runs one `bench --scale` measurement in this process (used by `oar bench --scale`).
+    #[command(hide = true)]
+    BenchVariant {
+        /// The variant.
+        variant: String,
+        /// The dataset descriptor.
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -1030,7 +1057,44 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench { rows, repeat, dir } => {
+        Command::Bench {
+            scale: true,
+            sizes,
+            subscribers,
+            in_memory_up_to,
+            dir,
+            ..
+        } => {
+            let dir = if dir == std::path::Path::new("target/oar-bench") {
+                PathBuf::from("target/oar-scale")
+            } else {
+                dir
+            };
+            let opts = oar_host::bench::scale::ScaleOptions {
+                sizes,
+                subscribers,
+                dir,
+                in_memory_up_to,
+                exe: std::env::current_exe().context("finding the oar executable")?,
+            };
+            let report = oar_host::bench::scale::run(&opts, &mut |l| println!("{l}"))?;
+            println!();
+            print!("{report}");
+            Ok(())
+        }
+        Command::BenchVariant { variant, data } => {
+            use oar_host::bench::scale;
+            let v = scale::Variant::from_name(&variant).with_context(|| {
+                let names: Vec<_> = scale::Variant::ALL.iter().map(|v| v.name()).collect();
+                format!("no variant '{variant}'; variants: {}", names.join(", "))
+            })?;
+            let m = scale::run_variant(v, &data)?;
+            println!("{}", scale::format_measurement(&m));
+            Ok(())
+        }
+        Command::Bench {
+            rows, repeat, dir, ..
+        } => {
             let report = oar_host::bench::run(
                 &oar_host::bench::BenchOptions { rows, repeat, dir },
                 &mut |l| println!("{l}"),

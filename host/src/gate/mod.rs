@@ -722,9 +722,13 @@ mod tests {
             max_groups_per_unit: 4,
         };
         let compiled = crate::query::check(&plan, &ds, limits).unwrap();
-        let stats =
-            crate::query::QueryBackend::execute(&crate::query::PolarsBackend, &compiled, &ds, None)
-                .unwrap();
+        let stats = crate::query::QueryBackend::execute(
+            &crate::query::PolarsBackend::default(),
+            &compiled,
+            &ds,
+            None,
+        )
+        .unwrap();
         assert_eq!(stats.units, vec![9, 500]);
         // Two cells: δ per cell = δ0 / 2 = 0.02.
         let config = GateConfig {

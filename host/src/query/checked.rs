@@ -97,6 +97,28 @@ pub enum CheckedExpr {
     },
 }
 
+impl CheckedExpr {
+    /// Whether the expression reads any column (else it is one constant for every row).
+    pub fn reads_columns(&self) -> bool {
+        match self {
+            CheckedExpr::Column { .. } => true,
+            CheckedExpr::Literal(_) | CheckedExpr::DateConst(_) | CheckedExpr::DatetimeConst(_) => {
+                false
+            }
+            CheckedExpr::Compare { left, right, .. }
+            | CheckedExpr::Arith { left, right, .. }
+            | CheckedExpr::And(left, right)
+            | CheckedExpr::Or(left, right) => left.reads_columns() || right.reads_columns(),
+            CheckedExpr::Not(x) | CheckedExpr::Hour(x) | CheckedExpr::HalfHour(x) => {
+                x.reads_columns()
+            }
+            CheckedExpr::IsIn { expr, .. }
+            | CheckedExpr::ToDate { expr, .. }
+            | CheckedExpr::Bin { expr, .. } => expr.reads_columns(),
+        }
+    }
+}
+
 /// What is publicly known about an expression's values.
 #[derive(Debug, Clone)]
 pub(crate) struct Info {

@@ -62,7 +62,22 @@ impl CdrSpec {
     /// Generates the records as a DataFrame with columns `subscriber_id` (i64), `timestamp`
     /// (datetime, µs), `cell_id` (str) and `region` (str).
     pub fn generate(&self) -> PolarsResult<DataFrame> {
-        let mut rng = SplitMix64::new(self.seed);
+        let subscribers = self.subscriber_count();
+        self.generate_subscribers(0..subscribers, &mut SplitMix64::new(self.seed))
+    }
+
+    /// The number of subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers
+            .unwrap_or((self.rows / 20).max(ISLAND_RESIDENTS + 1))
+    }
+
+    /// The records of subscribers `range` (numbered from 0), drawn from `rng`.
+    fn generate_subscribers(
+        &self,
+        range: std::ops::Range<usize>,
+        rng: &mut SplitMix64,
+    ) -> PolarsResult<DataFrame> {
         let regions = self.region_names();
         let cells: Vec<Vec<String>> = regions
             .iter()
@@ -90,28 +105,26 @@ impl CdrSpec {
                 .position(|c| u < *c)
                 .unwrap_or(self.regions - 1)
         };
-        let subscribers = self
-            .subscribers
-            .unwrap_or((self.rows / 20).max(ISLAND_RESIDENTS + 1));
-        let mean_calls = self.rows as f64 / subscribers as f64;
+        let mean_calls = self.rows as f64 / self.subscriber_count() as f64;
         let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
         let start_us = (self.start - epoch).num_days() * 86_400_000_000;
 
-        let cap = self.rows + self.rows / 10;
+        let expected = (range.len() as f64 * mean_calls) as usize;
+        let cap = expected + expected / 10;
         let mut ids = Vec::with_capacity(cap);
         let mut times = Vec::with_capacity(cap);
         let mut cell_ix: Vec<(u32, u32)> = Vec::with_capacity(cap);
-        for s in 0..subscribers {
+        for s in range {
             let island = s < ISLAND_RESIDENTS;
             let home = if island {
                 self.regions
             } else {
-                pick_region(&mut rng)
+                pick_region(rng)
             };
             let work = if island {
                 self.regions
             } else {
-                pick_region(&mut rng)
+                pick_region(rng)
             };
             // Calls per subscriber: uniform in [1, 2*mean - 1], so the mean is about `mean_calls`.
             let calls = 1 + rng.below((2.0 * mean_calls - 1.0).max(1.0) as u64) as usize;
@@ -190,6 +203,36 @@ impl CdrSpec {
                 },
             ],
         }
+    }
+
+    /// Writes the records in `files` Parquet files `cdr-00000.parquet`, ... (each a share of the
+    /// subscribers, generated and written one at a time, so memory stays that of one file) and
+    /// `cdr.toml` into `dir`; returns the descriptor's path. `progress` gets the number of files
+    /// written so far.
+    pub fn write_in_files(
+        &self,
+        dir: &Path,
+        files: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<PathBuf, super::SynthError> {
+        let files = files.max(1);
+        std::fs::create_dir_all(dir)?;
+        let subscribers = self.subscriber_count();
+        let mut names = Vec::with_capacity(files);
+        for k in 0..files {
+            let range = subscribers * k / files..subscribers * (k + 1) / files;
+            // Each file's own stream: files can be regenerated independently.
+            let mut rng =
+                SplitMix64::new(self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut df = self.generate_subscribers(range, &mut rng)?;
+            let name = format!("cdr-{k:05}.parquet");
+            super::write_parquet_file(&dir.join(&name), &mut df)?;
+            names.push(name);
+            progress(k + 1);
+        }
+        let mut descriptor = self.descriptor(&names[0]);
+        descriptor.source.paths = names.into_iter().map(PathBuf::from).collect();
+        super::write_descriptor(dir, "cdr", &descriptor)
     }
 
     /// Writes `cdr.parquet` and `cdr.toml` into `dir`; returns the descriptor's path.

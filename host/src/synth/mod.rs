@@ -25,17 +25,36 @@ pub fn write_parquet_dataset(
     df: &mut polars::prelude::DataFrame,
     descriptor: &crate::dataset::Descriptor,
 ) -> Result<std::path::PathBuf, SynthError> {
-    use polars::prelude::*;
     std::fs::create_dir_all(dir)?;
-    let data = dir.join(format!("{name}.parquet"));
-    let tmp = dir.join(format!("{name}.parquet.partial"));
+    write_parquet_file(&dir.join(format!("{name}.parquet")), df)?;
+    write_descriptor(dir, name, descriptor)
+}
+
+/// Writes `df` to `path` (LZ4), through a temporary file renamed into place.
+pub(crate) fn write_parquet_file(
+    path: &std::path::Path,
+    df: &mut polars::prelude::DataFrame,
+) -> Result<(), SynthError> {
+    use polars::prelude::*;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
     {
         let f = std::fs::File::create(&tmp)?;
         ParquetWriter::new(f)
             .with_compression(ParquetCompression::Lz4Raw)
             .finish(df)?;
     }
-    std::fs::rename(&tmp, &data)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Writes `<name>.toml` for `descriptor` into `dir`; returns its path.
+pub(crate) fn write_descriptor(
+    dir: &std::path::Path,
+    name: &str,
+    descriptor: &crate::dataset::Descriptor,
+) -> Result<std::path::PathBuf, SynthError> {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "# Dataset descriptor written by `oar synth {name}`.\n{}",

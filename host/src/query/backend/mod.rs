@@ -9,7 +9,7 @@
 mod polars;
 mod reference;
 
-pub use self::polars::PolarsBackend;
+pub use self::polars::{PolarsBackend, PolarsEngine};
 pub use reference::ReferenceBackend;
 
 use super::{CellStats, CheckedPlan};

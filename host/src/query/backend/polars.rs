@@ -11,15 +11,50 @@ use chrono::NaiveDate;
 use oar_guest::plan::{ArithOp, CompareOp, Reduce};
 use oar_guest::{ColumnType, Value};
 use polars::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs checked plans with Polars (in memory).
+/// Runs checked plans with Polars.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PolarsBackend;
+pub struct PolarsBackend {
+    /// Which Polars engine runs the query.
+    pub engine: PolarsEngine,
+}
+
+/// Polars' two engines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PolarsEngine {
+    /// The streaming engine: reads the files in morsels, so memory is bounded by the number of
+    /// units and cells rather than rows (the default).
+    #[default]
+    Streaming,
+    /// The in-memory engine: loads the columns it reads, then computes.
+    InMemory,
+}
+
+impl PolarsBackend {
+    /// The backend with the in-memory engine.
+    pub const IN_MEMORY: PolarsBackend = PolarsBackend {
+        engine: PolarsEngine::InMemory,
+    };
+    /// The backend with the streaming engine.
+    pub const STREAMING: PolarsBackend = PolarsBackend {
+        engine: PolarsEngine::Streaming,
+    };
+
+    /// The Polars plan `plan` runs as (for benchmarks and explanations).
+    pub fn lazy_frame(&self, plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
+        frame(plan, dataset, None)
+    }
+}
 
 impl QueryBackend for PolarsBackend {
     fn name(&self) -> &'static str {
-        "polars"
+        match self.engine {
+            PolarsEngine::Streaming => "polars-streaming",
+            PolarsEngine::InMemory => "polars",
+        }
     }
 
     fn execute(
@@ -28,19 +63,99 @@ impl QueryBackend for PolarsBackend {
         dataset: &Dataset,
         deadline: Option<Instant>,
     ) -> Result<CellStats, BackendError> {
-        let frame = frame(plan, dataset).map_err(failed)?;
-        let df = match deadline {
-            None => frame.collect().map_err(failed)?,
-            Some(deadline) => collect_until(frame, deadline)?,
+        // A panic inside Polars (a bug, or an engine limit) ends this query with a failure of
+        // its kind, never the host.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.execute_unguarded(plan, dataset, deadline)
+        }))
+        .unwrap_or(Err(BackendError::Failed("the query engine panicked")))
+    }
+}
+
+impl PolarsBackend {
+    fn execute_unguarded(
+        &self,
+        plan: &CheckedPlan,
+        dataset: &Dataset,
+        deadline: Option<Instant>,
+    ) -> Result<CellStats, BackendError> {
+        let df = match self.engine {
+            PolarsEngine::InMemory => {
+                let frame = frame(plan, dataset, None).map_err(failed)?;
+                match deadline {
+                    None => frame.collect().map_err(failed)?,
+                    Some(deadline) => collect_until(frame, deadline)?,
+                }
+            }
+            PolarsEngine::Streaming => stream_until(plan, dataset, deadline)?,
         };
         cell_stats(plan, df).map_err(failed)
     }
 }
 
-impl PolarsBackend {
-    /// The Polars plan `plan` runs as (for benchmarks and explanations).
-    pub fn lazy_frame(&self, plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
-        frame(plan, dataset)
+/// Runs `plan` on the streaming engine. The engine has no cancel handle, so the scan passes
+/// every morsel through a check that fails once the deadline has passed (or the caller gave
+/// up): the query stops within one morsel, and this returns at the deadline without waiting.
+fn stream_until(
+    plan: &CheckedPlan,
+    dataset: &Dataset,
+    deadline: Option<Instant>,
+) -> Result<DataFrame, BackendError> {
+    let given_up = Arc::new(AtomicBool::new(false));
+    let stop = Stop {
+        deadline,
+        given_up: given_up.clone(),
+    };
+    let frame = frame(plan, dataset, Some(stop)).map_err(failed)?;
+    let Some(deadline) = deadline else {
+        return frame.collect_with_engine(Engine::Streaming).map_err(failed);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("oar-streaming-query".into())
+        .spawn(move || {
+            let _ = tx.send(frame.collect_with_engine(Engine::Streaming));
+        })
+        .map_err(|_| BackendError::Failed("cannot start a query thread"))?;
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(wait) {
+        Ok(result) => result.map_err(|e| {
+            if Instant::now() >= deadline {
+                BackendError::Deadline
+            } else {
+                failed(e)
+            }
+        }),
+        Err(_) => {
+            given_up.store(true, Ordering::Relaxed);
+            Err(BackendError::Deadline)
+        }
+    }
+}
+
+/// When a streaming query must stop.
+#[derive(Clone)]
+struct Stop {
+    deadline: Option<Instant>,
+    given_up: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// `unit` passed through a check of the deadline on every morsel.
+    fn check(self, unit: Expr) -> Expr {
+        unit.map(
+            move |c| {
+                let late = self.deadline.is_some_and(|d| Instant::now() >= d);
+                if late || self.given_up.load(Ordering::Relaxed) {
+                    Err(PolarsError::ComputeError(
+                        "the query's deadline passed".into(),
+                    ))
+                } else {
+                    Ok(c)
+                }
+            },
+            |_, field| Ok(field.clone()),
+        )
     }
 }
 
@@ -104,8 +219,11 @@ fn collect_until(frame: LazyFrame, deadline: Instant) -> Result<DataFrame, Backe
 
 /// The pipeline: rows -> (unit, cell, clamped values) -> one record per (unit, cell), at most
 /// `max_groups_per_unit` cells per unit -> per-cell totals.
-fn frame(plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
+fn frame(plan: &CheckedPlan, dataset: &Dataset, stop: Option<Stop>) -> PolarsResult<LazyFrame> {
     let mut lf = dataset.scan()?;
+    if let Some(stop) = stop {
+        lf = lf.with_column(stop.check(col(plan.unit())));
+    }
     for step in plan.steps() {
         lf = match step {
             CheckedStep::Filter(p) => lf.filter(lower(p)),
@@ -117,9 +235,7 @@ fn frame(plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
                 rows,
                 by,
                 ..
-            } => lf.with_column(
-                per_unit(plan.unit(), *reduce, input, rows.as_ref(), by).alias(name.as_str()),
-            ),
+            } => per_unit(lf, plan.unit(), name, *reduce, input, rows.as_ref(), by),
         };
     }
 
@@ -128,7 +244,7 @@ fn frame(plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
     let cell = if plan.plan.key_selection {
         cell_code(plan)
     } else {
-        let mut cell = lit(0u64);
+        let mut cell = lit(0u64).cast(DataType::UInt64);
         let mut stride: u64 = 1;
         for key in plan.keys.iter().rev() {
             let index = key.index.as_ref().expect("public keys have an index");
@@ -417,60 +533,89 @@ fn typed_series(name: &str, values: &[Value], ty: ColumnType) -> Series {
     }
 }
 
-/// The per-unit window: `reduce` of `input` over the rows where `rows` holds, per unit and `by`.
+/// The per-unit stage: `reduce` of `input` over the rows where `rows` holds, per unit and
+/// `by`, given back to every row of the partition as column `name`.
+///
+/// A group-by on (unit, by) joined back null-safely (a null unit or key is a partition of its
+/// own), not a window: Polars evaluates a window's `mode` group by group, which took 31 s on
+/// 1M rows and 100k units (`oar bench --scale`). Partitions with no row where `rows` holds get
+/// the reduction of nothing: null, or 0 for sums and counts, false for `any`, true for `all`.
 fn per_unit(
+    lf: LazyFrame,
     unit: &str,
+    name: &str,
     reduce: Reduce,
     input: &CheckedExpr,
     rows: Option<&CheckedExpr>,
     by: &[String],
-) -> Expr {
-    // A constant is a scalar to Polars: `sum` would add it once per unit, not once per row.
-    // Tied to a column, it is a value per row like any other input.
-    let input = if reads_columns(input) {
-        lower(input)
-    } else {
-        when(col(unit).is_null())
-            .then(lower(input))
-            .otherwise(lower(input))
-    };
-    let input = match rows {
-        Some(p) => input.filter(lower(p)),
-        None => input,
-    };
-    let reduced = match reduce {
-        // Ties go to the smallest value, so the result does not depend on row order.
-        Reduce::Mode => input.mode().sort(SortOptions::default()).first(),
-        Reduce::Min => input.min(),
-        Reduce::Max => input.max(),
-        Reduce::Mean => finite_or_null(input.cast(DataType::Float64).mean()),
-        Reduce::Sum => finite_or_null(input.cast(DataType::Float64).sum()),
-        Reduce::Count => input.count().cast(DataType::Int64),
-        Reduce::CountDistinct => input.drop_nulls().n_unique().cast(DataType::Int64),
-        Reduce::Any => input.any(true),
-        Reduce::All => input.all(true),
-    };
-    let mut partition = vec![col(unit)];
-    partition.extend(by.iter().map(|k| col(k.as_str())));
-    reduced.over(partition)
-}
-
-/// Whether `e` reads any column (else Polars evaluates it as one scalar).
-fn reads_columns(e: &CheckedExpr) -> bool {
-    match e {
-        CheckedExpr::Column { .. } => true,
-        CheckedExpr::Literal(_) | CheckedExpr::DateConst(_) | CheckedExpr::DatetimeConst(_) => {
-            false
-        }
-        CheckedExpr::Compare { left, right, .. }
-        | CheckedExpr::Arith { left, right, .. }
-        | CheckedExpr::And(left, right)
-        | CheckedExpr::Or(left, right) => reads_columns(left) || reads_columns(right),
-        CheckedExpr::Not(x) | CheckedExpr::Hour(x) | CheckedExpr::HalfHour(x) => reads_columns(x),
-        CheckedExpr::IsIn { expr, .. }
-        | CheckedExpr::ToDate { expr, .. }
-        | CheckedExpr::Bin { expr, .. } => reads_columns(expr),
+) -> LazyFrame {
+    const IN: &str = "__per_unit_in";
+    const KEEP: &str = "__per_unit_keep";
+    const OUT: &str = "__per_unit_out";
+    const PRESENT: &str = "__per_unit_present";
+    let mut keys = vec![col(unit)];
+    keys.extend(by.iter().map(|k| col(k.as_str())));
+    // A constant becomes a value on every row here, so a sum adds it once per row.
+    let mut base = lf.with_column(lower(input).alias(IN));
+    let mut source = base.clone();
+    if let Some(p) = rows {
+        base = base.with_column(lower(p).alias(KEEP));
+        source = base.clone().filter(col(KEEP));
     }
+    let value = col(IN);
+    let reduced = match reduce {
+        Reduce::Mode => {
+            // Count each value (a null too), keep the most frequent; ties go to the smallest,
+            // a null first, so the result does not depend on row order.
+            let mut with_value = keys.clone();
+            with_value.push(col(IN));
+            let counted = source
+                .group_by(with_value)
+                .agg([len().alias("__per_unit_n")]);
+            let tied = col("__per_unit_n").eq(col("__per_unit_n").max());
+            counted.group_by(keys.clone()).agg([col(IN)
+                .filter(tied)
+                .sort(SortOptions::default())
+                .first()
+                .alias(OUT)])
+        }
+        _ => {
+            let agg = match reduce {
+                Reduce::Min => value.min(),
+                Reduce::Max => value.max(),
+                Reduce::Mean => finite_or_null(value.cast(DataType::Float64).mean()),
+                Reduce::Sum => finite_or_null(value.cast(DataType::Float64).sum()),
+                Reduce::Count => value.count().cast(DataType::Int64),
+                Reduce::CountDistinct => value.drop_nulls().n_unique().cast(DataType::Int64),
+                Reduce::Any => value.any(true),
+                Reduce::All => value.all(true),
+                Reduce::Mode => unreachable!("handled above"),
+            };
+            source.group_by(keys.clone()).agg([agg.alias(OUT)])
+        }
+    }
+    .with_column(lit(true).alias(PRESENT));
+    // A partition missing from the join reduced nothing (the left join leaves it null).
+    let empty = match reduce {
+        Reduce::Sum => Some(lit(0.0)),
+        Reduce::Count | Reduce::CountDistinct => Some(lit(0i64)),
+        Reduce::Any => Some(lit(false)),
+        Reduce::All => Some(lit(true)),
+        Reduce::Mode | Reduce::Min | Reduce::Max | Reduce::Mean => None,
+    };
+    let out = match empty {
+        Some(empty) => when(col(PRESENT).is_null()).then(empty).otherwise(col(OUT)),
+        None => col(OUT),
+    };
+    let mut join = JoinArgs::new(JoinType::Left);
+    join.nulls_equal = true;
+    let mut drop = vec![IN, OUT, PRESENT];
+    if rows.is_some() {
+        drop.push(KEEP);
+    }
+    base.join(reduced, keys.clone(), keys, join)
+        .with_column(out.alias(name))
+        .drop(cols(drop))
 }
 
 /// `e` with NaN and ±inf replaced by null, so no float that is not a number reaches a sum, a
@@ -495,11 +640,13 @@ fn lower(e: &CheckedExpr) -> Expr {
                 _ => c,
             }
         }
+        // Typed literals: Polars' streaming engine cannot materialise a column of an untyped
+        // ("dynamic") literal and panics.
         CheckedExpr::Literal(value) => match value {
             Value::Bool(b) => lit(*b),
-            Value::Int(i) => lit(*i),
-            Value::Float(x) => lit(*x),
-            Value::Str(s) => lit(s.as_str()),
+            Value::Int(i) => lit(*i).cast(DataType::Int64),
+            Value::Float(x) => lit(*x).cast(DataType::Float64),
+            Value::Str(s) => lit(s.as_str()).cast(DataType::String),
         },
         CheckedExpr::DateConst(d) => lit(*d),
         CheckedExpr::DatetimeConst(dt) => lit(*dt),
@@ -530,6 +677,14 @@ fn lower(e: &CheckedExpr) -> Expr {
                 };
             }
             let (l, r) = (l.cast(DataType::Float64), r.cast(DataType::Float64));
+            // Polars divides by a constant by multiplying with its reciprocal, which differs
+            // from division in the last bit (x / 5 vs x * 0.2). A divisor made a column takes
+            // the exact element-wise path.
+            let r = if *op == ArithOp::Div && !right.reads_columns() {
+                when(l.clone().is_null()).then(r.clone()).otherwise(r)
+            } else {
+                r
+            };
             // Total arithmetic: a float result that is not finite (overflow, x/0) is null.
             finite_or_null(match op {
                 ArithOp::Add => l + r,

@@ -1,5 +1,5 @@
 //! `oar bench` / `cargo bench`: the population release against raw Polars and OpenDP, timed in
-//! one run on the same synthetic data.
+//! one run on the same synthetic data; `oar bench --scale` ([`scale`]) over growing data.
 //!
 //! Measured (median of `repeat` runs each):
 //! - **raw Polars**: `group_by([region, day]).agg(subscriber_id.n_unique())`, no privacy at all;
@@ -11,6 +11,8 @@
 //!   module's `query` call runs it;
 //! - **OAR module run**: the whole sandboxed run of the signed population module (verification,
 //!   compiled-code cache, instantiation, the query, emit).
+
+pub mod scale;
 
 use crate::approval::{Approval, ApprovalRecord};
 use crate::artifacts::{POPULATION_COMPONENT, POPULATION_MANIFEST};
@@ -67,14 +69,20 @@ pub enum BenchError {
 pub struct BenchReport {
     /// Rows measured.
     pub rows: usize,
-    /// Raw Polars group-by.
+    /// Raw Polars group-by, the best of Polars' two engines (the baseline).
     pub raw_polars: Duration,
+    /// Raw Polars group-by on the in-memory engine.
+    pub raw_in_memory: Duration,
+    /// Raw Polars group-by on the streaming engine.
+    pub raw_streaming: Duration,
     /// OpenDP make_private_lazyframe.
     pub opendp: Duration,
     /// OAR query path (validation + execution + gate).
     pub oar_query: Duration,
-    /// OAR execution alone (no gate), to split the time.
+    /// OAR execution alone (no gate), to split the time, with the default (streaming) engine.
     pub oar_execute: Duration,
+    /// OAR execution alone on Polars' in-memory engine.
+    pub oar_execute_in_memory: Duration,
     /// Whole sandboxed module run.
     pub oar_module: Duration,
     /// Verification of bundle and approval.
@@ -98,8 +106,10 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "  raw Polars group-by (no privacy)     {:>9.1} ms   1.00x",
-            ms(self.raw_polars)
+            "  raw Polars group-by (no privacy)     {:>9.1} ms   1.00x   (best engine; in-memory {:.1} ms, streaming {:.1} ms)",
+            ms(self.raw_polars),
+            ms(self.raw_in_memory),
+            ms(self.raw_streaming)
         )?;
         writeln!(
             f,
@@ -109,9 +119,11 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "  OAR query: execute (bounding, cells) {:>9.1} ms   {:.2}x",
+            "  OAR query: execute (bounding, cells) {:>9.1} ms   {:.2}x   (in-memory engine {:.1} ms, {:.2}x)",
             ms(self.oar_execute),
-            ratio(self.oar_execute)
+            ratio(self.oar_execute),
+            ms(self.oar_execute_in_memory),
+            ratio(self.oar_execute_in_memory)
         )?;
         writeln!(
             f,
@@ -195,6 +207,48 @@ pub fn population_plan(epsilon: f64) -> Plan {
     }
 }
 
+/// The origin-destination plan, as the `od-flows` example builds its flows table: each
+/// subscriber's home (most frequent night-time region over the period) and destination each day
+/// (most frequent working-hours region that day), counted per day × origin × destination.
+pub fn od_plan(epsilon: f64) -> Plan {
+    use oar_guest::plan::Reduce;
+    let hour = || oar_guest::col("timestamp").hour();
+    Plan {
+        dataset: "cdr".into(),
+        steps: vec![
+            Step::Derive {
+                name: "day".into(),
+                expr: oar_guest::col("timestamp").date(),
+            },
+            Step::PerUnit {
+                name: "origin".into(),
+                reduce: Reduce::Mode,
+                expr: oar_guest::col("region"),
+                rows: Some(hour().ge(22).or(hour().lt(6))),
+                by: vec![],
+            },
+            Step::PerUnit {
+                name: "destination".into(),
+                reduce: Reduce::Mode,
+                expr: oar_guest::col("region"),
+                rows: Some(hour().ge(9).and(hour().lt(17))),
+                by: vec!["day".into()],
+            },
+        ],
+        group_by: vec!["day".into(), "origin".into(), "destination".into()],
+        aggregates: vec![Aggregate::CountUnits {
+            name: "subscribers".into(),
+        }],
+        bounds: ContributionBounds {
+            max_groups_per_unit: Some(7),
+            max_rows_per_group: None,
+        },
+        epsilon,
+        totals: false,
+        key_selection: false,
+    }
+}
+
 /// Runs the benchmark; `progress` receives a line per step.
 pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchReport, BenchError> {
     let spec = CdrSpec {
@@ -217,13 +271,17 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
     let scan = || dataset.scan();
 
     progress("raw Polars ...");
-    let raw_polars = time(opts.repeat, || {
+    let raw = || -> PolarsResult<LazyFrame> {
         Ok(scan()?
             .with_column(col("timestamp").dt().date().alias("day"))
             .group_by([col("region"), col("day")])
-            .agg([col("subscriber_id").n_unique()])
-            .collect()?)
+            .agg([col("subscriber_id").n_unique()]))
+    };
+    let raw_in_memory = time(opts.repeat, || Ok(raw()?.collect()?))?;
+    let raw_streaming = time(opts.repeat, || {
+        Ok(raw()?.collect_with_engine(Engine::Streaming)?)
     })?;
+    let raw_polars = raw_in_memory.min(raw_streaming);
 
     progress("OpenDP make_private_lazyframe ...");
     let opendp = time(opts.repeat, || opendp_release(&scan, &spec))?;
@@ -239,16 +297,21 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         delta0: 1e-9,
         dominance: Some(crate::gate::Dominance::default()),
     };
-    let backend = query::PolarsBackend;
-    let execute = |checked: &query::CheckedPlan| {
+    let run_with = |backend: query::PolarsBackend, checked: &query::CheckedPlan| {
         backend
             .execute(checked, &dataset, None)
             .map_err(|e| BenchError::Oar(e.to_string()))
     };
+    let execute = |checked: &query::CheckedPlan| run_with(query::PolarsBackend::default(), checked);
     let oar_execute = time(opts.repeat, || {
         let checked =
             query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
         execute(&checked)
+    })?;
+    let oar_execute_in_memory = time(opts.repeat, || {
+        let checked =
+            query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
+        run_with(query::PolarsBackend::IN_MEMORY, &checked)
     })?;
     let oar_query = time(opts.repeat, || {
         let compiled =
@@ -356,6 +419,9 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
     Ok(BenchReport {
         rows: opts.rows,
         raw_polars,
+        raw_in_memory,
+        raw_streaming,
+        oar_execute_in_memory,
         opendp,
         oar_query,
         oar_execute,

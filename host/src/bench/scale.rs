@@ -1,0 +1,326 @@
+//! `oar bench --scale`: the population and OD releases over growing synthetic sets (10M, 100M,
+//! 1B rows by default), time and peak memory, against raw Polars on the same files.
+//!
+//! Every measurement runs in a child process of its own (`oar bench-variant`), so each peak
+//! resident set (`VmHWM`) belongs to one variant alone. The data is generated in files of
+//! [`ROWS_PER_FILE`] rows, one at a time, and reused by later runs.
+
+use super::{od_plan, population_plan, BenchError};
+use crate::dataset::Dataset;
+use crate::query::{self, PlanLimits, PolarsBackend, QueryBackend};
+use crate::synth::cdr::CdrSpec;
+use polars::prelude::*;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Rows per generated file.
+pub const ROWS_PER_FILE: usize = 10_000_000;
+
+/// What one child process measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Raw Polars, streaming engine: distinct subscribers per (region, day), no privacy.
+    RawStreaming,
+    /// The same on Polars' in-memory engine.
+    RawInMemory,
+    /// OAR's population release (check, execute, gate), streaming engine.
+    Population,
+    /// OAR's population release on Polars' in-memory engine.
+    PopulationInMemory,
+    /// OAR's origin-destination release (two per-unit stages, then day × origin × destination).
+    Od,
+}
+
+impl Variant {
+    /// Every variant, in report order.
+    pub const ALL: [Variant; 5] = [
+        Variant::RawStreaming,
+        Variant::RawInMemory,
+        Variant::Population,
+        Variant::PopulationInMemory,
+        Variant::Od,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::RawStreaming => "raw-streaming",
+            Variant::RawInMemory => "raw-in-memory",
+            Variant::Population => "population",
+            Variant::PopulationInMemory => "population-in-memory",
+            Variant::Od => "od",
+        }
+    }
+
+    /// The variant named `name`.
+    pub fn from_name(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    fn in_memory(self) -> bool {
+        matches!(self, Variant::RawInMemory | Variant::PopulationInMemory)
+    }
+}
+
+/// One variant's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    /// Wall time of the query (data already on disk).
+    pub time: Duration,
+    /// Peak resident set of the process, in bytes.
+    pub peak_rss: u64,
+}
+
+/// Settings of a scale run.
+#[derive(Debug, Clone)]
+pub struct ScaleOptions {
+    /// Row counts to measure.
+    pub sizes: Vec<usize>,
+    /// Subscribers (privacy units), the same at every size, so that memory bounded by units and
+    /// cells shows as flat in rows.
+    pub subscribers: usize,
+    /// Where the data lives (a folder per size, reused).
+    pub dir: PathBuf,
+    /// The in-memory variants run only up to this many rows (they hold the columns in memory).
+    pub in_memory_up_to: usize,
+    /// The `oar` executable to run variants with.
+    pub exe: PathBuf,
+}
+
+/// Results per size and variant.
+#[derive(Debug, Clone, Default)]
+pub struct ScaleReport {
+    /// (rows, variant, figures); a variant skipped at a size is absent.
+    pub rows: Vec<(usize, Variant, Measurement)>,
+}
+
+impl ScaleReport {
+    fn get(&self, rows: usize, v: Variant) -> Option<Measurement> {
+        self.rows
+            .iter()
+            .find(|(r, x, _)| *r == rows && *x == v)
+            .map(|(_, _, m)| *m)
+    }
+}
+
+impl fmt::Display for ScaleReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sizes: Vec<usize> = self.rows.iter().map(|(r, _, _)| *r).collect();
+        sizes.dedup();
+        writeln!(
+            f,
+            "{:>14}  {:<22} {:>10} {:>8} {:>12}",
+            "rows", "variant", "time", "vs raw", "peak RSS"
+        )?;
+        for rows in sizes {
+            let base = self
+                .get(rows, Variant::RawStreaming)
+                .map(|m| m.time.as_secs_f64());
+            for v in Variant::ALL {
+                let Some(m) = self.get(rows, v) else { continue };
+                let ratio = base.map_or(String::from("-"), |b| {
+                    format!("{:.2}x", m.time.as_secs_f64() / b)
+                });
+                writeln!(
+                    f,
+                    "{:>14}  {:<22} {:>8.2} s {:>8} {:>9.0} MiB",
+                    rows,
+                    v.name(),
+                    m.time.as_secs_f64(),
+                    ratio,
+                    m.peak_rss as f64 / (1024.0 * 1024.0)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The data for `rows` rows under `dir`, generated if missing; returns the descriptor.
+pub fn ensure_data(
+    dir: &Path,
+    rows: usize,
+    subscribers: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, BenchError> {
+    let folder = dir.join(format!("rows-{rows}-subscribers-{subscribers}"));
+    let done = folder.join("complete");
+    let descriptor = folder.join("cdr.toml");
+    if done.exists() && descriptor.exists() {
+        return Ok(descriptor);
+    }
+    let _ = std::fs::remove_dir_all(&folder);
+    let files = rows.div_ceil(ROWS_PER_FILE);
+    progress(&format!(
+        "generating {rows} rows ({subscribers} subscribers) in {files} files under {} ...",
+        folder.display()
+    ));
+    let spec = CdrSpec {
+        rows,
+        subscribers: Some(subscribers),
+        ..CdrSpec::default()
+    };
+    let started = Instant::now();
+    let path = spec.write_in_files(&folder, files, &mut |k| {
+        if k % 10 == 0 || k == files {
+            progress(&format!(
+                "  {k}/{files} files ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    })?;
+    std::fs::write(&done, b"")?;
+    Ok(path)
+}
+
+/// Runs the scale benchmark, each variant in a child process.
+pub fn run(opts: &ScaleOptions, progress: &mut dyn FnMut(&str)) -> Result<ScaleReport, BenchError> {
+    let mut report = ScaleReport::default();
+    for &rows in &opts.sizes {
+        let data = ensure_data(&opts.dir, rows, opts.subscribers, progress)?;
+        for v in Variant::ALL {
+            if v.in_memory() && rows > opts.in_memory_up_to {
+                continue;
+            }
+            progress(&format!("{rows} rows: {} ...", v.name()));
+            let out = std::process::Command::new(&opts.exe)
+                .args(["bench-variant", v.name(), "--data"])
+                .arg(&data)
+                .output()?;
+            if !out.status.success() {
+                return Err(BenchError::Oar(format!(
+                    "variant {} failed at {rows} rows: {}",
+                    v.name(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let m = parse_measurement(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+                BenchError::Oar(format!("variant {} printed no measurement", v.name()))
+            })?;
+            progress(&format!(
+                "  {:.2} s, peak {:.0} MiB",
+                m.time.as_secs_f64(),
+                m.peak_rss as f64 / 1048576.0
+            ));
+            report.rows.push((rows, v, m));
+        }
+    }
+    Ok(report)
+}
+
+/// The line a child prints.
+pub fn format_measurement(m: &Measurement) -> String {
+    format!(
+        "seconds={:.6} peak_rss_bytes={}",
+        m.time.as_secs_f64(),
+        m.peak_rss
+    )
+}
+
+fn parse_measurement(out: &str) -> Option<Measurement> {
+    let line = out.lines().rev().find(|l| l.starts_with("seconds="))?;
+    let mut seconds = None;
+    let mut rss = None;
+    for part in line.split_whitespace() {
+        match part.split_once('=')? {
+            ("seconds", v) => seconds = v.parse::<f64>().ok(),
+            ("peak_rss_bytes", v) => rss = v.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    Some(Measurement {
+        time: Duration::from_secs_f64(seconds?),
+        peak_rss: rss?,
+    })
+}
+
+/// This process's peak resident set (`VmHWM`), in bytes; 0 where the system does not say.
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// Runs one variant over the dataset at `data` (in this process) and measures it.
+pub fn run_variant(v: Variant, data: &Path) -> Result<Measurement, BenchError> {
+    let dataset = Dataset::open(data).map_err(|e| BenchError::Oar(e.to_string()))?;
+    let limits = PlanLimits {
+        max_output_cells: 100_000,
+        max_groups_per_unit: 64,
+    };
+    let config = crate::gate::GateConfig {
+        min_units: 10,
+        delta0: 1e-9,
+        dominance: Some(crate::gate::Dominance::default()),
+    };
+    let started = Instant::now();
+    match v {
+        Variant::RawStreaming | Variant::RawInMemory => {
+            let lf = dataset
+                .scan()?
+                .with_column(col("timestamp").dt().date().alias("day"))
+                .group_by([col("region"), col("day")])
+                .agg([col("subscriber_id").n_unique()]);
+            let df = if v == Variant::RawStreaming {
+                lf.collect_with_engine(Engine::Streaming)?
+            } else {
+                lf.collect()?
+            };
+            std::hint::black_box(df);
+        }
+        Variant::Population | Variant::PopulationInMemory | Variant::Od => {
+            let plan = if v == Variant::Od {
+                od_plan(1.0)
+            } else {
+                population_plan(1.0)
+            };
+            let backend = if v == Variant::PopulationInMemory {
+                PolarsBackend::IN_MEMORY
+            } else {
+                PolarsBackend::STREAMING
+            };
+            let checked = query::check(&plan, &dataset, limits)
+                .map_err(|e| BenchError::Oar(e.to_string()))?;
+            let stats = backend
+                .execute(&checked, &dataset, None)
+                .map_err(|e| BenchError::Oar(e.to_string()))?;
+            let table = crate::gate::release(&checked, &stats, config)
+                .map_err(|e| BenchError::Oar(e.to_string()))?;
+            std::hint::black_box(table);
+        }
+    }
+    Ok(Measurement {
+        time: started.elapsed(),
+        peak_rss: peak_rss(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_measurement_line_round_trips() {
+        let m = Measurement {
+            time: Duration::from_millis(1234),
+            peak_rss: 5 << 20,
+        };
+        let back = parse_measurement(&format!("noise\n{}\n", format_measurement(&m))).unwrap();
+        assert_eq!(back.peak_rss, m.peak_rss);
+        assert!((back.time.as_secs_f64() - 1.234).abs() < 1e-6);
+        assert!(parse_measurement("nothing here").is_none());
+    }
+
+    #[test]
+    fn every_variant_is_named_once() {
+        for v in Variant::ALL {
+            assert_eq!(Variant::from_name(v.name()), Some(v));
+        }
+    }
+}
