@@ -500,3 +500,88 @@ fn oar_bench_runs_and_reports_ratios() {
         assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
     }
 }
+
+/// `oar bench --scale` runs every variant in its own process on chunked data and reports time
+/// and peak memory per variant (a smoke run on tiny sizes; the default is 10M, 100M and 1B rows).
+#[test]
+fn oar_bench_scale_measures_every_variant_in_its_own_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("scale");
+    let out = oar(
+        &[
+            "bench",
+            "--scale",
+            "--sizes",
+            "20000,40000",
+            "--subscribers",
+            "1000",
+            "--in-memory-up-to",
+            "20000",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("rows"))
+        .collect();
+    for variant in ["raw-streaming", "population", "od"] {
+        let rows = table
+            .iter()
+            .filter(|l| l.split_whitespace().nth(1) == Some(variant))
+            .count();
+        assert_eq!(rows, 2, "{variant} at both sizes in:\n{stdout}");
+    }
+    // The in-memory variants stop at --in-memory-up-to.
+    let in_memory = table.iter().filter(|l| l.contains("in-memory")).count();
+    assert_eq!(in_memory, 2, "{stdout}");
+    // Every line has a peak resident set, and the data was written in files.
+    assert!(table
+        .iter()
+        .skip(1)
+        .all(|l| l.ends_with("MiB") && !l.contains(" 0 MiB")));
+    assert!(data
+        .join("rows-40000-subscribers-1000/cdr-00000.parquet")
+        .exists());
+}
+
+/// `oar bench --peers` times Python Polars and OpenDP-Python on the same file, from a pinned
+/// environment it installs from PyPI on first use (kept in the target dir across runs).
+#[test]
+fn oar_bench_peers_times_python_polars_and_opendp_on_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-peers");
+    let out = oar(
+        &[
+            "bench",
+            "--rows",
+            "20000",
+            "--repeat",
+            "1",
+            "--peers",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "Python Polars 1.36.1 (exact",
+        "OpenDP-Python 0.16.0 user-level DP count",
+        "faster for OAR",
+    ] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+}

@@ -179,11 +179,14 @@ fn bounded_sum_clamps_each_unit_and_adds_noise() {
         .unwrap();
     // D: 400 people with 10.0 and one with 5000 rows of 100.0, clamped to one row's worth (100).
     assert_eq!(stats.sums[0][3], 400.0 * 10.0 + 100.0);
+    // The dominance rule is measured with noise too, so a release may (rarely: under 1 in 80
+    // test runs saw it once) suppress D; the noise on the sum shows in those released.
     let mut seen = Vec::new();
     for _ in 0..50 {
         let t = gate::release(&compiled, &stats, CONFIG).unwrap();
-        seen.push(t.get(&region("D"), "amount").unwrap());
+        seen.extend(t.get(&region("D"), "amount"));
     }
+    assert!(seen.len() >= 40, "D released {} times of 50", seen.len());
     assert!(
         seen.iter().any(|v| (v - 4100.0).abs() > 1e-9),
         "sum carries no noise"

@@ -72,6 +72,7 @@ pub struct Host {
     revocations: Arc<Revocations>,
     audit: Option<Arc<AuditLog>>,
     reuse_releases: bool,
+    backend: Arc<dyn crate::query::QueryBackend>,
 }
 
 impl Host {
@@ -90,7 +91,14 @@ impl Host {
             revocations: Arc::new(Revocations::new()),
             audit: None,
             reuse_releases: true,
+            backend: crate::query::QueryEngine::default().backend(),
         }
+    }
+
+    /// Runs queries with `backend` (the holder's choice; Polars' streaming engine by default).
+    pub fn with_backend(mut self, backend: Arc<dyn crate::query::QueryBackend>) -> Self {
+        self.backend = backend;
+        self
     }
 
     /// Runs every job afresh instead of returning an identical earlier run's release. Only for
@@ -176,6 +184,7 @@ impl Host {
             self.revocations.clone(),
         )
         .with_audit(self.audit.clone())
+        .with_backend(self.backend.clone())
     }
 
     /// Runs `module` for `requester` with JSON `params`.

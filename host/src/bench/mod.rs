@@ -3,15 +3,14 @@
 //!
 //! Measured (median of `repeat` runs each):
 //! - **raw Polars**: `group_by([region, day]).agg(subscriber_id.n_unique())`, no privacy at all;
-//! - **OpenDP**: `make_private_lazyframe` for a noisy count per public `(region, day)` key over the
-//!   same rows (OpenDP's Polars integration cannot count distinct units, so it counts rows; the
-//!   work per row is the comparable part). OpenDP only accepts in-memory frames, so its time
-//!   includes loading the two columns from Parquet, as the others' includes the scan;
+//! - **peers** (`--peers`, [`peers`]): Python Polars (exact) and OpenDP-Python's user-level DP
+//!   count of the same query on the same file, run by a pinned Python environment;
 //! - **OAR query**: plan validation, per-unit bounding, per-cell aggregation and the gate, as a
 //!   module's `query` call runs it;
 //! - **OAR module run**: the whole sandboxed run of the signed population module (verification,
 //!   compiled-code cache, instantiation, the query, emit).
 
+pub mod peers;
 pub mod scale;
 
 use crate::approval::{Approval, ApprovalRecord};
@@ -42,6 +41,10 @@ pub struct BenchOptions {
     pub repeat: usize,
     /// Folder for the data (reused when it holds the same size).
     pub dir: PathBuf,
+    /// Also time Python Polars and OpenDP-Python on the same file ([`peers`]).
+    pub peers: bool,
+    /// The Python to run the peers with (else a pinned environment under `dir`).
+    pub python: Option<PathBuf>,
 }
 
 /// Errors of a benchmark run.
@@ -53,9 +56,9 @@ pub enum BenchError {
     /// Polars failed.
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
-    /// OpenDP failed.
-    #[error("opendp: {0}")]
-    OpenDp(String),
+    /// The Python peers could not be measured.
+    #[error("{0}")]
+    Peers(String),
     /// The OAR path failed.
     #[error("oar: {0}")]
     Oar(String),
@@ -75,8 +78,8 @@ pub struct BenchReport {
     pub raw_in_memory: Duration,
     /// Raw Polars group-by on the streaming engine.
     pub raw_streaming: Duration,
-    /// OpenDP make_private_lazyframe.
-    pub opendp: Duration,
+    /// Python Polars and OpenDP-Python on the same file (`--peers`), if measured.
+    pub peers: Option<peers::PeerTimes>,
     /// OAR query path (validation + execution + gate).
     pub oar_query: Duration,
     /// OAR execution alone (no gate), to split the time, with the default (streaming) engine.
@@ -111,12 +114,22 @@ impl fmt::Display for BenchReport {
             ms(self.raw_in_memory),
             ms(self.raw_streaming)
         )?;
-        writeln!(
-            f,
-            "  OpenDP make_private_lazyframe        {:>9.1} ms   {:.2}x",
-            ms(self.opendp),
-            ratio(self.opendp)
-        )?;
+        if let Some(p) = &self.peers {
+            writeln!(
+                f,
+                "  Python Polars {} (exact, best engine) {:>9.1} ms   {:.2}x",
+                p.polars_version,
+                ms(p.python_polars),
+                ratio(p.python_polars)
+            )?;
+            writeln!(
+                f,
+                "  OpenDP-Python {} user-level DP count {:>9.1} ms   {:.2}x",
+                p.opendp_version,
+                ms(p.opendp),
+                ratio(p.opendp)
+            )?;
+        }
         writeln!(
             f,
             "  OAR query: execute (bounding, cells) {:>9.1} ms   {:.2}x   (in-memory engine {:.1} ms, {:.2}x)",
@@ -137,11 +150,18 @@ impl fmt::Display for BenchReport {
             ms(self.oar_module),
             ratio(self.oar_module)
         )?;
-        writeln!(
-            f,
-            "  OAR vs OpenDP (query path)           {:.2}x",
-            self.oar_query.as_secs_f64() / self.opendp.as_secs_f64()
-        )?;
+        if let Some(p) = &self.peers {
+            writeln!(
+                f,
+                "  OAR query path vs Python Polars      {:.2}x   (exact floor)",
+                self.oar_query.as_secs_f64() / p.python_polars.as_secs_f64()
+            )?;
+            writeln!(
+                f,
+                "  OpenDP-Python vs OAR query path      {:.1}x faster for OAR",
+                p.opendp.as_secs_f64() / self.oar_query.as_secs_f64()
+            )?;
+        }
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         writeln!(f, "module start-up:")?;
         writeln!(
@@ -283,9 +303,6 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
     })?;
     let raw_polars = raw_in_memory.min(raw_streaming);
 
-    progress("OpenDP make_private_lazyframe ...");
-    let opendp = time(opts.repeat, || opendp_release(&scan, &spec))?;
-
     progress("OAR query path ...");
     let limits = PlanLimits {
         max_output_cells: 100_000,
@@ -319,6 +336,24 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         let stats = execute(&compiled)?;
         crate::gate::release(&compiled, &stats, config).map_err(|e| BenchError::Oar(e.to_string()))
     })?;
+
+    let peers = if opts.peers {
+        let python = peers::python(opts.python.as_deref(), &opts.dir, progress)?;
+        progress("Python Polars and OpenDP-Python ...");
+        let days: Vec<String> = (0..crate::synth::cdr::DAYS)
+            .map(|d| (spec.start + chrono::Duration::days(d)).to_string())
+            .collect();
+        Some(peers::run(
+            &python,
+            &opts.dir,
+            &[opts.dir.join("cdr.parquet")],
+            &spec.region_names(),
+            &days,
+            opts.repeat,
+        )?)
+    } else {
+        None
+    };
 
     progress("OAR sandboxed module ...");
     let author = KeyPair::generate("bench-author");
@@ -422,7 +457,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         raw_in_memory,
         raw_streaming,
         oar_execute_in_memory,
-        opendp,
+        peers,
         oar_query,
         oar_execute,
         oar_module,
@@ -431,76 +466,4 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         instantiate: median(instantiate),
         compile,
     })
-}
-
-/// OpenDP's own Polars path: noisy row counts per public (region, day) key.
-fn opendp_release(
-    scan: &dyn Fn() -> PolarsResult<LazyFrame>,
-    spec: &CdrSpec,
-) -> Result<DataFrame, BenchError> {
-    use opendp::domains::{AtomDomain, LazyFrameDomain, Margin, SeriesDomain};
-    use opendp::measurements::make_private_lazyframe;
-    use opendp::measures::MaxDivergence;
-    use opendp::metrics::SymmetricDistance;
-    use opendp::polars::PrivacyNamespace as _;
-    let od = |e: opendp::error::Error| {
-        BenchError::OpenDp(format!(
-            "{:?}: {}",
-            e.variant,
-            e.message.unwrap_or_default()
-        ))
-    };
-
-    let domain = LazyFrameDomain::new(vec![
-        SeriesDomain::new("region", AtomDomain::<String>::default()),
-        SeriesDomain::new("day", AtomDomain::<i32>::default()),
-    ])
-    .map_err(od)?
-    .with_margin(Margin::by([col("region"), col("day")]).with_max_length(u32::MAX))
-    .map_err(od)?;
-    let regions = spec.region_names();
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    let first = (spec.start - epoch).num_days() as i32;
-    let mut key_region = Vec::new();
-    let mut key_day = Vec::new();
-    for r in &regions {
-        for d in 0..crate::synth::cdr::DAYS as i32 {
-            key_region.push(r.clone());
-            key_day.push(first + d);
-        }
-    }
-    let keys = df!("region" => key_region, "day" => key_day)?.lazy();
-    let input = scan()?.select([
-        col("region"),
-        col("timestamp")
-            .dt()
-            .date()
-            .cast(DataType::Int32)
-            .alias("day"),
-    ]);
-    // OpenDP builds its measurement from a plan over an in-memory frame with the domain's schema,
-    // and applies it to the real input at invoke time.
-    let template = df!("region" => Vec::<String>::new(), "day" => Vec::<i32>::new())?.lazy();
-    let plan = template
-        .group_by([col("region"), col("day")])
-        .agg([len().dp().noise(None).alias("count")])
-        .join(
-            keys,
-            [col("region"), col("day")],
-            [col("region"), col("day")],
-            JoinType::Right.into(),
-        );
-    let meas = make_private_lazyframe(
-        domain,
-        SymmetricDistance,
-        MaxDivergence,
-        plan,
-        Some(14.0),
-        None,
-    )
-    .map_err(od)?;
-    // OpenDP accepts only in-memory input: the scan is part of its time, as it is of the others'.
-    let input = input.collect()?.lazy();
-    let out = meas.invoke(&input).map_err(od)?;
-    out.collect().map_err(od)
 }

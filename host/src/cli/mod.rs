@@ -166,6 +166,10 @@ enum Command {
         /// Synthetic people per dataset for --dry-run.
         #[arg(long, default_value_t = 20_000)]
         dry_units: usize,
+        /// The engine queries run on: polars-streaming (memory bounded by units and cells, not
+        /// rows) or polars-in-memory.
+        #[arg(long, default_value = "polars-streaming", value_parser = oar_host::query::QueryEngine::from_name)]
+        engine: oar_host::query::QueryEngine,
     },
     /// Run the holder's service: signed requests, job queue, signed releases, audit log. With no
     /// options it creates `oar-data/` with a starter policy, keys and synthetic data.
@@ -258,6 +262,13 @@ enum Command {
         /// Folder for the generated data (reused if present).
         #[arg(long, default_value = "target/oar-bench")]
         dir: PathBuf,
+        /// Also time Python Polars (exact) and OpenDP-Python (user-level DP) on the same file,
+        /// from a pinned Python environment installed from PyPI on first use.
+        #[arg(long)]
+        peers: bool,
+        /// With --peers: a Python that already has opendp[polars] and polars.
+        #[arg(long)]
+        python: Option<PathBuf>,
         /// Measure the population and OD releases over growing data instead (time and peak
         /// memory per variant, each in its own process, against raw Polars on the same files).
         #[arg(long)]
@@ -715,6 +726,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             dry_units,
             holder_key,
             audit,
+            engine,
         } => {
             let (v, p, revocations) = module.verify()?;
             let v = Arc::new(v);
@@ -760,7 +772,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             let holder = holder_key.as_deref().map(KeyPair::read).transpose()?;
             let mut host = Host::new(Runtime::new(cache)?, catalog, p, ledger)
-                .with_revocations(Arc::new(revocations));
+                .with_revocations(Arc::new(revocations))
+                .with_backend(engine.backend());
             if let (Some(path), Some(h)) = (&audit, &holder) {
                 let log = oar_host::audit::AuditLog::open(path, h.clone())
                     .with_context(|| format!("opening the audit log {}", path.display()))?;
@@ -1093,10 +1106,21 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench {
-            rows, repeat, dir, ..
+            rows,
+            repeat,
+            dir,
+            peers,
+            python,
+            ..
         } => {
             let report = oar_host::bench::run(
-                &oar_host::bench::BenchOptions { rows, repeat, dir },
+                &oar_host::bench::BenchOptions {
+                    rows,
+                    repeat,
+                    dir,
+                    peers,
+                    python,
+                },
                 &mut |l| println!("{l}"),
             )?;
             println!();

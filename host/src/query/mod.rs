@@ -17,7 +17,9 @@ pub mod checked;
 mod per_unit;
 
 use crate::dataset::Dataset;
-pub use backend::{BackendError, PolarsBackend, PolarsEngine, QueryBackend, ReferenceBackend};
+pub use backend::{
+    BackendError, PolarsBackend, PolarsEngine, QueryBackend, QueryEngine, ReferenceBackend,
+};
 use checked::{check_expr, Info};
 pub use checked::{CheckedExpr, KeyIndex};
 use oar_guest::plan::{Aggregate, Plan, Reduce, Step};

@@ -91,6 +91,9 @@ pub struct ServeConfig {
     /// Folders the admin API may register dataset descriptors from; default
     /// `DATA_DIR/datasets`. A descriptor anywhere else is refused.
     pub dataset_roots: Vec<PathBuf>,
+    /// The engine queries run on (`OAR_QUERY_ENGINE`): `polars-streaming` (default) or
+    /// `polars-in-memory`. The holder's choice; a module cannot pick it.
+    pub query_engine: crate::query::QueryEngine,
 }
 
 impl Default for ServeConfig {
@@ -117,6 +120,7 @@ impl Default for ServeConfig {
             requests_per_minute_per_address: 1200,
             requests_per_minute_per_key: 600,
             dataset_roots: Vec::new(),
+            query_engine: Default::default(),
         }
     }
 }
@@ -195,6 +199,13 @@ impl ServeConfig {
         }
         if let Some(v) = var("OAR_ADMIN_LISTEN") {
             config.admin_listen = v;
+        }
+        if let Some(v) = var("OAR_QUERY_ENGINE") {
+            config.query_engine =
+                crate::query::QueryEngine::from_name(&v).map_err(|message| ServeError::Config {
+                    path: "OAR_QUERY_ENGINE".into(),
+                    message,
+                })?;
         }
         if let Some(v) = var("OAR_AUTHORITIES") {
             config.authorities = v
@@ -565,7 +576,12 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let admin_token = admin_token(&config)?;
     let host = Host::new(runtime, catalog, policy.clone(), ledger)
         .with_revocations(revocations)
-        .with_audit(audit.clone());
+        .with_audit(audit.clone())
+        .with_backend(config.query_engine.backend());
+    tracing::info!(
+        engine = config.query_engine.name(),
+        "queries run on this engine"
+    );
 
     let listener = std::net::TcpListener::bind(&config.listen)
         .map_err(setup(&format!("listening on {}", config.listen)))?;

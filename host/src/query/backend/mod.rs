@@ -27,6 +27,52 @@ pub enum BackendError {
     Deadline,
 }
 
+/// The engine a holder runs queries on (its configuration's choice; a module never chooses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueryEngine {
+    /// Polars' streaming engine (the default: memory bounded by units and cells, not rows).
+    #[default]
+    PolarsStreaming,
+    /// Polars' in-memory engine (loads the columns a query reads).
+    PolarsInMemory,
+}
+
+impl QueryEngine {
+    /// Every engine, by name.
+    pub const ALL: [QueryEngine; 2] = [QueryEngine::PolarsStreaming, QueryEngine::PolarsInMemory];
+
+    /// Its name in configuration files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryEngine::PolarsStreaming => "polars-streaming",
+            QueryEngine::PolarsInMemory => "polars-in-memory",
+        }
+    }
+
+    /// The engine called `name`, or an error listing the names.
+    pub fn from_name(name: &str) -> Result<QueryEngine, String> {
+        QueryEngine::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = QueryEngine::ALL.iter().map(|e| e.name()).collect();
+                format!(
+                    "unknown query engine '{name}'; engines: {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// A backend running this engine.
+    pub fn backend(self) -> std::sync::Arc<dyn QueryBackend> {
+        std::sync::Arc::new(match self {
+            QueryEngine::PolarsStreaming => PolarsBackend::STREAMING,
+            QueryEngine::PolarsInMemory => PolarsBackend::IN_MEMORY,
+        })
+    }
+}
+
 /// Executes checked plans over a dataset.
 pub trait QueryBackend: Send + Sync {
     /// A short name, for logs and benchmarks.
@@ -39,4 +85,29 @@ pub trait QueryBackend: Send + Sync {
         dataset: &Dataset,
         deadline: Option<Instant>,
     ) -> Result<CellStats, BackendError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_are_named_in_configuration_and_an_unknown_one_lists_the_choices() {
+        for e in QueryEngine::ALL {
+            assert_eq!(QueryEngine::from_name(e.name()), Ok(e));
+            let toml = format!("engine = \"{}\"", e.name());
+            #[derive(serde::Deserialize)]
+            struct C {
+                engine: QueryEngine,
+            }
+            assert_eq!(toml::from_str::<C>(&toml).unwrap().engine, e);
+        }
+        let err = QueryEngine::from_name("duckdb").unwrap_err();
+        assert!(
+            err.contains("polars-streaming") && err.contains("polars-in-memory"),
+            "{err}"
+        );
+        assert_eq!(QueryEngine::default().backend().name(), "polars-streaming");
+        assert_eq!(QueryEngine::PolarsInMemory.backend().name(), "polars");
+    }
 }
