@@ -186,6 +186,9 @@ pub(crate) fn polars_error_kind(e: &PolarsError) -> &'static str {
     }
 }
 
+/// Sets up to this size become a chain of comparisons instead of `is_in`.
+const IS_IN_AS_COMPARISONS: usize = 64;
+
 const UNIT: &str = "__unit";
 const CELL: &str = "__cell";
 const UNITS: &str = "__units";
@@ -269,7 +272,15 @@ fn frame(plan: &CheckedPlan, dataset: &Dataset, stop: Option<Stop>) -> PolarsRes
         // Count-only plans: one group-by on the unit collects its distinct cells. Only units with
         // more than `n_groups` cells need their cells sorted and cut; for the others the cut is a
         // no-op, so they skip it (same result, far less sorting).
-        let cells_of_unit = rows.group_by([col(UNIT)]).agg([col(CELL).unique()]).cache();
+        // The distinct (unit, cell) pairs first: a group-by the streaming engine runs in
+        // morsels, whose state is bounded by units × cells, not rows. Collecting each unit's
+        // cells into a list straight from the rows is not streamable and held every row (10 GB
+        // at 100M rows).
+        let pairs = rows
+            .group_by([col(UNIT), col(CELL)])
+            .agg([len().alias("__pair_rows")])
+            .select([col(UNIT), col(CELL)]);
+        let cells_of_unit = pairs.group_by([col(UNIT)]).agg([col(CELL)]).cache();
         let cells_of_unit = if plan.truncate() {
             let n = lit(n_groups);
             let over = col(CELL).list().len().gt(n.clone());
@@ -487,17 +498,29 @@ fn key_position(index: &KeyIndex, e: Expr) -> Expr {
             )
         }
         KeyIndex::IntRange { first, len } => in_range(e.cast(DataType::Int64) - lit(*first), *len),
-        KeyIndex::Lookup(domain, ty) => {
-            let positions: Vec<u32> = (0..domain.len() as u32).collect();
-            let old = typed_series("old", domain, *ty);
-            e.replace_strict(
-                lit(old),
-                lit(Series::new("new".into(), positions)),
-                Some(lit(NULL).cast(DataType::UInt32)),
-                Some(DataType::UInt32),
-            )
-        }
+        // Polars' streaming engine runs `replace_strict` and `is_in` as an in-memory fallback
+        // over their whole input (they are "fake elementwise" to it), which held every row of
+        // the scan (10 GB at 100M rows). A chain of comparisons streams. (A cast to an enum of
+        // the domain would be one lookup per row, but needs Polars' dtype-u8/u16 features.)
+        KeyIndex::Lookup(domain, ty) => position_by_comparison(domain, *ty, e),
     }
+}
+
+/// The position of `e`'s value in `domain` by comparing it with each value (null if none).
+fn position_by_comparison(domain: &[Value], ty: ColumnType, e: Expr) -> Expr {
+    let values = typed_series("old", domain, ty);
+    let mut out = lit(NULL).cast(DataType::UInt32);
+    for i in (0..values.len()).rev() {
+        let Ok(v) = values.get(i) else { continue };
+        if v.is_null() {
+            continue;
+        }
+        let constant = lit(Scalar::new(values.dtype().clone(), v.into_static()));
+        out = when(e.clone().eq(constant))
+            .then(lit(i as u32))
+            .otherwise(out);
+    }
+    out
 }
 
 /// `values` as a series of type `ty` (a value of another type is null).
@@ -699,7 +722,27 @@ fn lower(e: &CheckedExpr) -> Expr {
         CheckedExpr::Or(l, r) => lower(l).or(lower(r)),
         CheckedExpr::Not(x) => lower(x).not(),
         CheckedExpr::IsIn { expr, values, ty } => {
-            lower(expr).is_in(lit(typed_series("set", values, *ty)).implode(), false)
+            // Small sets as a chain of comparisons, which the streaming engine streams (it
+            // runs `is_in` in memory over its whole input); Kleene `or` keeps null for null.
+            let x = lower(expr);
+            let set = typed_series("set", values, *ty);
+            if (1..=IS_IN_AS_COMPARISONS).contains(&set.len()) {
+                let mut any: Option<Expr> = None;
+                for i in 0..set.len() {
+                    let Ok(v) = set.get(i) else { continue };
+                    let c = x
+                        .clone()
+                        .eq(lit(Scalar::new(set.dtype().clone(), v.into_static())));
+                    any = Some(match any {
+                        None => c,
+                        Some(a) => a.or(c),
+                    });
+                }
+                if let Some(any) = any {
+                    return any;
+                }
+            }
+            x.is_in(lit(set).implode(), false)
         }
         CheckedExpr::ToDate { expr, from } => match from {
             ColumnType::Datetime => lower(expr).dt().date(),
