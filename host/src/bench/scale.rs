@@ -86,6 +86,8 @@ pub struct ScaleOptions {
     pub in_memory_up_to: usize,
     /// The `oar` executable to run variants with.
     pub exe: PathBuf,
+    /// The variants to run (all if empty).
+    pub variants: Vec<Variant>,
 }
 
 /// Results per size and variant.
@@ -181,6 +183,9 @@ pub fn run(opts: &ScaleOptions, progress: &mut dyn FnMut(&str)) -> Result<ScaleR
         let data = ensure_data(&opts.dir, rows, opts.subscribers, progress)?;
         for v in Variant::ALL {
             if v.in_memory() && rows > opts.in_memory_up_to {
+                continue;
+            }
+            if !opts.variants.is_empty() && !opts.variants.contains(&v) {
                 continue;
             }
             progress(&format!("{rows} rows: {} ...", v.name()));

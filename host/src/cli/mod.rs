@@ -287,6 +287,10 @@ enum Command {
         /// columns in memory).
         #[arg(long, default_value_t = 100_000_000)]
         in_memory_up_to: usize,
+        /// With --scale: only these variants (raw-streaming, raw-in-memory, population,
+        /// population-in-memory, od; default all).
+        #[arg(long, value_delimiter = ',')]
+        variants: Vec<String>,
     },
     /// Runs one `bench --scale` measurement in this process (used by `oar bench --scale`).
     #[command(hide = true)]
@@ -1076,8 +1080,19 @@ fn execute(command: Command) -> anyhow::Result<()> {
             subscribers,
             in_memory_up_to,
             dir,
+            variants,
             ..
         } => {
+            use oar_host::bench::scale::Variant;
+            let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+            let variants = variants
+                .iter()
+                .map(|n| {
+                    Variant::from_name(n).with_context(|| {
+                        format!("no variant '{n}'; variants: {}", names.join(", "))
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let dir = if dir == std::path::Path::new("target/oar-bench") {
                 PathBuf::from("target/oar-scale")
             } else {
@@ -1089,6 +1104,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 dir,
                 in_memory_up_to,
                 exe: std::env::current_exe().context("finding the oar executable")?,
+                variants,
             };
             let report = oar_host::bench::scale::run(&opts, &mut |l| println!("{l}"))?;
             println!();

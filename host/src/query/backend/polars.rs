@@ -45,7 +45,7 @@ impl PolarsBackend {
 
     /// The Polars plan `plan` runs as (for benchmarks and explanations).
     pub fn lazy_frame(&self, plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
-        frame(plan, dataset, None)
+        frame(plan, dataset, None, self.engine == PolarsEngine::Streaming)
     }
 }
 
@@ -81,7 +81,7 @@ impl PolarsBackend {
     ) -> Result<CellStats, BackendError> {
         let df = match self.engine {
             PolarsEngine::InMemory => {
-                let frame = frame(plan, dataset, None).map_err(failed)?;
+                let frame = frame(plan, dataset, None, false).map_err(failed)?;
                 match deadline {
                     None => frame.collect().map_err(failed)?,
                     Some(deadline) => collect_until(frame, deadline)?,
@@ -106,7 +106,7 @@ fn stream_until(
         deadline,
         given_up: given_up.clone(),
     };
-    let frame = frame(plan, dataset, Some(stop)).map_err(failed)?;
+    let frame = frame(plan, dataset, Some(stop), true).map_err(failed)?;
     let Some(deadline) = deadline else {
         return frame.collect_with_engine(Engine::Streaming).map_err(failed);
     };
@@ -222,7 +222,12 @@ fn collect_until(frame: LazyFrame, deadline: Instant) -> Result<DataFrame, Backe
 
 /// The pipeline: rows -> (unit, cell, clamped values) -> one record per (unit, cell), at most
 /// `max_groups_per_unit` cells per unit -> per-cell totals.
-fn frame(plan: &CheckedPlan, dataset: &Dataset, stop: Option<Stop>) -> PolarsResult<LazyFrame> {
+fn frame(
+    plan: &CheckedPlan,
+    dataset: &Dataset,
+    stop: Option<Stop>,
+    streaming: bool,
+) -> PolarsResult<LazyFrame> {
     let mut lf = dataset.scan()?;
     if let Some(stop) = stop {
         lf = lf.with_column(stop.check(col(plan.unit())));
@@ -276,11 +281,18 @@ fn frame(plan: &CheckedPlan, dataset: &Dataset, stop: Option<Stop>) -> PolarsRes
         // morsels, whose state is bounded by units × cells, not rows. Collecting each unit's
         // cells into a list straight from the rows is not streamable and held every row (10 GB
         // at 100M rows).
-        let pairs = rows
-            .group_by([col(UNIT), col(CELL)])
-            .agg([len().alias("__pair_rows")])
-            .select([col(UNIT), col(CELL)]);
-        let cells_of_unit = pairs.group_by([col(UNIT)]).agg([col(CELL)]).cache();
+        // (The in-memory engine holds the rows anyway, and one group-by on the unit collecting
+        // its distinct cells is faster there: 10 s against 27 s at 100M rows.)
+        let cells_of_unit = if streaming {
+            rows.group_by([col(UNIT), col(CELL)])
+                .agg([len().alias("__pair_rows")])
+                .select([col(UNIT), col(CELL)])
+                .group_by([col(UNIT)])
+                .agg([col(CELL)])
+        } else {
+            rows.group_by([col(UNIT)]).agg([col(CELL).unique()])
+        }
+        .cache();
         let cells_of_unit = if plan.truncate() {
             let n = lit(n_groups);
             let over = col(CELL).list().len().gt(n.clone());
@@ -500,10 +512,29 @@ fn key_position(index: &KeyIndex, e: Expr) -> Expr {
         KeyIndex::IntRange { first, len } => in_range(e.cast(DataType::Int64) - lit(*first), *len),
         // Polars' streaming engine runs `replace_strict` and `is_in` as an in-memory fallback
         // over their whole input (they are "fake elementwise" to it), which held every row of
-        // the scan (10 GB at 100M rows). A chain of comparisons streams. (A cast to an enum of
-        // the domain would be one lookup per row, but needs Polars' dtype-u8/u16 features.)
+        // the scan (10 GB at 100M rows). A cast to an enum of the text domain (one lookup per
+        // row) or a chain of comparisons streams.
+        KeyIndex::Lookup(domain, ColumnType::Str) => match enum_of(domain) {
+            Some(dtype) => e
+                .cast(DataType::String)
+                .cast(dtype)
+                .to_physical()
+                .cast(DataType::UInt32),
+            None => position_by_comparison(domain, ColumnType::Str, e),
+        },
         KeyIndex::Lookup(domain, ty) => position_by_comparison(domain, *ty, e),
     }
+}
+
+/// An enum type whose categories are `domain`'s texts in order (None if two are the same).
+fn enum_of(domain: &[Value]) -> Option<DataType> {
+    let texts: Vec<String> = domain.iter().map(|v| v.key_text()).collect();
+    let distinct: std::collections::HashSet<&str> = texts.iter().map(String::as_str).collect();
+    if distinct.len() != texts.len() {
+        return None;
+    }
+    let cats = FrozenCategories::new(texts.iter().map(String::as_str)).ok()?;
+    Some(DataType::from_frozen_categories(cats))
 }
 
 /// The position of `e`'s value in `domain` by comparing it with each value (null if none).
