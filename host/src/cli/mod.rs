@@ -166,9 +166,9 @@ enum Command {
         /// Synthetic people per dataset for --dry-run.
         #[arg(long, default_value_t = 20_000)]
         dry_units: usize,
-        /// The engine queries run on: polars-streaming (memory bounded by units and cells, not
-        /// rows) or polars-in-memory.
-        #[arg(long, default_value = "polars-streaming", value_parser = oar_host::query::QueryEngine::from_name)]
+        /// The engine queries run on: polars-in-memory (fastest while the data fits in memory)
+        /// or polars-streaming (for data larger than memory).
+        #[arg(long, default_value = "polars-in-memory", value_parser = oar_host::query::QueryEngine::from_name)]
         engine: oar_host::query::QueryEngine,
     },
     /// Run the holder's service: signed requests, job queue, signed releases, audit log. With no

@@ -91,8 +91,9 @@ pub struct ServeConfig {
     /// Folders the admin API may register dataset descriptors from; default
     /// `DATA_DIR/datasets`. A descriptor anywhere else is refused.
     pub dataset_roots: Vec<PathBuf>,
-    /// The engine queries run on (`OAR_QUERY_ENGINE`): `polars-streaming` (default) or
-    /// `polars-in-memory`. The holder's choice; a module cannot pick it.
+    /// The engine queries run on (`OAR_QUERY_ENGINE`): `polars-in-memory` (default; fastest
+    /// while the columns a query reads fit in memory) or `polars-streaming` (for data larger
+    /// than memory). The holder's choice; a module cannot pick it.
     pub query_engine: crate::query::QueryEngine,
 }
 

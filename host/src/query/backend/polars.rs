@@ -25,11 +25,11 @@ pub struct PolarsBackend {
 /// Polars' two engines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PolarsEngine {
-    /// The streaming engine: reads the files in morsels, so memory is bounded by the number of
-    /// units and cells rather than rows (the default).
-    #[default]
+    /// The streaming engine: reads the files in morsels, so memory grows with the distinct
+    /// (unit, cell) pairs rather than the rows.
     Streaming,
-    /// The in-memory engine: loads the columns it reads, then computes.
+    /// The in-memory engine: loads the columns it reads, then computes (the default).
+    #[default]
     InMemory,
 }
 
