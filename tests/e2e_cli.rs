@@ -474,7 +474,7 @@ fn oar_new_outside_a_checkout_makes_a_standalone_crate() {
 fn oar_bench_runs_and_reports_ratios() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("bench");
-    let out = oar(
+    let stdout = ok(oar(
         &[
             "bench",
             "--rows",
@@ -485,13 +485,7 @@ fn oar_bench_runs_and_reports_ratios() {
             data.to_str().unwrap(),
         ],
         dir.path(),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     for line in [
         "raw Polars group-by",
         "execute + gate",
@@ -507,7 +501,7 @@ fn oar_bench_runs_and_reports_ratios() {
 fn oar_bench_scale_measures_every_variant_in_its_own_process() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("scale");
-    let out = oar(
+    let stdout = ok(oar(
         &[
             "bench",
             "--scale",
@@ -521,13 +515,7 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
             data.to_str().unwrap(),
         ],
         dir.path(),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let table: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("rows"))
@@ -558,7 +546,7 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
 fn oar_bench_peers_times_python_polars_and_opendp_on_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-peers");
-    let out = oar(
+    let stdout = ok(oar(
         &[
             "bench",
             "--rows",
@@ -570,13 +558,7 @@ fn oar_bench_peers_times_python_polars_and_opendp_on_the_same_file() {
             data.to_str().unwrap(),
         ],
         dir.path(),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     for line in [
         "Python Polars 1.36.1 (exact",
         "OpenDP-Python 0.16.0 user-level DP count",

@@ -32,7 +32,7 @@ pub enum BackendError {
 #[serde(rename_all = "kebab-case")]
 pub enum QueryEngine {
     /// Polars' streaming engine: memory grows with distinct (unit, cell) pairs rather than
-    /// rows (1B rows in 11 GB), at some cost in time on data that fits in memory.
+    /// rows (1B rows in 11 GiB), at some cost in time on data that fits in memory.
     PolarsStreaming,
     /// Polars' in-memory engine (the default: the fastest while the columns a query reads fit
     /// in memory).
