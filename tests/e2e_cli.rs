@@ -529,7 +529,7 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
     }
     // The in-memory variants stop at --in-memory-up-to.
     let in_memory = table.iter().filter(|l| l.contains("in-memory")).count();
-    assert_eq!(in_memory, 2, "{stdout}");
+    assert_eq!(in_memory, 3, "{stdout}");
     // Every line has a peak resident set, and the data was written in files.
     assert!(table
         .iter()

@@ -28,18 +28,22 @@ pub enum Variant {
     Population,
     /// OAR's population release on Polars' in-memory engine.
     PopulationInMemory,
-    /// OAR's origin-destination release (two per-unit stages, then day × origin × destination).
+    /// OAR's origin-destination release (two per-unit stages, then day × origin × destination),
+    /// streaming engine.
     Od,
+    /// The origin-destination release on Polars' in-memory engine.
+    OdInMemory,
 }
 
 impl Variant {
     /// Every variant, in report order.
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::RawStreaming,
         Variant::RawInMemory,
         Variant::Population,
         Variant::PopulationInMemory,
         Variant::Od,
+        Variant::OdInMemory,
     ];
 
     /// Its name on the command line.
@@ -50,6 +54,7 @@ impl Variant {
             Variant::Population => "population",
             Variant::PopulationInMemory => "population-in-memory",
             Variant::Od => "od",
+            Variant::OdInMemory => "od-in-memory",
         }
     }
 
@@ -59,7 +64,10 @@ impl Variant {
     }
 
     fn in_memory(self) -> bool {
-        matches!(self, Variant::RawInMemory | Variant::PopulationInMemory)
+        matches!(
+            self,
+            Variant::RawInMemory | Variant::PopulationInMemory | Variant::OdInMemory
+        )
     }
 }
 
@@ -279,13 +287,13 @@ pub fn run_variant(v: Variant, data: &Path) -> Result<Measurement, BenchError> {
             };
             std::hint::black_box(df);
         }
-        Variant::Population | Variant::PopulationInMemory | Variant::Od => {
-            let plan = if v == Variant::Od {
+        Variant::Population | Variant::PopulationInMemory | Variant::Od | Variant::OdInMemory => {
+            let plan = if matches!(v, Variant::Od | Variant::OdInMemory) {
                 od_plan(1.0)
             } else {
                 population_plan(1.0)
             };
-            let backend = if v == Variant::PopulationInMemory {
+            let backend = if v.in_memory() {
                 PolarsBackend::IN_MEMORY
             } else {
                 PolarsBackend::STREAMING

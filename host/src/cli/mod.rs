@@ -288,7 +288,7 @@ enum Command {
         #[arg(long, default_value_t = 100_000_000)]
         in_memory_up_to: usize,
         /// With --scale: only these variants (raw-streaming, raw-in-memory, population,
-        /// population-in-memory, od; default all).
+        /// population-in-memory, od, od-in-memory; default all).
         #[arg(long, value_delimiter = ',')]
         variants: Vec<String>,
     },
