@@ -611,3 +611,28 @@ fn plans_that_once_differed_agree() {
         .fold(0.0f64, |a, b| a.max(*b));
     assert_eq!(top, 30.0, "a unit's sum is clamped to 3 rows x 10");
 }
+
+/// The streaming engine has no cancel handle: a check on every morsel of the scan stops it at
+/// the deadline. A deadline already past ends the query with `Deadline` (whichever comes first,
+/// the wait or the check), and a distant one lets it finish.
+#[test]
+fn the_streaming_engine_stops_at_the_deadline() {
+    use oar_host::query::BackendError;
+    let ds = Dataset::open(edgy()).unwrap();
+    let plan: Plan = serde_json::from_str(
+        r#"{"dataset":"edgy","group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"}],"epsilon":1.0}"#,
+    )
+    .unwrap();
+    let checked = query::check(&plan, &ds, LIMITS).unwrap();
+    let past = std::time::Instant::now();
+    assert_eq!(
+        PolarsBackend::STREAMING
+            .execute(&checked, &ds, Some(past))
+            .err(),
+        Some(BackendError::Deadline)
+    );
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    assert!(PolarsBackend::STREAMING
+        .execute(&checked, &ds, Some(later))
+        .is_ok());
+}
