@@ -399,7 +399,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         now + chrono::Duration::days(1),
     ));
     approval.sign(&member);
-    let verify_time = time(opts.repeat.max(20), || {
+    let verify_now = || {
         verify(
             &bundle,
             &approval,
@@ -408,17 +408,9 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             chrono::Utc::now(),
         )
         .map_err(|e| BenchError::Oar(e.to_string()))
-    })?;
-    let verified = Arc::new(
-        verify(
-            &bundle,
-            &approval,
-            &policy,
-            &crate::revocation::RevocationList::empty(),
-            chrono::Utc::now(),
-        )
-        .map_err(|e| BenchError::Oar(e.to_string()))?,
-    );
+    };
+    let verify_time = time(opts.repeat.max(20), verify_now)?;
+    let verified = Arc::new(verify_now()?);
     let mut catalog = Catalog::new();
     catalog.register(dataset.clone());
     let runtime = Runtime::new(None).map_err(|e| BenchError::Oar(e.to_string()))?;

@@ -548,19 +548,26 @@ fn enum_of(domain: &[Value]) -> Option<DataType> {
 
 /// The position of `e`'s value in `domain` by comparing it with each value (null if none).
 fn position_by_comparison(domain: &[Value], ty: ColumnType, e: Expr) -> Expr {
-    let values = typed_series("old", domain, ty);
     let mut out = lit(NULL).cast(DataType::UInt32);
-    for i in (0..values.len()).rev() {
-        let Ok(v) = values.get(i) else { continue };
-        if v.is_null() {
-            continue;
+    for (i, constant) in constants(domain, ty).into_iter().enumerate().rev() {
+        if let Some(constant) = constant {
+            out = when(e.clone().eq(constant))
+                .then(lit(i as u32))
+                .otherwise(out);
         }
-        let constant = lit(Scalar::new(values.dtype().clone(), v.into_static()));
-        out = when(e.clone().eq(constant))
-            .then(lit(i as u32))
-            .otherwise(out);
     }
     out
+}
+
+/// `values` as typed constants of type `ty`, in order (None for a value of another type).
+fn constants(values: &[Value], ty: ColumnType) -> Vec<Option<Expr>> {
+    let series = typed_series("constants", values, ty);
+    (0..series.len())
+        .map(|i| {
+            let v = series.get(i).ok().filter(|v| !v.is_null())?;
+            Some(lit(Scalar::new(series.dtype().clone(), v.into_static())))
+        })
+        .collect()
 }
 
 /// `values` as a series of type `ty` (a value of another type is null).
@@ -798,25 +805,19 @@ fn lower(e: &CheckedExpr) -> Expr {
         CheckedExpr::IsIn { expr, values, ty } => {
             // Small sets as a chain of comparisons, which the streaming engine streams (it
             // runs `is_in` in memory over its whole input); Kleene `or` keeps null for null.
+            // (The set's values all have the operand's type: the checker typed them.)
             let x = lower(expr);
-            let set = typed_series("set", values, *ty);
-            if (1..=IS_IN_AS_COMPARISONS).contains(&set.len()) {
-                let mut any: Option<Expr> = None;
-                for i in 0..set.len() {
-                    let Ok(v) = set.get(i) else { continue };
-                    let c = x
-                        .clone()
-                        .eq(lit(Scalar::new(set.dtype().clone(), v.into_static())));
-                    any = Some(match any {
-                        None => c,
-                        Some(a) => a.or(c),
-                    });
-                }
+            if (1..=IS_IN_AS_COMPARISONS).contains(&values.len()) {
+                let any = constants(values, *ty)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| x.clone().eq(c))
+                    .reduce(|a, b| a.or(b));
                 if let Some(any) = any {
                     return any;
                 }
             }
-            x.is_in(lit(set).implode(), false)
+            x.is_in(lit(typed_series("set", values, *ty)).implode(), false)
         }
         CheckedExpr::ToDate { expr, from } => match from {
             ColumnType::Datetime => lower(expr).dt().date(),
