@@ -7,7 +7,7 @@
 
 use super::{od_plan, population_plan, BenchError};
 use crate::dataset::Dataset;
-use crate::query::{self, PlanLimits, PolarsBackend, QueryBackend};
+use crate::query::{self, PlanLimits, QueryEngine};
 use crate::synth::cdr::CdrSpec;
 use polars::prelude::*;
 use std::fmt;
@@ -33,17 +33,24 @@ pub enum Variant {
     Od,
     /// The origin-destination release on Polars' in-memory engine.
     OdInMemory,
+    /// The population release on DataFusion, in process (needs the `datafusion` feature).
+    PopulationDataFusion,
+    /// The origin-destination release on DataFusion, in process (needs the `datafusion`
+    /// feature).
+    OdDataFusion,
 }
 
 impl Variant {
     /// Every variant, in report order.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 8] = [
         Variant::RawStreaming,
         Variant::RawInMemory,
         Variant::Population,
         Variant::PopulationInMemory,
+        Variant::PopulationDataFusion,
         Variant::Od,
         Variant::OdInMemory,
+        Variant::OdDataFusion,
     ];
 
     /// Its name on the command line.
@@ -55,6 +62,8 @@ impl Variant {
             Variant::PopulationInMemory => "population-in-memory",
             Variant::Od => "od",
             Variant::OdInMemory => "od-in-memory",
+            Variant::PopulationDataFusion => "population-datafusion",
+            Variant::OdDataFusion => "od-datafusion",
         }
     }
 
@@ -68,6 +77,13 @@ impl Variant {
             self,
             Variant::RawInMemory | Variant::PopulationInMemory | Variant::OdInMemory
         )
+    }
+
+    /// Whether this build can run it (the DataFusion variants need the `datafusion` feature;
+    /// without it they are skipped unless asked for, and then fail saying how to build).
+    fn built(self) -> bool {
+        cfg!(feature = "datafusion")
+            || !matches!(self, Variant::PopulationDataFusion | Variant::OdDataFusion)
     }
 }
 
@@ -196,6 +212,9 @@ pub fn run(opts: &ScaleOptions, progress: &mut dyn FnMut(&str)) -> Result<ScaleR
             if !opts.variants.is_empty() && !opts.variants.contains(&v) {
                 continue;
             }
+            if opts.variants.is_empty() && !v.built() {
+                continue;
+            }
             progress(&format!("{rows} rows: {} ...", v.name()));
             let out = std::process::Command::new(&opts.exe)
                 .args(["bench-variant", v.name(), "--data"])
@@ -287,17 +306,18 @@ pub fn run_variant(v: Variant, data: &Path) -> Result<Measurement, BenchError> {
             };
             std::hint::black_box(df);
         }
-        Variant::Population | Variant::PopulationInMemory | Variant::Od | Variant::OdInMemory => {
-            let plan = if matches!(v, Variant::Od | Variant::OdInMemory) {
+        _ => {
+            let plan = if matches!(v, Variant::Od | Variant::OdInMemory | Variant::OdDataFusion) {
                 od_plan(1.0)
             } else {
                 population_plan(1.0)
             };
-            let backend = if v.in_memory() {
-                PolarsBackend::IN_MEMORY
-            } else {
-                PolarsBackend::STREAMING
+            let engine = match v {
+                Variant::PopulationDataFusion | Variant::OdDataFusion => QueryEngine::DataFusion,
+                _ if v.in_memory() => QueryEngine::PolarsInMemory,
+                _ => QueryEngine::PolarsStreaming,
             };
+            let backend = crate::engine::backend(&engine).map_err(BenchError::Oar)?;
             let checked = query::check(&plan, &dataset, limits)
                 .map_err(|e| BenchError::Oar(e.to_string()))?;
             let stats = backend

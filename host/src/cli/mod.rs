@@ -166,8 +166,9 @@ enum Command {
         /// Synthetic people per dataset for --dry-run.
         #[arg(long, default_value_t = 20_000)]
         dry_units: usize,
-        /// The engine queries run on: polars-in-memory (fastest while the data fits in memory)
-        /// or polars-streaming (for data larger than memory).
+        /// The engine queries run on: polars-in-memory (fastest while the data fits in memory),
+        /// polars-streaming (for data larger than memory), datafusion, or a Ballista cluster
+        /// as df://host:port (those two need an oar built with `--features datafusion`).
         #[arg(long, default_value = "polars-in-memory", value_parser = oar_host::query::QueryEngine::from_name)]
         engine: oar_host::query::QueryEngine,
     },
@@ -288,7 +289,8 @@ enum Command {
         #[arg(long, default_value_t = 100_000_000)]
         in_memory_up_to: usize,
         /// With --scale: only these variants (raw-streaming, raw-in-memory, population,
-        /// population-in-memory, od, od-in-memory; default all).
+        /// population-in-memory, population-datafusion, od, od-in-memory, od-datafusion; default
+        /// all this build can run).
         #[arg(long, value_delimiter = ',')]
         variants: Vec<String>,
     },
@@ -777,7 +779,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let holder = holder_key.as_deref().map(KeyPair::read).transpose()?;
             let mut host = Host::new(Runtime::new(cache)?, catalog, p, ledger)
                 .with_revocations(Arc::new(revocations))
-                .with_backend(engine.backend());
+                .with_backend(oar_host::engine::backend(&engine).map_err(anyhow::Error::msg)?);
             if let (Some(path), Some(h)) = (&audit, &holder) {
                 let log = oar_host::audit::AuditLog::open(path, h.clone())
                     .with_context(|| format!("opening the audit log {}", path.display()))?;

@@ -92,8 +92,10 @@ pub struct ServeConfig {
     /// `DATA_DIR/datasets`. A descriptor anywhere else is refused.
     pub dataset_roots: Vec<PathBuf>,
     /// The engine queries run on (`OAR_QUERY_ENGINE`): `polars-in-memory` (default; fastest
-    /// while the columns a query reads fit in memory) or `polars-streaming` (for data larger
-    /// than memory). The holder's choice; a module cannot pick it.
+    /// while the columns a query reads fit in memory), `polars-streaming` (for data larger
+    /// than memory), `datafusion`, or the holder's Ballista cluster as `df://host:port` (those
+    /// two need a host built with the `datafusion` feature). The holder's choice; a module
+    /// cannot pick it.
     pub query_engine: crate::query::QueryEngine,
 }
 
@@ -578,7 +580,12 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     let host = Host::new(runtime, catalog, policy.clone(), ledger)
         .with_revocations(revocations)
         .with_audit(audit.clone())
-        .with_backend(config.query_engine.backend());
+        .with_backend(
+            crate::engine::backend(&config.query_engine).map_err(|message| ServeError::Config {
+                path: "query_engine".into(),
+                message,
+            })?,
+        );
     tracing::info!(
         engine = config.query_engine.name(),
         "queries run on this engine"

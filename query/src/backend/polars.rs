@@ -2,9 +2,9 @@
 //! Polars' thread pool next to the data. Nothing to install, nothing to start.
 
 use super::{BackendError, QueryBackend};
+use crate::checked::CheckedExpr;
 use crate::dataset::Dataset;
-use crate::query::checked::CheckedExpr;
-use crate::query::{
+use crate::{
     CellStats, CheckedPlan, CheckedStep, KeyIndex, UnitValue, ValueInput, BIN_SNAP, DOMINANCE_TOP,
 };
 use chrono::NaiveDate;

@@ -14,6 +14,7 @@
 pub mod backend;
 mod cell;
 pub mod checked;
+pub mod dataset;
 mod per_unit;
 
 use crate::dataset::Dataset;

@@ -225,6 +225,11 @@ impl Dataset {
         &self.descriptor
     }
 
+    /// The files holding the rows, as resolved paths (for backends that read them themselves).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
     /// The privacy-unit column.
     pub fn privacy_unit(&self) -> &str {
         &self.descriptor.privacy_unit
@@ -256,7 +261,7 @@ impl Dataset {
             parts.push(format!("{}|{}|{modified}", f.display(), meta.len()).into_bytes());
         }
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-        Ok(hex::encode(crate::keys::sha256_parts(&refs)))
+        Ok(hex::encode(sha256_parts(&refs)))
     }
 
     /// A lazy scan of all files.
@@ -308,6 +313,17 @@ impl Dataset {
         });
         std::sync::Arc::new(Schema::from_iter(fields))
     }
+}
+
+/// SHA-256 over length-prefixed parts (the same framing as the host's `keys::sha256_parts`).
+fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
 }
 
 fn dtype_matches(ty: ColumnType, actual: &DataType) -> bool {

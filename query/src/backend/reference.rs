@@ -7,9 +7,9 @@
 //! types); it computes nothing.
 
 use super::{BackendError, QueryBackend};
+use crate::checked::CheckedExpr;
 use crate::dataset::Dataset;
-use crate::query::checked::CheckedExpr;
-use crate::query::{
+use crate::{
     CellStats, CheckedPlan, CheckedStep, KeyIndex, UnitValue, ValueInput, BIN_SNAP, DOMINANCE_TOP,
 };
 use chrono::{NaiveDate, NaiveDateTime};
