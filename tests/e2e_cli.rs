@@ -272,6 +272,44 @@ fn sign_approve_verify_run_from_the_command_line() {
         "{register}"
     );
 
+    // The holder picks the query engine: DataFusion in this process when the host is built
+    // with it, and a clear way to build it when not.
+    let on_datafusion = oar(
+        &[
+            "run",
+            "--bundle",
+            "population.oarb",
+            "--approval",
+            "approval.json",
+            "--policy",
+            "policy.toml",
+            "--dataset",
+            "data/cdr.toml",
+            "--requester",
+            "stats-office",
+            "--params",
+            r#"{"epsilon": 0.25}"#,
+            "--out",
+            "release-datafusion",
+            "--engine",
+            "datafusion",
+        ],
+        d,
+    );
+    if cfg!(feature = "datafusion") {
+        let run = ok(on_datafusion);
+        assert!(run.contains("released 1 table(s)"), "{run}");
+        assert!(d
+            .join("release-datafusion/population_by_region_day.csv")
+            .exists());
+    } else {
+        assert!(!on_datafusion.status.success());
+        let stderr = String::from_utf8_lossy(&on_datafusion.stderr);
+        assert!(stderr.contains("--features datafusion"), "{stderr}");
+    }
+    let unknown = oar(&["run", "--engine", "duckdb"], d);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("df://host:port"));
+
     // Revocation: one member's signature is not enough to install a list; two are.
     let module_hash = json["module_hash"].as_str().unwrap().to_string();
     ok(oar(
@@ -530,6 +568,13 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
     // The in-memory variants stop at --in-memory-up-to.
     let in_memory = table.iter().filter(|l| l.contains("in-memory")).count();
     assert_eq!(in_memory, 3, "{stdout}");
+    // DataFusion's variants run when this oar has the engine, and are skipped when not.
+    let datafusion = table.iter().filter(|l| l.contains("-datafusion")).count();
+    assert_eq!(
+        datafusion,
+        if cfg!(feature = "datafusion") { 4 } else { 0 },
+        "{stdout}"
+    );
     // Every line has a peak resident set, and the data was written in files.
     assert!(table
         .iter()
