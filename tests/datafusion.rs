@@ -241,6 +241,23 @@ impl QueryBackend for Recording {
     }
 }
 
+/// Every plan both backends ran has the same per-cell statistics on both, and there is one.
+/// Plans are matched by their text: a module may choose its next query from a noisy answer, so
+/// two runs need not send the same sequence.
+fn assert_same_statistics(label: &str, want: &Recording, got: &Recording) {
+    let (want, got) = (want.seen.lock().unwrap(), got.seen.lock().unwrap());
+    let mut compared = 0;
+    for (plan, stats) in want.iter() {
+        if let Some((_, theirs)) = got.iter().find(|(p, _)| p == plan) {
+            if let Some(d) = differential::difference(stats, theirs) {
+                panic!("{label}: the cluster differs from Polars: {d}\nplan: {plan}");
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "{label}: no plan ran on both engines");
+}
+
 /// A host over the dataset at `descriptor` running queries on `backend`.
 fn host_on(world: &World, descriptor: &Path, backend: Arc<dyn QueryBackend>) -> Host {
     let mut policy = world.policy.clone();
@@ -310,21 +327,11 @@ fn the_five_example_modules_get_the_same_statistics_from_a_ballista_cluster_as_f
             out.result
                 .unwrap_or_else(|e| panic!("{crate_dir} on {}: {e}", backend.name()));
         }
-        let want = polars.seen.lock().unwrap();
-        let got = ballista.seen.lock().unwrap();
-        assert!(!want.is_empty(), "{crate_dir} ran no query");
-        // Plans are compared by their text: a module may choose its next query from a noisy
-        // answer, so the two runs need not send the same sequence.
-        let mut compared = 0;
-        for (plan, stats) in want.iter() {
-            if let Some((_, theirs)) = got.iter().find(|(p, _)| p == plan) {
-                if let Some(d) = differential::difference(stats, theirs) {
-                    panic!("{crate_dir}: the cluster differs from Polars: {d}\nplan: {plan}");
-                }
-                compared += 1;
-            }
-        }
-        assert!(compared > 0, "{crate_dir}: no plan ran on both engines");
+        assert!(
+            !polars.seen.lock().unwrap().is_empty(),
+            "{crate_dir} ran no query"
+        );
+        assert_same_statistics(crate_dir, &polars, &ballista);
     }
 }
 
@@ -395,17 +402,7 @@ fn an_executor_killed_mid_query_has_its_tasks_rerun_and_the_statistics_stay_whol
     )
     .result
     .unwrap();
-    let (want, got) = (polars.seen.lock().unwrap(), ballista.seen.lock().unwrap());
-    let mut compared = 0;
-    for (plan, stats) in want.iter() {
-        if let Some((_, theirs)) = got.iter().find(|(p, _)| p == plan) {
-            if let Some(d) = differential::difference(stats, theirs) {
-                panic!("after losing an executor the cluster differs from Polars: {d}");
-            }
-            compared += 1;
-        }
-    }
-    assert!(compared > 0, "no plan ran on both engines");
+    assert_same_statistics("after losing an executor", &polars, &ballista);
 }
 
 #[test]

@@ -153,35 +153,9 @@ fn sign_approve_verify_run_from_the_command_line() {
     approve("member-3");
     assert!(ok(verify()).starts_with("OK:"));
 
-    let run_as = |requester: &str, out: &str| {
-        oar(
-            &[
-                "run",
-                "--bundle",
-                "population.oarb",
-                "--approval",
-                "approval.json",
-                "--policy",
-                "policy.toml",
-                "--dataset",
-                "data/cdr.toml",
-                "--requester",
-                requester,
-                "--params",
-                r#"{"epsilon": 0.5}"#,
-                "--out",
-                out,
-                "--holder-key",
-                "keys/holder.key",
-                "--audit",
-                "audit.log",
-            ],
-            d,
-        )
-    };
-    // A dry run first: synthetic data shaped like the real set, nothing spent or written.
-    let dry = ok(oar(
-        &[
+    // `oar run` of the population module as `requester` into `out`, with `extra` arguments.
+    let run_with = |requester: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
             "run",
             "--bundle",
             "population.oarb",
@@ -192,18 +166,40 @@ fn sign_approve_verify_run_from_the_command_line() {
             "--dataset",
             "data/cdr.toml",
             "--requester",
-            "stats-office",
+            requester,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        oar(&args, d)
+    };
+    let run_as = |requester: &str, out: &str| {
+        run_with(
+            requester,
+            out,
+            &[
+                "--params",
+                r#"{"epsilon": 0.5}"#,
+                "--holder-key",
+                "keys/holder.key",
+                "--audit",
+                "audit.log",
+            ],
+        )
+    };
+    // A dry run first: synthetic data shaped like the real set, nothing spent or written.
+    let dry = ok(run_with(
+        "stats-office",
+        "dry-release",
+        &[
             "--params",
             r#"{"epsilon": 0.5}"#,
-            "--out",
-            "dry-release",
             "--dry-run",
             "--dry-rows",
             "50000",
             "--dry-units",
             "5000",
         ],
-        d,
     ));
     assert!(dry.contains("DRY RUN"), "{dry}");
     assert!(dry.contains("a real run would cost epsilon 0.5"), "{dry}");
@@ -274,27 +270,10 @@ fn sign_approve_verify_run_from_the_command_line() {
 
     // The holder picks the query engine: DataFusion in this process when the host is built
     // with it, and a clear way to build it when not.
-    let on_datafusion = oar(
-        &[
-            "run",
-            "--bundle",
-            "population.oarb",
-            "--approval",
-            "approval.json",
-            "--policy",
-            "policy.toml",
-            "--dataset",
-            "data/cdr.toml",
-            "--requester",
-            "stats-office",
-            "--params",
-            r#"{"epsilon": 0.25}"#,
-            "--out",
-            "release-datafusion",
-            "--engine",
-            "datafusion",
-        ],
-        d,
+    let on_datafusion = run_with(
+        "stats-office",
+        "release-datafusion",
+        &["--params", r#"{"epsilon": 0.25}"#, "--engine", "datafusion"],
     );
     if cfg!(feature = "datafusion") {
         let run = ok(on_datafusion);

@@ -402,17 +402,7 @@ fn assemble(
         }
     };
     let n = values.len();
-    let mut stats = CellStats {
-        units: vec![0; n_cells],
-        sums: vec![vec![0.0; n_cells]; n],
-        valued: vec![vec![0; n_cells]; n],
-        dominance: vec![vec![(Vec::new(), 0.0); n_cells]; n],
-        histograms: values
-            .iter()
-            .map(|v| v.quantile_bins.map_or(Vec::new(), |b| vec![0; n_cells * b]))
-            .collect(),
-        observed,
-    };
+    let mut stats = CellStats::zeros(plan, n_cells, observed);
     let finite_or_zero = |x: Option<f64>| x.filter(|x| x.is_finite()).unwrap_or(0.0);
     for b in per_cell {
         let cells = cells(b, plan)?;

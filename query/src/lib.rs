@@ -264,6 +264,24 @@ pub struct CellStats {
 }
 
 impl CellStats {
+    /// All-zero statistics for `cells` cells of `plan` (with key selection, `observed` names
+    /// them): what a backend fills in.
+    pub fn zeros(plan: &CheckedPlan, cells: usize, observed: Option<Vec<Vec<Value>>>) -> Self {
+        let n = plan.values.len();
+        CellStats {
+            units: vec![0; cells],
+            sums: vec![vec![0.0; cells]; n],
+            valued: vec![vec![0; cells]; n],
+            dominance: vec![vec![(Vec::new(), 0.0); cells]; n],
+            histograms: plan
+                .values
+                .iter()
+                .map(|v| v.quantile_bins.map_or(Vec::new(), |b| vec![0; cells * b]))
+                .collect(),
+            observed,
+        }
+    }
+
     /// Number of cells measured.
     pub fn cells(&self) -> usize {
         self.units.len()

@@ -562,17 +562,7 @@ fn aggregate(plan: &CheckedPlan, names: &[String], rows: &[Row]) -> CellStats {
         };
     let cells = observed.as_ref().map_or(plan.cells, Vec::len);
     let n = values.len();
-    let mut stats = CellStats {
-        units: vec![0; cells],
-        sums: vec![vec![0.0; cells]; n],
-        valued: vec![vec![0; cells]; n],
-        dominance: vec![vec![(Vec::new(), 0.0); cells]; n],
-        histograms: values
-            .iter()
-            .map(|v| v.quantile_bins.map_or(Vec::new(), |b| vec![0; cells * b]))
-            .collect(),
-        observed,
-    };
+    let mut stats = CellStats::zeros(plan, cells, observed);
     let mut contributions: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); cells]; n];
     for (cell, xs) in kept {
         let Some(&c) = slot_of.get(&cell) else {
