@@ -41,6 +41,14 @@ fn datafusion_computes_what_the_reference_computes_on_random_plans() {
     );
 }
 
+/// A CSV dataset reads the same on DataFusion (every column as text, then converted, a value
+/// that does not parse being null) as on Polars' reader, which the reference uses.
+#[test]
+fn datafusion_reads_a_csv_dataset_as_the_reference_does_on_random_plans() {
+    let backend = DataFusionBackend::in_process().unwrap();
+    differential::differential_on(differential::edgy_csv(), &backend, 300, 5);
+}
+
 /// Plans on which DataFusion once differed from the reference, each with what went wrong.
 #[test]
 fn plans_that_once_differed_on_datafusion_agree() {

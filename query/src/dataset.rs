@@ -269,7 +269,8 @@ impl Dataset {
     /// CSV columns are read as their declared types, whatever the first rows look like, and a
     /// value that does not parse as its column's type reads as null (so a float column whose
     /// first rows are whole numbers still reads a later `NaN`, and no value can make a scan
-    /// fail: whether a query fails must not depend on the data).
+    /// fail: whether a query fails must not depend on the data). An empty text field reads as
+    /// null, quoted (`""`) or not, as every engine's CSV reader can tell.
     pub fn scan(&self) -> PolarsResult<LazyFrame> {
         let frames = self
             .files
@@ -285,7 +286,8 @@ impl Dataset {
                         .with_try_parse_dates(true)
                         .with_dtype_overwrite(Some(self.csv_types()))
                         .with_ignore_errors(true)
-                        .finish(),
+                        .finish()
+                        .map(|lf| self.empty_text_as_null(lf)),
                 }
             })
             .collect::<PolarsResult<Vec<_>>>()?;
@@ -298,6 +300,33 @@ impl Dataset {
 }
 
 impl Dataset {
+    /// `lf` with the empty strings of the unit and of every declared text column as nulls
+    /// (Polars reads a quoted
+    /// empty field as an empty string; Arrow's reader, as DataFusion's, cannot tell it from an
+    /// unquoted one, which is null).
+    fn empty_text_as_null(&self, lf: LazyFrame) -> LazyFrame {
+        let unit = self.descriptor.privacy_unit.as_str();
+        // The unit's type is not declared: it is compared as text and otherwise left as read.
+        let mut text = vec![when(col(unit).cast(DataType::String).eq(lit("")))
+            .then(lit(NULL))
+            .otherwise(col(unit))
+            .alias(unit)];
+        text.extend(
+            self.descriptor
+                .columns
+                .iter()
+                .filter(|c| c.dtype == ColumnType::Str)
+                .map(|c| {
+                    let name = c.name.as_str();
+                    when(col(name).eq(lit("")))
+                        .then(lit(NULL).cast(DataType::String))
+                        .otherwise(col(name))
+                        .alias(name)
+                }),
+        );
+        lf.with_columns(text)
+    }
+
     /// The Polars types the declared columns are read as from CSV (dates and datetimes are left
     /// to the reader's date parsing).
     fn csv_types(&self) -> SchemaRef {

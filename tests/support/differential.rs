@@ -464,7 +464,37 @@ pub fn difference(want: &CellStats, got: &CellStats) -> Option<String> {
 }
 
 pub fn differential(backend: &dyn QueryBackend, plans: usize, seed: u64) {
-    let ds = Dataset::open(edgy()).unwrap();
+    differential_on(edgy(), backend, plans, seed);
+}
+
+/// The same edge-case rows as a CSV file (as Polars writes it: NaN, inf and empty fields
+/// included), described like the Parquet set.
+pub fn edgy_csv() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = edgy().parent().unwrap().join("csv");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut df = LazyFrame::scan_parquet(
+            PlPath::new(&edgy().with_file_name("edgy.parquet").to_string_lossy()),
+            Default::default(),
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+        let mut file = std::fs::File::create(dir.join("edgy.csv")).unwrap();
+        CsvWriter::new(&mut file).finish(&mut df).unwrap();
+        let descriptor = std::fs::read_to_string(edgy())
+            .unwrap()
+            .replace("format = \"parquet\"", "format = \"csv\"")
+            .replace("paths = [\"edgy.parquet\"]", "paths = [\"edgy.csv\"]");
+        std::fs::write(dir.join("edgy.toml"), descriptor).unwrap();
+        dir.join("edgy.toml")
+    })
+}
+
+/// [`differential`] over the dataset described at `descriptor`.
+pub fn differential_on(descriptor: &Path, backend: &dyn QueryBackend, plans: usize, seed: u64) {
+    let ds = Dataset::open(descriptor).unwrap();
     let mut rng = SplitMix64::new(seed);
     let (mut compared, mut refused, mut truncated, mut selected, mut per_unit) = (0, 0, 0, 0, 0);
     for _ in 0..plans {
