@@ -49,6 +49,25 @@ fn datafusion_reads_a_csv_dataset_as_the_reference_does_on_random_plans() {
     differential::differential_on(differential::edgy_csv(), &backend, 300, 5);
 }
 
+/// A query still running at the deadline is abandoned with `Deadline`; one with time to spare
+/// finishes. (On a cluster the host stops waiting the same way.)
+#[test]
+fn the_datafusion_engine_stops_at_the_deadline() {
+    let ds = Dataset::open(differential::edgy()).unwrap();
+    let plan: oar_guest::plan::Plan = serde_json::from_str(
+        r#"{"dataset":"edgy","group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"}],"epsilon":1.0}"#,
+    )
+    .unwrap();
+    let checked = query::check(&plan, &ds, differential::LIMITS).unwrap();
+    let backend = DataFusionBackend::in_process().unwrap();
+    assert_eq!(
+        backend.execute(&checked, &ds, Some(Instant::now())).err(),
+        Some(BackendError::Deadline)
+    );
+    let later = Instant::now() + Duration::from_secs(60);
+    assert!(backend.execute(&checked, &ds, Some(later)).is_ok());
+}
+
 /// Plans on which DataFusion once differed from the reference, each with what went wrong.
 #[test]
 fn plans_that_once_differed_on_datafusion_agree() {
