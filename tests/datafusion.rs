@@ -412,7 +412,9 @@ fn od_run_killing(
 fn an_executor_killed_mid_query_has_its_tasks_rerun_and_the_statistics_stay_whole() {
     // Ballista re-runs a lost executor's tasks on the other one: the release is whole, with
     // every cell's statistics exactly those Polars computes, never a partial table.
-    let mut cluster = Cluster::start(&["--executor-timeout", "3"], &[]);
+    // A heartbeat 10 s late counts as lost: under the whole test suite on two cores the
+    // surviving executor's 1 s heartbeats were once more than 3 s late, and the job failed.
+    let mut cluster = Cluster::start(&["--executor-timeout", "10"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let ballista = Recording::new(Arc::new(cluster.backend()));
     let (host, _) = od_host_on(dir.path(), ballista.clone());
