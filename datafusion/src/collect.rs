@@ -2,7 +2,9 @@
 //! bounding, and the per-cell figures, computed by DataFusion; only one row per cell (and per
 //! cell and bin for quantiles) comes back to this process.
 
-use crate::lower::{self, abs, clamp, coalesce_f64, column, to_f64, UNIT};
+use crate::lower::{
+    self, abs, binary, clamp, coalesce_f64, column, f64_lit, i64_lit, to_f64, UNIT,
+};
 use crate::{execute, fail, Target};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -11,7 +13,7 @@ use datafusion::error::Result;
 use datafusion::functions::unicode::expr_fn::character_length;
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, sum};
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{cast, lit, when, BinaryExpr, Expr, ExprFunctionExt, Operator};
+use datafusion::logical_expr::{cast, lit, when, Expr, ExprFunctionExt, Operator};
 use datafusion::prelude::{DataFrame, SessionContext};
 use oar_guest::ColumnType;
 use oar_query::backend::BackendError;
@@ -25,20 +27,8 @@ fn contribution(i: usize) -> String {
     format!("__oar_c{i}")
 }
 
-fn i64_lit(x: i64) -> Expr {
-    lit(ScalarValue::Int64(Some(x)))
-}
-
-fn f64_lit(x: f64) -> Expr {
-    lit(ScalarValue::Float64(Some(x)))
-}
-
 fn concat(l: Expr, r: Expr) -> Expr {
-    Expr::BinaryExpr(BinaryExpr::new(
-        Box::new(l),
-        Operator::StringConcat,
-        Box::new(r),
-    ))
+    binary(l, Operator::StringConcat, r)
 }
 
 /// Computes `plan`'s per-cell statistics over `dataset`.
@@ -156,15 +146,11 @@ fn cell_expr(plan: &CheckedPlan) -> Expr {
                 Some(i) => position(&k.name, i),
                 None => lit(ScalarValue::Int64(None)),
             };
-            index = Expr::BinaryExpr(BinaryExpr::new(
-                Box::new(Expr::BinaryExpr(BinaryExpr::new(
-                    Box::new(index),
-                    Operator::Multiply,
-                    Box::new(i64_lit(k.domain.len() as i64)),
-                ))),
+            index = binary(
+                binary(index, Operator::Multiply, i64_lit(k.domain.len() as i64)),
                 Operator::Plus,
-                Box::new(p),
-            ));
+                p,
+            );
         }
         index
     }
@@ -190,23 +176,11 @@ fn position(name: &str, index: &KeyIndex) -> Expr {
                 (*start - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date"))
                     .num_days() as i32,
             );
-            in_range(
-                Expr::BinaryExpr(BinaryExpr::new(
-                    Box::new(days),
-                    Operator::Minus,
-                    Box::new(i64_lit(first)),
-                )),
-                *len,
-            )
+            in_range(binary(days, Operator::Minus, i64_lit(first)), *len)
         }
-        KeyIndex::IntRange { first, len } => in_range(
-            Expr::BinaryExpr(BinaryExpr::new(
-                Box::new(x),
-                Operator::Minus,
-                Box::new(i64_lit(*first)),
-            )),
-            *len,
-        ),
+        KeyIndex::IntRange { first, len } => {
+            in_range(binary(x, Operator::Minus, i64_lit(*first)), *len)
+        }
         KeyIndex::Lookup(domain, ty) => lookup(x, domain, *ty),
     }
 }
@@ -289,23 +263,13 @@ fn histogram(records: DataFrame, i: usize, [lo, hi]: [f64; 2], bins: usize) -> R
     let c = column(&contribution(i));
     // floor((c - lo) / (hi - lo) * bins + BIN_SNAP), clamped to [0, bins - 1]; the position is
     // at least -1e-9 (c >= lo up to rounding), so truncation is the floor wherever it matters.
-    let position = Expr::BinaryExpr(BinaryExpr::new(
-        Box::new(Expr::BinaryExpr(BinaryExpr::new(
-            Box::new(Expr::BinaryExpr(BinaryExpr::new(
-                Box::new(Expr::BinaryExpr(BinaryExpr::new(
-                    Box::new(c.clone()),
-                    Operator::Minus,
-                    Box::new(f64_lit(lo)),
-                ))),
-                Operator::Divide,
-                Box::new(f64_lit(hi - lo)),
-            ))),
-            Operator::Multiply,
-            Box::new(f64_lit(bins as f64)),
-        ))),
-        Operator::Plus,
-        Box::new(f64_lit(BIN_SNAP)),
-    ));
+    let offset = binary(c.clone(), Operator::Minus, f64_lit(lo));
+    let widths = binary(
+        binary(offset, Operator::Divide, f64_lit(hi - lo)),
+        Operator::Multiply,
+        f64_lit(bins as f64),
+    );
+    let position = binary(widths, Operator::Plus, f64_lit(BIN_SNAP));
     let bin = when(position.clone().lt(f64_lit(0.0)), i64_lit(0))
         .when(
             position.clone().gt_eq(f64_lit((bins - 1) as f64)),

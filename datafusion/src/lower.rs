@@ -54,11 +54,11 @@ fn null_of(ty: DataType) -> Expr {
     lit(ScalarValue::try_from(&ty).unwrap_or(ScalarValue::Null))
 }
 
-fn f64_lit(x: f64) -> Expr {
+pub(crate) fn f64_lit(x: f64) -> Expr {
     lit(ScalarValue::Float64(Some(x)))
 }
 
-fn i64_lit(x: i64) -> Expr {
+pub(crate) fn i64_lit(x: i64) -> Expr {
     lit(ScalarValue::Int64(Some(x)))
 }
 
@@ -67,7 +67,7 @@ pub fn rank_lit(k: u64) -> Expr {
     lit(ScalarValue::UInt64(Some(k)))
 }
 
-fn binary(l: Expr, op: Operator, r: Expr) -> Expr {
+pub(crate) fn binary(l: Expr, op: Operator, r: Expr) -> Expr {
     Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r)))
 }
 
