@@ -118,6 +118,54 @@ fn plans_that_once_differed_agree() {
     assert_eq!(top, 30.0, "a unit's sum is clamped to 3 rows x 10");
 }
 
+/// Count-only plans over public keys are collected as each unit's cells in a bitset of 64-bit
+/// words (up to four): cells on both sides of a word's edge, bitsets of several words cut to the
+/// bound, and domains too large for a bitset (the general path) all agree with the reference.
+#[test]
+fn count_only_plans_agree_whatever_the_bitset_words() {
+    let ds = Dataset::open(edgy()).unwrap();
+    let mut bitsets = 0;
+    // region 4, kind 2, flag 2, visits 10, level 3.
+    for keys in [
+        &["region"][..],                                // 4 cells, one word
+        &["region", "kind", "flag", "level"],           // 48
+        &["region", "kind", "visits"],                  // 80: two words
+        &["kind", "flag", "visits", "level"],           // 120
+        &["region", "kind", "visits", "level"],         // 240: four words
+        &["region", "kind", "flag", "visits", "level"], // 480: the general path
+    ] {
+        for bound in [Some(1), Some(3), Some(40), None] {
+            let plan = Plan {
+                dataset: "edgy".into(),
+                steps: vec![],
+                group_by: keys.iter().map(|k| k.to_string()).collect(),
+                aggregates: vec![Aggregate::CountUnits { name: "n".into() }],
+                bounds: ContributionBounds {
+                    max_groups_per_unit: bound,
+                    max_rows_per_group: None,
+                },
+                epsilon: 1.0,
+                totals: false,
+                key_selection: false,
+            };
+            let checked = query::check(&plan, &ds, LIMITS).unwrap();
+            bitsets += usize::from(checked.cells <= 256);
+            let want = ReferenceBackend.execute(&checked, &ds, None).unwrap();
+            assert!(want.units.iter().sum::<i64>() > 0, "{keys:?}");
+            for backend in [PolarsBackend::IN_MEMORY, PolarsBackend::STREAMING] {
+                let got = backend.execute(&checked, &ds, None).unwrap();
+                assert_eq!(
+                    difference(&want, &got),
+                    None,
+                    "{} over {keys:?}, bound {bound:?}",
+                    backend.name()
+                );
+            }
+        }
+    }
+    assert_eq!(bitsets, 20);
+}
+
 /// The streaming engine has no cancel handle: a check on every morsel of the scan stops it at
 /// the deadline. A deadline already past ends the query with `Deadline` (whichever comes first,
 /// the wait or the check), and a distant one lets it finish.

@@ -91,7 +91,7 @@ impl Host {
             revocations: Arc::new(Revocations::new()),
             audit: None,
             reuse_releases: true,
-            backend: Arc::new(crate::query::PolarsBackend::IN_MEMORY),
+            backend: Arc::new(crate::query::PolarsBackend::default()),
         }
     }
 

@@ -166,10 +166,11 @@ enum Command {
         /// Synthetic people per dataset for --dry-run.
         #[arg(long, default_value_t = 20_000)]
         dry_units: usize,
-        /// The engine queries run on: polars-in-memory (fastest while the data fits in memory),
-        /// polars-streaming (for data larger than memory), datafusion, or a Ballista cluster
-        /// as df://host:port (those two need an oar built with `--features datafusion`).
-        #[arg(long, default_value = "polars-in-memory", value_parser = oar_host::query::QueryEngine::from_name)]
+        /// The engine queries run on: polars-streaming (memory bounded by people and cells,
+        /// not rows), polars-in-memory (holds the columns a query reads), datafusion, or a
+        /// Ballista cluster as df://host:port (those two need an oar built with
+        /// `--features datafusion`).
+        #[arg(long, default_value = "polars-streaming", value_parser = oar_host::query::QueryEngine::from_name)]
         engine: oar_host::query::QueryEngine,
     },
     /// Run the holder's service: signed requests, job queue, signed releases, audit log. With no

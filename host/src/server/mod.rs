@@ -91,9 +91,9 @@ pub struct ServeConfig {
     /// Folders the admin API may register dataset descriptors from; default
     /// `DATA_DIR/datasets`. A descriptor anywhere else is refused.
     pub dataset_roots: Vec<PathBuf>,
-    /// The engine queries run on (`OAR_QUERY_ENGINE`): `polars-in-memory` (default; fastest
-    /// while the columns a query reads fit in memory), `polars-streaming` (for data larger
-    /// than memory), `datafusion`, or the holder's Ballista cluster as `df://host:port` (those
+    /// The engine queries run on (`OAR_QUERY_ENGINE`): `polars-streaming` (default; memory
+    /// bounded by people and cells, not rows), `polars-in-memory` (holds the columns a query
+    /// reads), `datafusion`, or the holder's Ballista cluster as `df://host:port` (those
     /// two need a host built with the `datafusion` feature). The holder's choice; a module
     /// cannot pick it.
     pub query_engine: crate::query::QueryEngine,

@@ -36,12 +36,12 @@ pub enum BackendError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum QueryEngine {
-    /// Polars' streaming engine: memory grows with distinct (unit, cell) pairs rather than
-    /// rows (1B rows in 11 GiB), at some cost in time on data that fits in memory.
-    PolarsStreaming,
-    /// Polars' in-memory engine (the default: the fastest while the columns a query reads fit
-    /// in memory).
+    /// Polars' streaming engine (the default): memory bounded by units and cells rather than
+    /// rows, and the fastest of the engines on the population and origin-destination releases
+    /// (`oar bench --scale`).
     #[default]
+    PolarsStreaming,
+    /// Polars' in-memory engine: holds the columns a query reads.
     PolarsInMemory,
     /// Apache DataFusion in the host's process.
     DataFusion,
@@ -153,7 +153,7 @@ mod tests {
         );
         assert!(err.contains("df://host:port"), "{err}");
         let name = |e: QueryEngine| e.polars_backend().map(|b| b.name());
-        assert_eq!(name(QueryEngine::default()), Some("polars"));
+        assert_eq!(name(QueryEngine::default()), Some("polars-streaming"));
         assert_eq!(name(QueryEngine::PolarsStreaming), Some("polars-streaming"));
         assert_eq!(name(QueryEngine::DataFusion), None);
     }
