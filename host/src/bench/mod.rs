@@ -82,10 +82,10 @@ pub struct BenchReport {
     pub peers: Option<peers::PeerTimes>,
     /// OAR query path (validation + execution + gate).
     pub oar_query: Duration,
-    /// OAR execution alone (no gate), to split the time, with the default (in-memory) engine.
+    /// OAR execution alone (no gate), to split the time, with the default (streaming) engine.
     pub oar_execute: Duration,
-    /// OAR execution alone on Polars' streaming engine.
-    pub oar_execute_streaming: Duration,
+    /// OAR execution alone on Polars' in-memory engine.
+    pub oar_execute_in_memory: Duration,
     /// Whole sandboxed module run.
     pub oar_module: Duration,
     /// Verification of bundle and approval.
@@ -132,11 +132,11 @@ impl fmt::Display for BenchReport {
         }
         writeln!(
             f,
-            "  OAR query: execute (bounding, cells) {:>9.1} ms   {:.2}x   (streaming engine {:.1} ms, {:.2}x)",
+            "  OAR query: execute (bounding, cells) {:>9.1} ms   {:.2}x   (in-memory engine {:.1} ms, {:.2}x)",
             ms(self.oar_execute),
             ratio(self.oar_execute),
-            ms(self.oar_execute_streaming),
-            ratio(self.oar_execute_streaming)
+            ms(self.oar_execute_in_memory),
+            ratio(self.oar_execute_in_memory)
         )?;
         writeln!(
             f,
@@ -325,10 +325,10 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
         execute(&checked)
     })?;
-    let oar_execute_streaming = time(opts.repeat, || {
+    let oar_execute_in_memory = time(opts.repeat, || {
         let checked =
             query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
-        run_with(query::PolarsBackend::STREAMING, &checked)
+        run_with(query::PolarsBackend::IN_MEMORY, &checked)
     })?;
     let oar_query = time(opts.repeat, || {
         let compiled =
@@ -448,7 +448,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         raw_polars,
         raw_in_memory,
         raw_streaming,
-        oar_execute_streaming,
+        oar_execute_in_memory,
         peers,
         oar_query,
         oar_execute,

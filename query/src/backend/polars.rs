@@ -388,7 +388,16 @@ fn frame(
             );
         }
     }
-    Ok(per_unit_cell.group_by([col(CELL)]).agg(cell_aggs))
+    let out = per_unit_cell.group_by([col(CELL)]).agg(cell_aggs);
+    // A per-unit stage's join back to the rows keeps the rows' order (`per_unit`) so that the
+    // streaming engine builds its table on the per-unit side; Polars' order check would drop
+    // that (no later step observes the order), and the engine would buffer up to 10M rows of
+    // each scan to sample which side is smaller.
+    Ok(if streaming {
+        out.with_check_order(false)
+    } else {
+        out
+    })
 }
 
 /// What a plan's collected frame holds.
@@ -749,7 +758,8 @@ fn per_unit(
             with_value.push(col(IN));
             let counted = source
                 .group_by(with_value)
-                .agg([len().alias("__per_unit_n")]);
+                .agg([len().alias("__per_unit_n")])
+                .cache();
             let top = counted
                 .clone()
                 .group_by(keys.clone())
@@ -790,7 +800,8 @@ fn per_unit(
             source.group_by(keys.clone()).agg([agg.alias(OUT)])
         }
     }
-    .with_column(lit(true).alias(PRESENT));
+    .with_column(lit(true).alias(PRESENT))
+    .cache();
     // A partition missing from the join reduced nothing (the left join leaves it null).
     let empty = match reduce {
         Reduce::Sum => Some(lit(0.0)),
@@ -805,6 +816,7 @@ fn per_unit(
     };
     let mut join = JoinArgs::new(JoinType::Left);
     join.nulls_equal = true;
+    join.maintain_order = MaintainOrderJoin::Left;
     let mut drop = vec![IN, OUT, PRESENT];
     if rows.is_some() {
         drop.push(KEEP);
