@@ -1,7 +1,8 @@
 //! The sandbox: wasmtime components with only our imports, a memory cap and a deadline.
 //!
 //! [`Runtime`] is long-lived and shared (engine, linker, compiled-code cache keyed by the verified
-//! module hash, the epoch ticker). The linker holds `oar:runtime/host` and only the WASI interfaces
+//! module hash, the epoch ticker). The linker holds `oar:runtime/host` (its bindings generated from
+//! `guest-sdk/wit/oar.wit`, see [`bindings`]) and only the WASI interfaces
 //! Rust's standard library needs; filesystem and sockets are not linked at all, and a component
 //! importing anything else is refused before instantiation. Each run gets a fresh `Store` holding
 //! its [`Session`], a locked-down WASI context (no environment or arguments, stdin closed,
@@ -9,6 +10,7 @@
 //! the job id), a memory cap (a `ResourceLimiter` that also records when it fired) and an epoch
 //! deadline.
 
+mod bindings;
 mod code_cache;
 mod wasi;
 
@@ -223,7 +225,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| SandboxError::Setup(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasi::link(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
-        link_host(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        bindings::link(&mut linker).map_err(|e| SandboxError::Setup(e.to_string()))?;
         let disk_cache = cache_dir
             .as_deref()
             .map(code_cache::CodeCache::open)
@@ -365,17 +367,16 @@ impl Runtime {
             .map_err(|e| classify(e, limits, store.data().limits.hit))
             .and_then(|instance| {
                 stats.instantiate = t.elapsed();
-                instance
-                    .get_typed_func::<(String,), (Result<(), String>,)>(&mut store, "run")
-                    .map_err(|e| SandboxError::MissingExport(e.to_string()))
+                bindings::ModuleWorld::new(&mut store, &instance)
+                    .map_err(|e| SandboxError::MissingExport(format!("{e:#}")))
             })
-            .and_then(|run| {
+            .and_then(|module| {
                 let t = Instant::now();
-                let out = run.call(&mut store, (params.to_string(),));
+                let out = module.call_run(&mut store, params);
                 stats.execute = t.elapsed();
                 match out {
-                    Ok((Ok(()),)) => Ok(()),
-                    Ok((Err(msg),)) => Err(SandboxError::Module(bounded(
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(msg)) => Err(SandboxError::Module(bounded(
                         &msg,
                         crate::module_text::MAX_MODULE_ERROR_CHARS,
                     ))),
@@ -427,36 +428,6 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), SandboxEr
             return Err(SandboxError::ForbiddenImport(name.to_string()));
         }
     }
-    Ok(())
-}
-
-/// Links `oar:runtime/host`: every function forwards to the store's [`Session`].
-fn link_host(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    let mut host = linker.instance(HOST_INTERFACE)?;
-    host.func_wrap("datasets", |store, (): ()| {
-        Ok((store.data().session.datasets(),))
-    })?;
-    host.func_wrap("dataset-schema", |store, (name,): (String,)| {
-        Ok((store.data().session.dataset_schema(&name),))
-    })?;
-    host.func_wrap("query", |mut store, (plan,): (String,)| {
-        let answer = store.data_mut().session.query(&plan);
-        // Past the deadline the module gets no answer at all: the run ends here.
-        if store.data().session.deadline_hit() {
-            wasmtime::bail!("the run's deadline passed during a query");
-        }
-        Ok((answer,))
-    })?;
-    host.func_wrap("budget-remaining", |store, (dataset,): (String,)| {
-        Ok((store.data().session.budget_remaining(&dataset),))
-    })?;
-    host.func_wrap("emit", |mut store, (name, table): (String, String)| {
-        Ok((store.data_mut().session.emit(&name, &table),))
-    })?;
-    host.func_wrap("log", |mut store, (message,): (String,)| {
-        store.data_mut().session.log(&message);
-        Ok(())
-    })?;
     Ok(())
 }
 
