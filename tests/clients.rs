@@ -4,7 +4,9 @@
 //!   wait, fetch, each under its own label and parameters;
 //! - a release is verified by Python (`rfc8785` + `cryptography`) and by `openssl pkeyutl`;
 //! - over TLS (an `rcgen` certificate), `curl`, Python's `ssl` and `oar submit`/`oar fetch`
-//!   with `--ca-cert` are served, and plain HTTP to the TLS port is not.
+//!   with `--ca-cert` are served, and plain HTTP to the TLS port is not;
+//! - Python's `jsonschema` validates plans, dataset schemas and released tables against the
+//!   published JSON Schemas (`guest-sdk/schema/`), and refuses misspelt ones.
 //!
 //! The Python and npm packages are pinned in `tests/interop/`; `.ci/run` installs them from
 //! the registries, and this test installs them itself when they are missing.
@@ -263,4 +265,120 @@ fn over_tls_curl_python_and_oar_are_served_and_plain_http_is_not() {
         .arg(&cert));
     assert!(out.contains("verified: signed by the holder"), "{out}");
     s.shutdown();
+}
+
+/// `cases` (name, document, whether it is valid) against `schema` with Python's `jsonschema`.
+fn validate_in_python(schema: &str, cases: &[(&str, serde_json::Value, bool)]) {
+    use std::io::Write;
+    let cases: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|(name, document, valid)| {
+            serde_json::json!({"name": name, "document": document, "valid": valid})
+        })
+        .collect();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guest-sdk/schema")
+        .join(schema);
+    let mut child = Command::new(python())
+        .arg(interop().join("validate_schema.py"))
+        .arg(&schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&cases).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}:\n{text}", schema.display());
+}
+
+/// A module in another language can check its documents against the published JSON Schemas with
+/// a validator OAR did not write: real plans (the population and OD releases, per-unit steps,
+/// quantiles, totals), the example datasets' schemas and a table the gate released all
+/// validate, and a misspelt field fails as the host refuses it.
+#[test]
+fn python_jsonschema_accepts_real_documents_and_refuses_misspelt_ones() {
+    use oar_guest::testing::{cdr_schema, meters_schema};
+    fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+        serde_json::to_value(v).unwrap()
+    }
+    let population = value(&oar_host::bench::population_plan(1.0));
+    let od = value(&oar_host::bench::od_plan(1.0));
+    let per_unit: serde_json::Value = serde_json::from_str(
+        r#"{"dataset":"edgy","steps":[{"op":"per_unit","name":"per","reduce":"sum","expr":{"kind":"literal","value":2.5},"by":["region"]}],"group_by":["visits"],"aggregates":[{"agg":"count_units","name":"n"},{"agg":"sum","name":"s","column":"per","bounds":[0.0,10.0]}],"bounds":{"max_groups_per_unit":2,"max_rows_per_group":3},"epsilon":1.0}"#,
+    )
+    .unwrap();
+    let quantile: serde_json::Value = serde_json::from_str(
+        r#"{"dataset":"edgy","steps":[{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"amount"},"right":{"kind":"arith","op":"mul","left":{"kind":"literal","value":5.0},"right":{"kind":"arith","op":"div","left":{"kind":"column","name":"amount"},"right":{"kind":"literal","value":5.0}}}}}],"group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"},{"agg":"quantile","name":"q","column":"amount","q":0.5,"bounds":[-3.0,3.0],"bins":7}],"totals":true,"epsilon":1.0}"#,
+    )
+    .unwrap();
+    let mut misspelt = population.clone();
+    let keys = misspelt
+        .as_object_mut()
+        .unwrap()
+        .remove("group_by")
+        .unwrap();
+    misspelt["groupby"] = keys;
+    let mut unknown_aggregate = population.clone();
+    unknown_aggregate["aggregates"][0]["agg"] = "count_rows".into();
+    let mut no_epsilon = population.clone();
+    no_epsilon.as_object_mut().unwrap().remove("epsilon");
+    let mut in_expression = od.clone();
+    in_expression["steps"][0]["expr"]["negate"] = true.into();
+    for doc in [&population, &od, &per_unit, &quantile] {
+        // The host reads every valid case as a plan.
+        serde_json::from_value::<oar_guest::plan::Plan>((*doc).clone()).unwrap();
+    }
+    validate_in_python(
+        "plan.schema.json",
+        &[
+            ("population", population, true),
+            ("od", od, true),
+            ("per-unit sum", per_unit, true),
+            ("quantile with totals", quantile, true),
+            ("groupby", misspelt, false),
+            ("count_rows", unknown_aggregate, false),
+            ("no epsilon", no_epsilon, false),
+            ("negate", in_expression, false),
+        ],
+    );
+
+    let cdr = value(&cdr_schema());
+    let mut misspelt_schema = cdr.clone();
+    misspelt_schema["columns"][0]["domian"] = serde_json::json!(["a"]);
+    validate_in_python(
+        "dataset-schema.schema.json",
+        &[
+            ("cdr", cdr, true),
+            ("meters", value(&meters_schema()), true),
+            ("domian", misspelt_schema, false),
+        ],
+    );
+
+    // A table the gate released (suppressed cells, intervals, release facts).
+    let w = World::new(1, 1);
+    let (host, _ledger) = common::host(&w, 10.0);
+    let mut local = oar_host::local::LocalHost::new(host.session(
+        "schema-1",
+        "stats-office",
+        common::verified(&w, "population"),
+    ));
+    oar_guest::run_with_host(&mut local, r#"{"epsilon": 0.5}"#, population::run).unwrap();
+    let record = local.finish();
+    let table = value(&record.outputs[0].1);
+    assert!(table["rows"].as_array().unwrap().len() > 100);
+    let mut misspelt_table = table.clone();
+    misspelt_table["rows"][0]["value"] = misspelt_table["rows"][0]["values"].clone();
+    validate_in_python(
+        "table.schema.json",
+        &[
+            ("population", table, true),
+            ("value", misspelt_table, false),
+        ],
+    );
 }

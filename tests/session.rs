@@ -416,3 +416,77 @@ fn a_misspelt_plan_field_is_refused_by_name_and_charges_nothing() {
     assert!(record.charges.is_empty());
     assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
 }
+
+/// A backend that counts its calls and returns nothing: it shows whether a plan was executed.
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl QueryBackend for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    fn execute(
+        &self,
+        _plan: &oar_host::query::CheckedPlan,
+        _dataset: &oar_host::dataset::Dataset,
+        _deadline: Option<std::time::Instant>,
+    ) -> Result<oar_host::query::CellStats, oar_host::query::BackendError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(oar_host::query::BackendError::Failed("counted"))
+    }
+}
+
+/// `check-plan` lets a module in any language check a plan before spending: it gives the
+/// refusal `query` would give, word for word, and for a plan `query` would run it says yes
+/// without executing it, charging anything or counting as a query.
+#[test]
+fn a_plan_check_gives_the_query_refusal_and_reads_no_row_and_charges_nothing() {
+    use std::sync::atomic::Ordering;
+    let w = World::new(1, 1);
+    let (host, ledger) = host(&w, 0.3);
+    let backend = std::sync::Arc::new(Counting(Default::default()));
+    let host = host.with_backend(backend.clone());
+    let mut s = host.session("check-1", "stats-office", verified(&w, "population"));
+
+    // Accepted: nothing executed, charged or counted.
+    let good = json(&plan());
+    for _ in 0..3 {
+        assert_eq!(s.check_plan(&good), Ok(()));
+    }
+    assert_eq!(backend.0.load(Ordering::SeqCst), 0);
+    assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
+
+    // Refused: the same text as the query's refusal.
+    let mut misspelt: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let keys = misspelt
+        .as_object_mut()
+        .unwrap()
+        .remove("group_by")
+        .unwrap();
+    misspelt["groupby"] = keys;
+    let mut unit_key = plan();
+    unit_key.group_by = vec!["subscriber_id".into()];
+    let mut over_budget = plan();
+    over_budget.epsilon = 0.5;
+    let mut other_dataset = plan();
+    other_dataset.dataset = "smart_meters".into();
+    for (text, why) in [
+        (misspelt.to_string(), "groupby"),
+        (json(&unit_key), "privacy unit"),
+        (json(&over_budget), "0.3"),
+        (json(&other_dataset), "not in this module's approval"),
+    ] {
+        let checked = s.check_plan(&text).expect_err(why);
+        assert!(checked.contains(why), "expected '{why}', got '{checked}'");
+        assert_eq!(s.query(&text).expect_err(why), checked);
+    }
+    assert_eq!(backend.0.load(Ordering::SeqCst), 0);
+
+    // The plan it accepted does run when queried (the backend is reached once).
+    assert!(s.query(&good).is_err());
+    assert_eq!(backend.0.load(Ordering::SeqCst), 1);
+    let record = s.finish();
+    assert_eq!(
+        record.attempts, 5,
+        "four refused queries and one run; no check counts"
+    );
+}

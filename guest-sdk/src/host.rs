@@ -33,6 +33,9 @@ use serde::de::DeserializeOwned;
 ///         Ok(r#"{"key_columns":["region"],"value_columns":["n"],
 ///                "rows":[{"keys":["North"],"values":[42.0]}]}"#.into())
 ///     }
+///     fn check_plan(&mut self, _plan: &str) -> Result<(), String> {
+///         Ok(())
+///     }
 ///     fn budget_remaining(&mut self, _dataset: &str) -> f64 {
 ///         1.0
 ///     }
@@ -75,6 +78,19 @@ pub trait Host {
     /// assert_eq!(host.query(plan), Err("policy says no".to_string()));
     /// ```
     fn query(&mut self, plan: &str) -> Result<String, String>;
+    /// Checks a plan (JSON) as `query` would before touching data, and answers with the refusal
+    /// `query` would give, or `Ok`; charges nothing and is not a query.
+    ///
+    /// ```
+    /// use oar_guest::{testing::{cdr_schema, FakeHost}, Host};
+    /// let mut host = FakeHost::new().with_dataset(cdr_schema()).with_budget("cdr", 1.0);
+    /// let plan = r#"{"dataset":"cdr","aggregates":[{"agg":"count_units","name":"n"}],"epsilon":0.5}"#;
+    /// assert_eq!(host.check_plan(plan), Ok(()));
+    /// let typo = r#"{"dataset":"cdr","groupby":["region"],"aggregates":[],"epsilon":0.5}"#;
+    /// assert!(host.check_plan(typo).unwrap_err().contains("groupby"));
+    /// assert_eq!(host.budget_remaining("cdr"), 1.0);
+    /// ```
+    fn check_plan(&mut self, plan: &str) -> Result<(), String>;
     /// Epsilon still available to this run on `dataset`.
     ///
     /// ```
@@ -185,6 +201,12 @@ impl<'h> Context<'h> {
     pub fn dataset(&mut self, name: &str) -> Result<Query<'_, 'h>, Error> {
         let schema = self.schema(name)?;
         Ok(Query::new(self, schema))
+    }
+
+    /// Asks the host whether it would answer `plan_json` (see [`Query::check_with_host`] for the
+    /// typed way): the host's own checks, nothing charged.
+    pub(crate) fn check_json(&mut self, plan_json: &str) -> Result<(), Error> {
+        self.host.check_plan(plan_json).map_err(Error::Refused)
     }
 
     /// Epsilon this run may still spend on `dataset`.

@@ -85,6 +85,8 @@ mod error;
 mod expr;
 mod facts;
 mod host;
+#[cfg(feature = "json-schema")]
+pub mod json_schema;
 pub mod per_unit;
 pub mod plan;
 mod query;

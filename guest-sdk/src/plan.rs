@@ -46,6 +46,7 @@ pub const MAX_PER_UNIT_STEPS: usize = 8;
 /// assert!(err.contains("unknown field `groupby`"), "{err}");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The dataset to read.
@@ -117,6 +118,7 @@ impl Plan {
 /// assert_eq!(json["op"], "derive");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Keep the rows where `predicate` is true.
@@ -164,6 +166,7 @@ pub enum Step {
 /// assert_eq!(serde_json::to_string(&Reduce::CountDistinct).unwrap(), "\"count_distinct\"");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reduce {
     /// The most frequent value (ties go to the smallest); keeps the input's public domain.
@@ -202,6 +205,7 @@ pub enum Reduce {
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expr {
     /// A column of the dataset or one derived earlier.
@@ -292,6 +296,7 @@ pub enum Expr {
 /// assert!(matches!(col("a").le(1), Expr::Compare { op: CompareOp::Le, .. }));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CompareOp {
     /// `==`
@@ -315,6 +320,7 @@ pub enum CompareOp {
 /// assert!(matches!(col("kwh") / 2, Expr::Arith { op: ArithOp::Div, .. }));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ArithOp {
     /// `+`
@@ -336,6 +342,7 @@ pub enum ArithOp {
 /// assert!(matches!(a, Aggregate::Sum { bounds: Some([0.0, 5.0]), .. }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(tag = "agg", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Aggregate {
     /// The number of distinct privacy units in the cell.
@@ -410,6 +417,7 @@ impl Aggregate {
 /// assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"max_groups_per_unit":7}"#);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContributionBounds {
     /// The most cells one unit may add to (its extra cells are dropped, deterministically).

@@ -460,6 +460,30 @@ impl<'c, 'h> Query<'c, 'h> {
         crate::validate::check_plan(&self.schema, &self.plan)
     }
 
+    /// Asks the host whether it would answer this plan with budget `epsilon`: the SDK's checks
+    /// ([`Query::check`]), then the host's own (scope, schema, the policy, the run's query limit
+    /// and the budget left). Nothing is charged, no data is read and it is not a query; a refusal
+    /// is the one [`Query::release`] would get.
+    ///
+    /// ```
+    /// use oar_guest::testing::{cdr_schema, FakeHost};
+    /// use oar_guest::{Context, Error};
+    ///
+    /// let mut host = FakeHost::new().with_dataset(cdr_schema()).with_budget("cdr", 1.0);
+    /// let mut ctx = Context::new(&mut host);
+    /// ctx.dataset("cdr")?.group_by(["region"]).count_units("n").check_with_host(0.5)?;
+    /// let over = ctx.dataset("cdr")?.group_by(["region"]).count_units("n").check_with_host(2.0);
+    /// assert!(matches!(over, Err(Error::Refused(_))));
+    /// assert_eq!(ctx.budget_remaining("cdr"), 1.0);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn check_with_host(mut self, epsilon: f64) -> Result<(), Error> {
+        self.check()?;
+        self.plan.epsilon = epsilon;
+        let json = serde_json::to_string(&self.plan).map_err(|e| Error::Protocol(e.to_string()))?;
+        self.ctx.check_json(&json)
+    }
+
     /// Checks the plan ([`Query::check`]), sends it to the host with budget `epsilon` and
     /// returns the gated table.
     ///

@@ -16,6 +16,7 @@ use std::fmt;
 /// assert_eq!(t.to_string(), "datetime");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     /// Text (identifiers, categories).
@@ -82,6 +83,7 @@ impl fmt::Display for ColumnType {
 /// assert_eq!(kwh.domain, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ColumnSchema {
     /// Column name, as plans refer to it.
@@ -186,6 +188,7 @@ impl ColumnSchema {
 /// assert_eq!(schema.max_groups_per_unit, 48);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSchema {
     /// Dataset name, as plans refer to it.

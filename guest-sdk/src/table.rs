@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(t.rows[0].suppressed, Some(Suppression::MinimumUnits));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Suppression {
     /// Fewer distinct units than the gate's rule allows (noisy threshold, then the hard minimum).
@@ -36,6 +37,7 @@ pub enum Suppression {
 /// assert_eq!(row.suppressed, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Row {
     /// Key values, in the order of [`Table::key_columns`].
@@ -60,6 +62,7 @@ pub struct Row {
 /// assert!((a.ci95_half_width - 5.99).abs() < 0.01);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Accuracy {
     /// The value column it describes.
@@ -81,6 +84,7 @@ pub struct Accuracy {
 /// assert_eq!(t.release.as_ref().map(|r| r.min_units), Some(10));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseInfo {
     /// Epsilon charged for this table.
@@ -123,6 +127,7 @@ pub struct ReleaseInfo {
 /// assert_eq!((t.released().count(), t.suppressed_count()), (1, 1));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Table {
     /// Names of the key columns.

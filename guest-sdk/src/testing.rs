@@ -296,6 +296,25 @@ impl Host for FakeHost {
         serde_json::to_string(&table).map_err(|e| e.to_string())
     }
 
+    fn check_plan(&mut self, plan: &str) -> Result<(), String> {
+        let plan: Plan = serde_json::from_str(plan).map_err(|e| format!("malformed plan: {e}"))?;
+        let schema = self
+            .schema(&plan.dataset)
+            .ok_or_else(|| format!("no dataset '{}' on this fake host", plan.dataset))?;
+        crate::validate::check_plan(schema, &plan).map_err(|e| e.to_string())?;
+        if !(plan.epsilon.is_finite() && plan.epsilon > 0.0) {
+            return Err(format!("epsilon must be positive, got {}", plan.epsilon));
+        }
+        let left = self.budget_remaining(&plan.dataset);
+        if plan.epsilon > left {
+            return Err(format!(
+                "budget exhausted: the plan asks for epsilon {} and {left} is left on '{}'",
+                plan.epsilon, plan.dataset
+            ));
+        }
+        Ok(())
+    }
+
     fn budget_remaining(&mut self, dataset: &str) -> f64 {
         self.budget_mut(dataset).map_or(f64::INFINITY, |b| *b)
     }

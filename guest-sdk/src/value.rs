@@ -14,6 +14,7 @@ use std::fmt;
 /// assert_eq!(keys, [Value::from("2024-03-01"), Value::Int(7), Value::Float(0.5), Value::Bool(true)]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Value {
     /// A boolean (the result of a comparison used as a key).

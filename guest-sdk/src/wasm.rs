@@ -17,6 +17,9 @@ impl Host for WitHost {
     fn query(&mut self, plan: &str) -> Result<String, String> {
         wit::query(plan)
     }
+    fn check_plan(&mut self, plan: &str) -> Result<(), String> {
+        wit::check_plan(plan)
+    }
     fn budget_remaining(&mut self, dataset: &str) -> f64 {
         wit::budget_remaining(dataset)
     }

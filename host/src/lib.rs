@@ -33,6 +33,7 @@ pub mod release;
 pub mod review;
 pub mod revocation;
 pub mod sandbox;
+pub mod schema_files;
 pub mod server;
 pub mod session;
 pub mod synth;

@@ -45,6 +45,9 @@ impl oar_guest::Host for LocalHost {
     fn query(&mut self, plan: &str) -> Result<String, String> {
         self.session.query(plan)
     }
+    fn check_plan(&mut self, plan: &str) -> Result<(), String> {
+        self.session.check_plan(plan)
+    }
     fn budget_remaining(&mut self, dataset: &str) -> f64 {
         self.session.budget_remaining(dataset)
     }

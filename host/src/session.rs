@@ -5,7 +5,7 @@
 //! scope check → plan validation → execution next to the data → gate → ledger charge → answer.
 //! The charge is recorded before the answer exists outside the host.
 
-use crate::dataset::Catalog;
+use crate::dataset::{Catalog, Dataset};
 use crate::gate::{self, GateConfig};
 use crate::ledger::{Account, ChargeId, Ledger};
 use crate::module_text::{bounded, MAX_MODULE_ERROR_CHARS};
@@ -383,7 +383,45 @@ impl Session {
         }
     }
 
-    fn query_inner(&mut self, plan_json: &str, attempt: u32) -> Result<String, Refusal> {
+    /// Checks a plan as [`query`](Self::query) does before it touches data (its shape, scope,
+    /// schema, policy, the run's query limit and the budget left), and answers with the refusal
+    /// `query` would give, or `Ok`. It reads no row, charges nothing and is not a query: any
+    /// language's module can check a plan before spending on it.
+    pub fn check_plan(&self, plan_json: &str) -> Result<(), String> {
+        let checked = self
+            .precheck(plan_json, self.record.attempts)
+            .and_then(|(plan, _, _)| {
+                for account in self.accounts(&plan.dataset) {
+                    let remaining = self
+                        .ledger
+                        .remaining(&account, chrono::Utc::now())
+                        .map_err(|e| Refusal::Ledger(e.to_string()))?;
+                    if plan.epsilon > remaining + 1e-12 {
+                        return Err(Refusal::BudgetExhausted {
+                            account: account.label,
+                            left: remaining,
+                            total: account.total,
+                            requested: plan.epsilon,
+                        });
+                    }
+                }
+                Ok(())
+            });
+        checked.map_err(|refusal| {
+            let reason = bounded(&refusal.to_string(), MAX_MODULE_ERROR_CHARS);
+            tracing::info!(job = %self.job_id, %reason, "plan check refused");
+            reason
+        })
+    }
+
+    /// Every check made before the data is touched; `attempt` is the number of queries this run
+    /// made before this one.
+    #[allow(clippy::type_complexity)]
+    fn precheck(
+        &self,
+        plan_json: &str,
+        attempt: u32,
+    ) -> Result<(Plan, Arc<Dataset>, Vec<(Vec<bool>, query::CheckedPlan)>), Refusal> {
         if Instant::now() > self.deadline {
             return Err(Refusal::Deadline);
         }
@@ -454,6 +492,11 @@ impl Session {
                 });
             }
         }
+        Ok((plan, dataset, parts))
+    }
+
+    fn query_inner(&mut self, plan_json: &str, attempt: u32) -> Result<String, Refusal> {
+        let (plan, dataset, parts) = self.precheck(plan_json, attempt)?;
         // Reserve the budget before touching data: atomic across accounts and across concurrent
         // runs, durable before the query executes.
         let charge = self

@@ -248,6 +248,13 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Write the JSON Schemas of plans, dataset schemas and tables (the documents a module
+    /// exchanges with the host), for modules written in any language.
+    Schema {
+        /// The folder to write them to.
+        #[arg(long, default_value = oar_host::schema_files::CHECKED_IN)]
+        out: PathBuf,
+    },
     /// Write a synthetic dataset and its descriptor.
     Synth {
         #[command(subcommand)]
@@ -963,6 +970,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
                         r.epsilon
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Schema { out } => {
+            let written = oar_host::schema_files::write(&out)
+                .with_context(|| format!("writing the JSON Schemas to {}", out.display()))?;
+            for path in written {
+                println!("wrote {}", path.display());
             }
             Ok(())
         }

@@ -34,6 +34,10 @@ impl Host for RunState {
         Ok(answer)
     }
 
+    fn check_plan(&mut self, plan: String) -> Result<(), String> {
+        self.session.check_plan(&plan)
+    }
+
     fn budget_remaining(&mut self, dataset: String) -> f64 {
         self.session.budget_remaining(&dataset)
     }

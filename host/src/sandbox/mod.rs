@@ -2,7 +2,7 @@
 //!
 //! [`Runtime`] is long-lived and shared (engine, linker, compiled-code cache keyed by the verified
 //! module hash, the epoch ticker). The linker holds `oar:runtime/host` (its bindings generated from
-//! `guest-sdk/wit/oar.wit`, see [`bindings`]) and only the WASI interfaces
+//! `guest-sdk/wit/oar.wit` in `bindings.rs`) and only the WASI interfaces
 //! Rust's standard library needs; filesystem and sockets are not linked at all, and a component
 //! importing anything else is refused before instantiation. Each run gets a fresh `Store` holding
 //! its [`Session`], a locked-down WASI context (no environment or arguments, stdin closed,
