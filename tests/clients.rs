@@ -317,13 +317,7 @@ fn python_jsonschema_accepts_real_documents_and_refuses_misspelt_ones() {
         r#"{"dataset":"edgy","steps":[{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"amount"},"right":{"kind":"arith","op":"mul","left":{"kind":"literal","value":5.0},"right":{"kind":"arith","op":"div","left":{"kind":"column","name":"amount"},"right":{"kind":"literal","value":5.0}}}}}],"group_by":["region"],"aggregates":[{"agg":"count_units","name":"n"},{"agg":"quantile","name":"q","column":"amount","q":0.5,"bounds":[-3.0,3.0],"bins":7}],"totals":true,"epsilon":1.0}"#,
     )
     .unwrap();
-    let mut misspelt = population.clone();
-    let keys = misspelt
-        .as_object_mut()
-        .unwrap()
-        .remove("group_by")
-        .unwrap();
-    misspelt["groupby"] = keys;
+    let misspelt = common::renamed(&population, "group_by", "groupby");
     let mut unknown_aggregate = population.clone();
     unknown_aggregate["aggregates"][0]["agg"] = "count_rows".into();
     let mut no_epsilon = population.clone();

@@ -380,13 +380,7 @@ fn a_misspelt_plan_field_is_refused_by_name_and_charges_nothing() {
     let mut s = host.session("strict-1", "stats-office", verified(&w, "population"));
     let good: serde_json::Value = serde_json::from_str(&json(&plan())).unwrap();
     let mut cases = Vec::new();
-    let mut misspelt = good.clone();
-    let keys = misspelt
-        .as_object_mut()
-        .unwrap()
-        .remove("group_by")
-        .unwrap();
-    misspelt["groupby"] = keys;
+    let misspelt = common::renamed(&good, "group_by", "groupby");
     cases.push((misspelt, "groupby"));
     let mut in_aggregate = good.clone();
     in_aggregate["aggregates"][0]["bound"] = serde_json::json!(5);
@@ -456,13 +450,7 @@ fn a_plan_check_gives_the_query_refusal_and_reads_no_row_and_charges_nothing() {
     assert_eq!(common::spent(&ledger, "stats-office"), 0.0);
 
     // Refused: the same text as the query's refusal.
-    let mut misspelt: serde_json::Value = serde_json::from_str(&good).unwrap();
-    let keys = misspelt
-        .as_object_mut()
-        .unwrap()
-        .remove("group_by")
-        .unwrap();
-    misspelt["groupby"] = keys;
+    let misspelt = common::renamed(&serde_json::from_str(&good).unwrap(), "group_by", "groupby");
     let mut unit_key = plan();
     unit_key.group_by = vec!["subscriber_id".into()];
     let mut over_budget = plan();

@@ -239,6 +239,18 @@ impl FakeHost {
         self.schemas.iter().find(|s| s.name == name)
     }
 
+    /// Refuses a plan asking for more epsilon than is left on its dataset.
+    fn afford(&mut self, plan: &Plan) -> Result<(), String> {
+        let left = self.budget_remaining(&plan.dataset);
+        if plan.epsilon > left {
+            return Err(format!(
+                "budget exhausted: the plan asks for epsilon {} and {left} is left on '{}'",
+                plan.epsilon, plan.dataset
+            ));
+        }
+        Ok(())
+    }
+
     fn budget_mut(&mut self, dataset: &str) -> Option<&mut f64> {
         self.budgets
             .iter_mut()
@@ -269,13 +281,7 @@ impl Host for FakeHost {
         if self.schema(&plan.dataset).is_none() {
             return Err(format!("no dataset '{}' on this fake host", plan.dataset));
         }
-        let left = self.budget_remaining(&plan.dataset);
-        if plan.epsilon > left {
-            return Err(format!(
-                "budget exhausted: the plan asks for epsilon {} and {left} is left on '{}'",
-                plan.epsilon, plan.dataset
-            ));
-        }
+        self.afford(&plan)?;
         let table = self.answers.pop_front().ok_or_else(|| {
             "no answer queued for this plan: queue one with FakeHost::answer or FakeHost::refuse"
                 .to_string()
@@ -305,13 +311,7 @@ impl Host for FakeHost {
         if !(plan.epsilon.is_finite() && plan.epsilon > 0.0) {
             return Err(format!("epsilon must be positive, got {}", plan.epsilon));
         }
-        let left = self.budget_remaining(&plan.dataset);
-        if plan.epsilon > left {
-            return Err(format!(
-                "budget exhausted: the plan asks for epsilon {} and {left} is left on '{}'",
-                plan.epsilon, plan.dataset
-            ));
-        }
+        self.afford(&plan)?;
         Ok(())
     }
 

@@ -218,3 +218,12 @@ pub fn release_of(tables: Vec<oar_host::release::ReleasedTable>) -> oar_host::re
         params_sha256: None,
     }
 }
+
+/// `doc` with its top-level field `from` renamed to `to` (a misspelt field, for strict parsing).
+pub fn renamed(doc: &serde_json::Value, from: &str, to: &str) -> serde_json::Value {
+    let mut doc = doc.clone();
+    let object = doc.as_object_mut().expect("an object");
+    let value = object.remove(from).expect("the field exists");
+    object.insert(to.to_string(), value);
+    doc
+}
