@@ -210,7 +210,7 @@ pub enum UnitValue {
 ///    public domain, or is null, has no cell and drops) and each [`values`](Self::values) input.
 /// 3. Per (unit, cell): one record; each value input reduced per [`UnitValue`].
 /// 4. If [`truncate`](Self::truncate): each unit keeps only its `max_groups_per_unit` records
-///    with the lowest cell ([`cell_order`](Self::cell_order)).
+///    with the lowest cell indices (with key selection, the lowest key-combination codes).
 /// 5. Per cell: the number of records, and per value input the sum of non-null contributions
 ///    (non-finite read as 0), their count, the largest [`DOMINANCE_TOP`] absolute ones, the sum of
 ///    absolute ones, and for a quantile each unit's bin
