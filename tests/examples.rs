@@ -479,3 +479,123 @@ fn event_traffic_matches_the_ground_truth_and_shows_the_event_delay() {
     oar_guest::run_with_host(&mut local, "{}", event_traffic::run).unwrap();
     assert_eq!(local.finish().charges.len(), 2);
 }
+
+/// The plans `run` sends for `params`, as JSON text, from the Rust module run natively against a
+/// FakeHost holding `schema` (each query answered with an empty table of its shape).
+fn rust_plans<P: serde::de::DeserializeOwned>(
+    run: oar_guest::RunFn<P>,
+    schema: &oar_guest::DatasetSchema,
+    params: &str,
+    answers: &[(&[&str], &[&str])],
+) -> Vec<String> {
+    let mut host = oar_guest::testing::FakeHost::new().with_dataset(schema.clone());
+    for (keys, values) in answers {
+        host = host.answer(oar_guest::Table::new(
+            keys.iter().copied(),
+            values.iter().copied(),
+        ));
+    }
+    oar_guest::run_with_host(&mut host, params, run).expect("the Rust module runs");
+    host.plans()
+        .iter()
+        .map(|p| serde_json::to_string(p).unwrap())
+        .collect()
+}
+
+/// The plans the Python twin in `example-algorithms/DIR` sends for `params` (python3, the SDK in
+/// `guest-sdk/python`, no package from outside the standard library).
+fn python_plans(dir: &str, schema: &oar_guest::DatasetSchema, params: &str) -> Vec<String> {
+    use std::io::Write;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut child = std::process::Command::new("python3")
+        .arg(root.join("tests/python/plans_of.py"))
+        .arg(root.join("example-algorithms").join(dir))
+        .arg(params)
+        .env("PYTHONPATH", root.join("guest-sdk/python"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (the README's test command needs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(schema).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{dir} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The Python twins of `population` and `od-flows` send, for the same parameters, byte for
+/// byte the plans their Rust modules send: one contract, two languages.
+#[test]
+fn python_twins_send_byte_identical_plans() {
+    let schema = oar_guest::testing::cdr_schema();
+    for params in [
+        "{}",
+        r#"{"epsilon": 0.5, "max_cells_per_subscriber": 3}"#,
+        r#"{"epsilon": 2, "dataset": "cdr"}"#,
+    ] {
+        let rust = rust_plans(
+            population::run,
+            &schema,
+            params,
+            &[(&["region", "day"], &["subscribers"])],
+        );
+        assert_eq!(rust.len(), 1);
+        assert_eq!(
+            python_plans("population-py", &schema, params),
+            rust,
+            "{params}"
+        );
+    }
+    for params in [
+        "{}",
+        r#"{"epsilon": 0.3, "days": 2}"#,
+        r#"{"epsilon": 1e-7}"#,
+    ] {
+        let rust = rust_plans(
+            od_flows::run,
+            &schema,
+            params,
+            &[
+                (&["day", "origin", "destination"], &["subscribers"]),
+                (&["day", "origin"], &["residents"]),
+            ],
+        );
+        assert_eq!(rust.len(), 2);
+        assert_eq!(
+            python_plans("od-flows-py", &schema, params),
+            rust,
+            "{params}"
+        );
+    }
+}
+
+/// The Python SDK's own unit tests and doctests (standard library only).
+#[test]
+fn the_python_sdk_passes_its_unit_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/python");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "tests"])
+        .current_dir(&dir)
+        .output()
+        .expect("python3 runs (the README's test command needs it)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let ran: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
+        .expect("unittest reports how many tests ran");
+    assert!(ran >= 25, "only {ran} Python tests ran:\n{text}");
+}
