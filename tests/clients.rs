@@ -17,58 +17,12 @@ use common::serve::{holder, setup, started, upload, url};
 use common::World;
 use oar_host::client::Client;
 use oar_host::server;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn interop() -> PathBuf {
-    repo().join("tests/interop")
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
-
-/// The venv's Python, with the pinned packages (installed once per target dir).
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
-        let python = venv.join("bin/python");
-        let requirements = interop().join("requirements.txt");
-        let marker = venv.join("installed-requirements.txt");
-        let wanted = std::fs::read(&requirements).unwrap();
-        if std::fs::read(&marker).ok().as_deref() != Some(wanted.as_slice()) {
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-            run(Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(&requirements));
-            std::fs::write(&marker, wanted).unwrap();
-        }
-        python
-    })
-}
+use common::python::{interop, python, run};
 
 /// `tests/interop/node_modules`, installed from the lock file once.
 fn node_modules() {

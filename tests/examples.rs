@@ -599,3 +599,119 @@ fn the_python_sdk_passes_its_unit_tests() {
         .expect("unittest reports how many tests ran");
     assert!(ran >= 25, "only {ran} Python tests ran:\n{text}");
 }
+
+/// The Python twins, built into components (the pinned componentize-py, `--stub-wasi`), are
+/// signed with their Rust twins' manifests, approved and run in the sandbox like any module, and
+/// release what their Rust modules release: the same tables, columns and cells in the same order,
+/// the same charges, and values within the noise of each other. Prints the Python components'
+/// size, cold compile, cached start and run times beside the Rust modules'.
+#[test]
+fn python_twins_run_in_the_sandbox_and_release_what_their_rust_modules_release() {
+    use oar_host::bundle::{Bundle, Manifest};
+    let dir = tempfile::tempdir().unwrap();
+    let desc = oar_host::synth::cdr::CdrSpec {
+        rows: 300_000,
+        ..Default::default()
+    }
+    .write(dir.path())
+    .unwrap();
+    let mut w = World::new(1, 1);
+    // Each run goes through the sandbox (a repeated run is not answered from the release cache).
+    let host = host_for(&mut w, "cdr", &desc).without_release_reuse();
+    // (Rust crate dir, component, Python twin, the largest Laplace scale of its counts.)
+    for (crate_dir, name, twin, scale) in [
+        ("population", "population", "population-py", 14.0),
+        ("od-flows", "od_flows", "od-flows-py", 7.0 / 0.25),
+    ] {
+        let manifest = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../example-algorithms/{crate_dir}/manifest.toml")),
+        )
+        .unwrap();
+        let bytes = common::python::component(twin);
+        let python = common::verified_bundle(
+            &w,
+            Bundle::sign(
+                bytes.clone(),
+                Manifest::from_toml(&manifest).unwrap(),
+                &w.author,
+            ),
+        );
+        let rust = common::verified_example(&w, crate_dir, name);
+        let r = host.run(rust, "stats-office", "{}");
+        let p = host.run(python.clone(), "stats-office", "{}");
+        let again = host.run(python, "stats-office", "{}");
+        for (who, out) in [("rust", &r), ("python", &p), ("python again", &again)] {
+            if let Err(e) = &out.result {
+                panic!("{twin} ({who}) failed: {e}\nlog: {:?}", out.record.log);
+            }
+        }
+        let (rs, ps, cached) = (
+            r.stats.clone().unwrap(),
+            p.stats.clone().unwrap(),
+            again.stats.clone().unwrap(),
+        );
+        println!(
+            "{twin}: component {:.1} MB; first run compile+verify {:.2?}, instantiate {:.2?}, run {:.2?}; \
+             cached start {:.2?} (hit {}), instantiate {:.2?}; Rust {crate_dir}: instantiate {:.2?}, run {:.2?}",
+            bytes.len() as f64 / 1e6,
+            ps.prepare,
+            ps.instantiate,
+            ps.execute,
+            cached.prepare,
+            cached.cache_hit,
+            cached.instantiate,
+            rs.instantiate,
+            rs.execute,
+        );
+        let rust_release = r.result.expect("the Rust module runs");
+        let python_release = p
+            .result
+            .unwrap_or_else(|e| panic!("{twin} in the sandbox: {e}"));
+        assert!(cached.cache_hit);
+        assert_eq!(r.record.charges.len(), p.record.charges.len(), "{twin}");
+        assert!((rust_release.epsilon_total - python_release.epsilon_total).abs() < 1e-12);
+        assert_eq!(rust_release.tables.len(), python_release.tables.len());
+        for (rt, pt) in rust_release.tables.iter().zip(&python_release.tables) {
+            assert_eq!(rt.name, pt.name);
+            let (a, b) = (&rt.table, &pt.table);
+            assert_eq!(a.key_columns, b.key_columns, "{}", rt.name);
+            assert_eq!(a.value_columns, b.value_columns, "{}", rt.name);
+            let keys =
+                |t: &oar_guest::Table| t.rows.iter().map(|r| r.keys.clone()).collect::<Vec<_>>();
+            assert_eq!(
+                keys(a),
+                keys(b),
+                "{}: the same cells in the same order",
+                rt.name
+            );
+            // Noise is fresh in each run: cells near the threshold may differ in suppression,
+            // and released counts differ by noise (each within 16 scales of the truth but with
+            // probability 1e-7).
+            let mut disagree = 0;
+            for (x, y) in a.rows.iter().zip(&b.rows) {
+                match (x.suppressed, y.suppressed) {
+                    (None, None) => {
+                        let counts = x.values.iter().zip(&y.values).zip(&a.value_columns);
+                        // (Shares and their intervals are ratios of two noisy counts.)
+                        for ((u, v), column) in counts.filter(|(_, c)| !c.contains("share")) {
+                            assert!(
+                                (u - v).abs() <= 32.0 * scale,
+                                "{}.{column}: {u} vs {v}",
+                                rt.name
+                            );
+                        }
+                    }
+                    (s, t) if s == t => {}
+                    _ => disagree += 1,
+                }
+            }
+            assert!(
+                disagree * 10 <= a.rows.len(),
+                "{}: {disagree} of {} cells suppressed in one release only",
+                rt.name,
+                a.rows.len()
+            );
+        }
+    }
+}

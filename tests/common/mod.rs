@@ -14,6 +14,7 @@ use oar_host::verify::{verify, VerifiedModule};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub mod python;
 pub mod serve;
 pub mod truth;
 
@@ -142,7 +143,7 @@ pub fn verified_example(world: &World, crate_dir: &str, name: &str) -> Arc<Verif
 }
 
 /// `b` approved by the world's quorum and verified now.
-fn verified_bundle(world: &World, b: Bundle) -> Arc<VerifiedModule> {
+pub fn verified_bundle(world: &World, b: Bundle) -> Arc<VerifiedModule> {
     let a = approval(world, &b, world.policy.committee.quorum);
     Arc::new(
         verify(

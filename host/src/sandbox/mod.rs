@@ -64,7 +64,7 @@ pub enum SandboxError {
     #[error("the module is not a valid WebAssembly component: {0}")]
     InvalidComponent(String),
     /// The component imports something outside our world.
-    #[error("the module imports '{0}', which OAR does not provide (modules may import only {HOST_INTERFACE} and the locked-down WASI interfaces the standard library needs); rebuild it against the oar-guest SDK without network, HTTP or socket crates")]
+    #[error("the module imports '{0}', which OAR does not provide (modules may import only {HOST_INTERFACE} and the locked-down WASI interfaces the standard library needs); rebuild a Rust module against the oar-guest SDK without network, HTTP or socket crates, and a Python module with `componentize-py ... componentize --stub-wasi` (then it imports only {HOST_INTERFACE}; write to the run log with ctx.log, not print)")]
     ForbiddenImport(String),
     /// The component does not export `run` with the right type.
     #[error("the module does not export `run(params: string) -> result<_, string>`: {0}")]
@@ -167,8 +167,11 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
+    // Python components (componentize-py) instantiate 17 core instances or more: CPython, its
+    // libraries and adapters. Each instance costs the host a little bookkeeping; their memories
+    // and tables count against the one cap above.
     fn instances(&self) -> usize {
-        16
+        64
     }
 
     fn tables(&self) -> usize {
