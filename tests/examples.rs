@@ -628,7 +628,7 @@ fn python_twins_run_in_the_sandbox_and_release_what_their_rust_modules_release()
                 .join(format!("../example-algorithms/{crate_dir}/manifest.toml")),
         )
         .unwrap();
-        let bytes = common::python::component(twin);
+        let bytes = common::python::component(&format!("example-algorithms/{twin}"));
         let python = common::verified_bundle(
             &w,
             Bundle::sign(

@@ -488,3 +488,70 @@ fn a_compiled_code_file_planted_under_another_module_s_name_is_not_run() {
         assert_eq!(mode(&entry(spin.module_hash())), 0o600);
     }
 }
+
+/// Hostile Python modules (`tests/guests/python-hostile`, one attack per mode, built with the
+/// pinned componentize-py) end as their Rust twins do, release nothing and charge only what
+/// they saw: a loop is stopped at the deadline; a memory bomb that catches `MemoryError` and
+/// carries on still ends capped; unbounded recursion meets the cap; opening a file or a socket
+/// fails (no WASI but the stubs, which trap); a flood of queries is refused at the policy's limit.
+#[test]
+fn hostile_python_modules_end_as_their_rust_twins_do() {
+    let mut w = World::new(1, 1);
+    w.policy.limits.time_ms = 3_000;
+    let (host, ledger) = host(&w, 10.0);
+    let bytes = common::python::component("tests/guests/python-hostile");
+    let module = common::verified_bundle(&w, bundle(&w, bytes));
+    // Compiled before the clock starts (a first compile of a Python component takes seconds).
+    host.runtime()
+        .prepare(&module)
+        .expect("a --stub-wasi component is accepted");
+    let limit = w.policy.limits.max_queries_per_run as usize;
+    for mode in ["spin", "hog", "recurse", "file", "socket", "flood"] {
+        let before = common::spent(&ledger, "stats-office");
+        let started = std::time::Instant::now();
+        let out = host.run(
+            module.clone(),
+            "stats-office",
+            &format!(r#"{{"mode": "{mode}"}}"#),
+        );
+        let err = match &out.result {
+            Ok(_) => panic!("{mode}: the hostile module released something"),
+            Err(JobError::Sandbox(e)) => e,
+            Err(e) => panic!("{mode}: failed outside the sandbox: {e}"),
+        };
+        let spent = common::spent(&ledger, "stats-office") - before;
+        match mode {
+            "spin" => {
+                assert!(matches!(err, SandboxError::Deadline(_)), "{mode}: {err}");
+                assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            }
+            "hog" => assert!(matches!(err, SandboxError::Memory(64)), "{mode}: {err}"),
+            // CPython keeps its frames on the heap: unbounded recursion meets the memory cap
+            // (a Rust module's meets the stack's end and traps).
+            "recurse" => assert!(
+                matches!(err, SandboxError::Memory(64) | SandboxError::Trap(_)),
+                "{mode}: {err}"
+            ),
+            "file" | "socket" => assert!(
+                matches!(err, SandboxError::Trap(_) | SandboxError::Module(_)),
+                "{mode}: {err}"
+            ),
+            "flood" => {
+                assert!(
+                    matches!(err, SandboxError::Module(m) if m.contains("queries")),
+                    "{mode}: {err}"
+                );
+                assert_eq!(out.record.charges.len(), limit, "{mode}");
+                assert!(
+                    (spent - 0.01 * limit as f64).abs() < 1e-9,
+                    "{mode}: {spent}"
+                );
+                continue;
+            }
+            _ => unreachable!(),
+        }
+        assert!(out.record.charges.is_empty(), "{mode}");
+        assert_eq!(spent, 0.0, "{mode}");
+        println!("{mode}: {err}");
+    }
+}

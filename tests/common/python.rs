@@ -57,12 +57,13 @@ pub fn python() -> &'static Path {
     })
 }
 
-/// The Python module in `example-algorithms/DIR` (its `app.py`) built into a component with the
-/// pinned componentize-py and `--stub-wasi`, so that it imports only `oar:runtime/host`. Built
-/// once per content of the module, the SDK and the WIT (cached under the target dir).
+/// The Python module in `DIR` (a folder of the repository holding its `app.py`) built into a
+/// component with the pinned componentize-py and `--stub-wasi`, so that it imports only
+/// `oar:runtime/host`. Built once per content of the module, the SDK and the WIT (cached under
+/// the target dir).
 pub fn component(dir: &str) -> Vec<u8> {
     use std::hash::{Hash, Hasher};
-    let module = repo().join("example-algorithms").join(dir);
+    let module = repo().join(dir);
     let sdk = repo().join("guest-sdk/python");
     let mut sources = vec![
         module.join("app.py"),
@@ -83,7 +84,8 @@ pub fn component(dir: &str) -> Vec<u8> {
     }
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-components");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(format!("{dir}-{:016x}.wasm", hasher.finish()));
+    let stem = dir.replace('/', "-");
+    let out = out_dir.join(format!("{stem}-{:016x}.wasm", hasher.finish()));
     if !out.exists() {
         let partial = out.with_extension(format!("{}.partial", std::process::id()));
         let componentize = python().with_file_name("componentize-py");

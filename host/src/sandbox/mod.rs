@@ -389,6 +389,15 @@ impl Runtime {
                     Err(e) => Err(classify(e, limits, store.data().limits.hit)),
                 }
             });
+        // A module that hit the memory cap ends as capped, whatever it did next: a language
+        // that turns the refused growth into an exception (Python's MemoryError) could
+        // otherwise catch it and return normally or with its own error.
+        let result = match result {
+            Ok(()) | Err(SandboxError::Module(_)) if store.data().limits.hit => {
+                Err(SandboxError::Memory(limits.memory_mib))
+            }
+            other => other,
+        };
         stats.console = console.contents();
         let session = store.into_data().session;
         match &result {
