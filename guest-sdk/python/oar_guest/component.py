@@ -24,6 +24,14 @@ from .errors import OarError
 from .host import Context, HostRefusal
 
 
+def _answer(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``, its WIT ``err(reason)`` raised as :class:`HostRefusal`."""
+    try:
+        return call(*args)
+    except Err as e:
+        raise HostRefusal(str(e.value)) from None
+
+
 class WitHost:
     """Every call is a WIT import; the WIT's ``err(reason)`` becomes :class:`HostRefusal`."""
 
@@ -31,31 +39,19 @@ class WitHost:
         return list(wit.datasets())
 
     def dataset_schema(self, name: str) -> str:
-        try:
-            return wit.dataset_schema(name)
-        except Err as e:
-            raise HostRefusal(str(e.value)) from None
+        return _answer(wit.dataset_schema, name)
 
     def query(self, plan: str) -> str:
-        try:
-            return wit.query(plan)
-        except Err as e:
-            raise HostRefusal(str(e.value)) from None
+        return _answer(wit.query, plan)
 
     def check_plan(self, plan: str) -> None:
-        try:
-            wit.check_plan(plan)
-        except Err as e:
-            raise HostRefusal(str(e.value)) from None
+        _answer(wit.check_plan, plan)
 
     def budget_remaining(self, dataset: str) -> float:
         return wit.budget_remaining(dataset)
 
     def emit(self, name: str, table: str) -> None:
-        try:
-            wit.emit(name, table)
-        except Err as e:
-            raise HostRefusal(str(e.value)) from None
+        _answer(wit.emit, name, table)
 
     def log(self, message: str) -> None:
         wit.log(message)

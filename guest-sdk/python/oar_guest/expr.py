@@ -117,17 +117,21 @@ class Expr:
     def __truediv__(self, other: Any) -> "Expr":
         return self._arith("div", other)
 
+    def _arith_from(self, op: str, other: Any) -> "Expr":
+        """``other op self``, for Python's reflected operators (``2 * col("x")``)."""
+        return Expr({"kind": "arith", "op": op, "left": _expr(other), "right": self._json})
+
     def __radd__(self, other: Any) -> "Expr":
-        return Expr({"kind": "arith", "op": "add", "left": _expr(other), "right": self._json})
+        return self._arith_from("add", other)
 
     def __rsub__(self, other: Any) -> "Expr":
-        return Expr({"kind": "arith", "op": "sub", "left": _expr(other), "right": self._json})
+        return self._arith_from("sub", other)
 
     def __rmul__(self, other: Any) -> "Expr":
-        return Expr({"kind": "arith", "op": "mul", "left": _expr(other), "right": self._json})
+        return self._arith_from("mul", other)
 
     def __rtruediv__(self, other: Any) -> "Expr":
-        return Expr({"kind": "arith", "op": "div", "left": _expr(other), "right": self._json})
+        return self._arith_from("div", other)
 
     # Membership and calendar.
     def is_in(self, values: Iterable[Scalar]) -> "Expr":

@@ -50,6 +50,9 @@ class Builder(unittest.TestCase):
         self.assertEqual(j["left"]["left"]["op"], "add")
         self.assertEqual(j["right"]["kind"], "not")
         self.assertEqual(e.columns(), ["kwh", "flag"])
+        reflected = (2 - col("kwh")).to_json()
+        self.assertEqual((reflected["op"], reflected["left"]["value"]), ("sub", 2))
+        self.assertEqual(reflected["right"], {"kind": "column", "name": "kwh"})
 
     def test_per_unit_steps_carry_rows_and_by_only_when_given(self):
         plain = per_unit.count(col("cell_id")).to_step("calls")
