@@ -44,6 +44,25 @@ mod tests {
         }
     }
 
+    /// `oar schema` writes the checked-in files, and a folder it cannot create is an error,
+    /// not a partial write reported as success.
+    #[test]
+    fn write_produces_the_checked_in_files_and_reports_a_folder_it_cannot_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(&dir.path().join("schema")).unwrap();
+        assert_eq!(written.len(), 3);
+        for path in &written {
+            let name = path.file_name().unwrap();
+            assert_eq!(
+                std::fs::read(path).unwrap(),
+                std::fs::read(checked_in().join(name)).unwrap()
+            );
+        }
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        assert!(write(&file.join("schema")).is_err());
+    }
+
     /// Unknown fields are refused by the schemas as by the host (`deny_unknown_fields`).
     #[test]
     fn the_plan_schema_refuses_unknown_fields_as_the_host_does() {
