@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[allow(dead_code)]
+#[path = "common/python.rs"]
+mod python;
+
 fn oar(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_oar"))
         .args(args)
@@ -482,6 +486,187 @@ fn oar_new_outside_a_checkout_makes_a_standalone_crate() {
     assert!(std::fs::read_to_string(d.join("solo/src/lib.rs"))
         .unwrap()
         .contains("pub fn run"));
+}
+
+#[test]
+fn oar_new_lang_python_writes_exactly_the_python_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fake_checkout(d);
+    let out = ok(oar(
+        &[
+            "new",
+            "python-module-template",
+            "--lang",
+            "python",
+            "--dir",
+            "templates/python-module",
+        ],
+        d,
+    ));
+    assert!(out.contains("oar test"), "{out}");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/python-module");
+    for (file, _) in oar_host::template::python_template_files() {
+        assert_eq!(
+            std::fs::read_to_string(d.join("templates/python-module").join(file)).unwrap(),
+            std::fs::read_to_string(repo.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // A Python module joins no workspace.
+    assert!(!std::fs::read_to_string(d.join("Cargo.toml"))
+        .unwrap()
+        .contains("python-module"));
+}
+
+/// The Python template out of the box, outside any checkout, as an author takes it: new, test
+/// (the FakeHost tests and a native run through the real gate), build (componentize-py from
+/// PyPI, pinned), sign, approve, and a holder's dry run on synthetic data.
+#[test]
+fn a_new_python_module_tests_builds_signs_and_dry_runs_out_of_the_box() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let created = ok(oar(&["new", "night-py", "--lang", "python"], d));
+    assert!(
+        created.contains("created Python module 'night-py'"),
+        "{created}"
+    );
+    let manifest = std::fs::read_to_string(d.join("night-py/manifest.toml")).unwrap();
+    assert!(manifest.contains("name = \"night-py\""), "{manifest}");
+
+    let tested = oar(&["test", "night-py"], d);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    assert!(tested.status.success(), "{text}");
+    for line in [
+        "test_publishes_one_row_per_region_and_never_the_small_island",
+        "test_a_column_outside_the_manifest_is_refused_and_nothing_is_charged",
+        "Doctest: app.combine ... ok",
+        "Ran 7 tests",
+    ] {
+        assert!(text.contains(line), "missing '{line}' in:\n{text}");
+    }
+
+    let componentize = python::python().with_file_name("componentize-py");
+    let built = ok(oar(
+        &[
+            "build",
+            "night-py",
+            "--componentize-py",
+            componentize.to_str().unwrap(),
+        ],
+        d,
+    ));
+    assert!(
+        built.contains("imports only what the host provides"),
+        "{built}"
+    );
+    assert!(d.join("night-py/build/night-py.wasm").exists());
+    assert!(!d.join("night-py/build/night-py.wasm.partial").exists());
+
+    for who in ["author", "member", "stats-office"] {
+        ok(oar(&["keygen", who, "--out", "keys"], d));
+    }
+    ok(oar(
+        &["synth", "cdr", "--out", "data", "--rows", "50000"],
+        d,
+    ));
+    std::fs::write(
+        d.join("policy.toml"),
+        format!(
+            "[[authors]]\nname = \"author\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n\n[committee]\nquorum = 1\n\
+             [[committee.members]]\nname = \"m\"\nkey = \"{}\"\n\n\
+             [[requesters]]\nname = \"stats-office\"\nkey = \"{}\"\ndatasets = [\"cdr\"]\n",
+            public_key(d, "author"),
+            public_key(d, "member"),
+            public_key(d, "stats-office"),
+        ),
+    )
+    .unwrap();
+    let signed = ok(oar(
+        &[
+            "sign",
+            "--component",
+            "night-py/build/night-py.wasm",
+            "--manifest",
+            "night-py/manifest.toml",
+            "--key",
+            "keys/author.key",
+            "--out",
+            "night-py.oarb",
+        ],
+        d,
+    ));
+    assert!(signed.contains("module hash"), "{signed}");
+    ok(oar(
+        &[
+            "approve",
+            "--bundle",
+            "night-py.oarb",
+            "--key",
+            "keys/member.key",
+            "--approval",
+            "approval.json",
+        ],
+        d,
+    ));
+    let dry = ok(oar(
+        &[
+            "run",
+            "--bundle",
+            "night-py.oarb",
+            "--approval",
+            "approval.json",
+            "--policy",
+            "policy.toml",
+            "--dataset",
+            "data/cdr.toml",
+            "--requester",
+            "stats-office",
+            "--out",
+            "release",
+            "--dry-run",
+            "--dry-rows",
+            "50000",
+            "--dry-units",
+            "5000",
+        ],
+        d,
+    ));
+    assert!(dry.contains("DRY RUN"), "{dry}");
+    assert!(dry.contains("a real run would cost epsilon 1"), "{dry}");
+    assert!(dry.contains("table subscribers_by_region"), "{dry}");
+    assert!(!d.join("release").exists());
+}
+
+/// `oar build` of a Rust module: cargo's guest build, the component found in its messages and
+/// checked. It builds into the guests' target dir, which `build.rs` already filled.
+#[test]
+fn oar_build_builds_and_checks_a_rust_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = oar_host::artifacts::component_path("x");
+    let target = guests.ancestors().nth(3).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["build", "templates/module", "--out"])
+        .arg(tmp.path().join("t.wasm"))
+        .current_dir(&repo)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    let stdout = ok(out);
+    assert!(stdout.contains("built module-template"), "{stdout}");
+    assert!(stdout.contains("(Rust, "), "{stdout}");
+    let wasm = std::fs::read(tmp.path().join("t.wasm")).unwrap();
+    oar_host::sandbox::check_component(&wasm).unwrap();
+
+    // A folder that is no module is refused with what to give instead.
+    let bad = oar(&["build", "."], tmp.path());
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("neither a Cargo.toml"));
 }
 
 /// `oar bench` runs end to end (a smoke run on a small set; the default is 10 million rows).

@@ -653,7 +653,8 @@ fn python_twins_run_in_the_sandbox_and_release_what_their_rust_modules_release()
         );
         println!(
             "{twin}: component {:.1} MB; first run compile+verify {:.2?}, instantiate {:.2?}, run {:.2?}; \
-             cached start {:.2?} (hit {}), instantiate {:.2?}; Rust {crate_dir}: instantiate {:.2?}, run {:.2?}",
+             cached start {:.2?} (hit {}), instantiate {:.2?}; module memory {:.1} MiB; \
+             Rust {crate_dir}: instantiate {:.2?}, run {:.2?}, module memory {:.1} MiB",
             bytes.len() as f64 / 1e6,
             ps.prepare,
             ps.instantiate,
@@ -661,9 +662,15 @@ fn python_twins_run_in_the_sandbox_and_release_what_their_rust_modules_release()
             cached.prepare,
             cached.cache_hit,
             cached.instantiate,
+            mib(ps.memory_bytes),
             rs.instantiate,
             rs.execute,
+            mib(rs.memory_bytes),
         );
+        // The module's memory as the cap counts it: Python's runtime is larger, and both fit.
+        let cap = oar_host::policy::Limits::default().memory_mib as f64;
+        assert!(mib(ps.memory_bytes) > mib(rs.memory_bytes), "{twin}");
+        assert!(mib(ps.memory_bytes) < cap && mib(cached.memory_bytes) < cap);
         let rust_release = r.result.expect("the Rust module runs");
         let python_release = p
             .result
@@ -714,4 +721,8 @@ fn python_twins_run_in_the_sandbox_and_release_what_their_rust_modules_release()
             );
         }
     }
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }

@@ -26,6 +26,7 @@ pub mod job;
 pub mod keys;
 pub mod ledger;
 pub mod local;
+pub mod module_build;
 pub mod module_text;
 pub mod policy;
 pub use oar_query as query;

@@ -1,6 +1,9 @@
 //! `oar new`: a new analysis module from the template in `templates/module` (a workspace member,
 //! so CI builds, tests and signs exactly what authors get).
 //!
+//! With `--lang python` the module is `templates/python-module` instead: an `app.py`, its
+//! manifest, README and tests, built and tested with `oar build` and `oar test`.
+//!
 //! Inside an OAR checkout the module goes to `example-algorithms/NAME` (or any folder in the
 //! checkout) and joins the workspace, sharing its build. Elsewhere it becomes a standalone crate
 //! whose dependencies point at the checkout this `oar` was built from.
@@ -30,6 +33,33 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../templates/module/tests/native.rs"),
     ),
 ];
+
+/// The Python template's files (`templates/python-module`): (path in the module, text).
+const PYTHON_FILES: &[(&str, &str)] = &[
+    (
+        "app.py",
+        include_str!("../../templates/python-module/app.py"),
+    ),
+    (
+        "manifest.toml",
+        include_str!("../../templates/python-module/manifest.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/python-module/README.md"),
+    ),
+    (
+        "tests/test_app.py",
+        include_str!("../../templates/python-module/tests/test_app.py"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/python-module/.gitignore"),
+    ),
+];
+
+/// The Python template's module name, replaced by the new module's.
+const PYTHON_TEMPLATE_NAME: &str = "python-module-template";
 
 /// The template's crate name, replaced by the new module's.
 const TEMPLATE_NAME: &str = "module-template";
@@ -147,13 +177,7 @@ pub fn create(name: &str, dir: &Path, checkout: &Path) -> Result<Created, Templa
             None
         }
     };
-    for (path, text) in &texts {
-        let file = dir.join(path);
-        if let Some(p) = file.parent() {
-            std::fs::create_dir_all(p).map_err(io(p))?;
-        }
-        std::fs::write(&file, text).map_err(io(&file))?;
-    }
+    write_files(&dir, &texts)?;
     if let Some((path, text)) = members_update {
         std::fs::write(&path, text).map_err(io(&path))?;
     }
@@ -161,6 +185,39 @@ pub fn create(name: &str, dir: &Path, checkout: &Path) -> Result<Created, Templa
         dir,
         workspace,
         files: FILES.iter().map(|(p, _)| *p).collect(),
+    })
+}
+
+fn write_files(dir: &Path, texts: &[(&'static str, String)]) -> Result<(), TemplateError> {
+    for (path, text) in texts {
+        let file = dir.join(path);
+        if let Some(p) = file.parent() {
+            std::fs::create_dir_all(p).map_err(io(p))?;
+        }
+        std::fs::write(&file, text).map_err(io(&file))?;
+    }
+    Ok(())
+}
+
+/// Creates Python module `name` in `dir` from `templates/python-module`: `app.py`, its
+/// manifest, README and tests. A Python module joins no workspace: `oar build` and `oar test`
+/// take its folder. Refuses to touch an existing folder.
+pub fn create_python(name: &str, dir: &Path) -> Result<Created, TemplateError> {
+    check_name(name)?;
+    if dir.exists() {
+        return Err(TemplateError::Exists(dir.to_path_buf()));
+    }
+    let texts: Vec<(&'static str, String)> = PYTHON_FILES
+        .iter()
+        .map(|(path, text)| (*path, text.replace(PYTHON_TEMPLATE_NAME, name)))
+        .collect();
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let dir = dir.canonicalize().map_err(io(dir))?;
+    write_files(&dir, &texts)?;
+    Ok(Created {
+        dir,
+        workspace: None,
+        files: PYTHON_FILES.iter().map(|(p, _)| *p).collect(),
     })
 }
 
@@ -230,6 +287,12 @@ strip = true
 /// The files of the template, for checks that `oar new` writes exactly them.
 pub fn template_files() -> &'static [(&'static str, &'static str)] {
     FILES
+}
+
+/// The files of the Python template, for checks that `oar new --lang python` writes exactly
+/// them.
+pub fn python_template_files() -> &'static [(&'static str, &'static str)] {
+    PYTHON_FILES
 }
 
 #[cfg(test)]

@@ -123,12 +123,22 @@ class Query:
         return self._schema
 
     def filter(self, predicate: Expr) -> "Query":
-        """Keeps the rows where ``predicate`` holds."""
+        """Keeps the rows where ``predicate`` holds.
+
+        >>> from oar_guest.testing import FakeHost, cdr_schema
+        >>> q = Context(FakeHost().with_dataset(cdr_schema())).dataset("cdr")
+        >>> q.filter(col("region") == "R01")
+        Traceback (most recent call last):
+        ...
+        oar_guest.errors.PlanError: filter needs an expression, not a bool: `col(x) == v` compares two Python objects; write col(x).eq(v) (or .ne(v))
+        """
+        _need_expr("filter", predicate)
         self._steps.append({"op": "filter", "predicate": predicate.to_json()})
         return self
 
     def derive(self, name: str, expr: Expr) -> "Query":
         """Adds column ``name`` computed from each row."""
+        _need_expr("derive", expr)
         self._steps.append({"op": "derive", "name": name, "expr": expr.to_json()})
         return self
 
@@ -297,3 +307,16 @@ class Query:
         if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
             raise PlanError(f"epsilon must be a positive number, got {epsilon!r}")
         return self._ctx._query(self.plan_json(epsilon))
+
+
+def _need_expr(step: str, x: object) -> None:
+    """Refuses a step given something other than an expression, naming the usual slip."""
+    if isinstance(x, bool):
+        raise PlanError(
+            f"{step} needs an expression, not a bool: `col(x) == v` compares two Python objects; "
+            "write col(x).eq(v) (or .ne(v))"
+        )
+    if not isinstance(x, Expr):
+        raise PlanError(
+            f"{step} needs an expression (col, lit and their operators), not {type(x).__name__}"
+        )

@@ -50,11 +50,50 @@ enum Command {
     /// through the real gate on synthetic data, and signs. Inside an OAR checkout it goes to
     /// example-algorithms/NAME and joins the workspace.
     New {
-        /// The module's crate name (lowercase letters, digits, hyphens).
+        /// The module's name (lowercase letters, digits, hyphens).
         name: String,
         /// Folder to create (default: example-algorithms/NAME in an OAR checkout, else ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The module's language: rust (a crate) or python (an app.py, built with
+        /// componentize-py).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+    },
+    /// Build a module folder (Rust or Python) into a component, and check it as the host will
+    /// before anyone signs it.
+    Build {
+        /// The module's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: build/NAME.wasm in the folder for Python,
+        /// cargo's target folder for Rust).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The componentize-py to build Python modules with (tested: 0.25.1).
+        #[arg(long, default_value = "componentize-py")]
+        componentize_py: PathBuf,
+    },
+    /// Run a module folder's tests: `cargo test` for Rust; for Python, its unit tests with the
+    /// SDK on the path and a native run through the real gate on synthetic data.
+    Test {
+        /// The module's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The Python to run a Python module's tests with (3.10 or later).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+    },
+    /// Serve one module's host calls as JSON lines on stdin and stdout, through the real gate,
+    /// on synthetic data (or --dataset): the local host `oar_guest.local.Harness` runs for
+    /// native Python tests.
+    LocalHost {
+        /// The module's manifest.toml.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Dataset descriptors to serve instead of synthetic data (repeatable).
+        #[arg(long = "dataset")]
+        datasets: Vec<PathBuf>,
     },
     /// Create an ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub in --out.
     Keygen {
@@ -311,6 +350,15 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+}
+
+/// The language of a new module.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    /// A Rust crate.
+    Rust,
+    /// A Python app.py.
+    Python,
 }
 
 /// A signed module, its approval and the policy to check them against.
@@ -1059,7 +1107,93 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::New { name, dir } => {
+        Command::New {
+            name,
+            dir,
+            lang: Lang::Python,
+        } => {
+            let cwd = std::env::current_dir()?;
+            let dir = match dir {
+                Some(d) => d,
+                None => match oar_host::template::find_checkout(&cwd) {
+                    Some(root) => root.join("example-algorithms").join(&name),
+                    None => cwd.join(&name),
+                },
+            };
+            let created = oar_host::template::create_python(&name, &dir)?;
+            println!(
+                "created Python module '{name}' in {}",
+                created.dir.display()
+            );
+            for f in &created.files {
+                println!("  {f}");
+            }
+            let d = created.dir.display();
+            println!(
+                "\nnext:\n  oar test {d}     # unit tests, and a native run through the real gate on synthetic data\n  \
+                 oar build {d}    # needs componentize-py {} (python3 -m pip install componentize-py=={})\n  \
+                 oar sign --component {d}/build/{name}.wasm --manifest {d}/manifest.toml --key YOUR.key --out {name}.oarb",
+                oar_host::module_build::COMPONENTIZE_PY_VERSION,
+                oar_host::module_build::COMPONENTIZE_PY_VERSION,
+            );
+            Ok(())
+        }
+        Command::Build {
+            dir,
+            out,
+            componentize_py,
+        } => {
+            let tools = oar_host::module_build::Tools {
+                componentize_py,
+                ..Default::default()
+            };
+            let built = oar_host::module_build::build(&dir, out.as_deref(), &tools)?;
+            let bytes = std::fs::read(&built.component)?;
+            println!(
+                "built {} ({:?}, {:.1} MB): {}\nmodule hash {}\nchecked: it compiles, and imports only what the host provides",
+                built.name,
+                built.language,
+                built.bytes as f64 / 1e6,
+                built.component.display(),
+                hex::encode(oar_host::keys::sha256(&bytes)),
+            );
+            println!(
+                "\nnext:\n  oar sign --component {} --manifest {}/manifest.toml --key YOUR.key --out {}.oarb",
+                built.component.display(),
+                dir.display(),
+                built.name
+            );
+            Ok(())
+        }
+        Command::Test { dir, python } => {
+            let tools = oar_host::module_build::Tools {
+                python,
+                ..Default::default()
+            };
+            let oar = std::env::current_exe().context("finding the oar binary")?;
+            oar_host::module_build::test(&dir, &oar, &tools)?;
+            Ok(())
+        }
+        Command::LocalHost { manifest, datasets } => {
+            let data = tempfile_dir()?;
+            let harness = if datasets.is_empty() {
+                oar_host::local::Harness::with_synthetic_data(&manifest, &data)
+            } else {
+                oar_host::local::Harness::new(&manifest, &datasets)
+            };
+            let served = harness.map_err(anyhow::Error::from).and_then(|h| {
+                let stdin = std::io::stdin().lock();
+                let stdout = std::io::stdout().lock();
+                Ok(oar_host::local::lines::serve(&h, stdin, stdout)?)
+            });
+            let _ = std::fs::remove_dir_all(&data);
+            served
+        }
+        Command::New {
+            name,
+            dir,
+            lang: Lang::Rust,
+        } => {
             let cwd = std::env::current_dir()?;
             let dir = match dir {
                 Some(d) => d,
@@ -1086,8 +1220,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let wasm = name.replace('-', "_");
             println!(
                 "\nnext:\n  cargo test -p {name}        # natively, through the real gate, on synthetic data\n  \
-                 cargo build -p {name} --target wasm32-wasip2 --profile guest\n  \
+                 oar build {}   # the component, checked as the host will check it\n  \
                  oar sign --component target/wasm32-wasip2/guest/{wasm}.wasm --manifest {}/manifest.toml --key YOUR.key --out {name}.oarb",
+                created.dir.display(),
                 created.dir.display()
             );
             Ok(())

@@ -214,6 +214,9 @@ pub struct RunStats {
     pub cache_hit: bool,
     /// What the module wrote to stdout and stderr (truncated).
     pub console: String,
+    /// The module's memory at the end of the run: every linear memory and table, as the cap
+    /// counts them (they never shrink, so this is also the peak).
+    pub memory_bytes: usize,
 }
 
 impl Runtime {
@@ -399,6 +402,7 @@ impl Runtime {
             other => other,
         };
         stats.console = console.contents();
+        stats.memory_bytes = store.data().limits.used;
         let session = store.into_data().session;
         match &result {
             Ok(()) => tracing::info!(
@@ -429,6 +433,18 @@ fn classify(e: wasmtime::Error, limits: RunLimits, memory_cap_hit: bool) -> Sand
         &format!("{e:#}"),
         crate::module_text::MAX_MODULE_ERROR_CHARS,
     ))
+}
+
+/// Checks `bytes` as [`Runtime::prepare`] will before a run: it must compile as a component
+/// and import nothing outside [`HOST_INTERFACE`] and [`ALLOWED_WASI`]. For authors, before they
+/// sign (`oar build`).
+pub fn check_component(bytes: &[u8]) -> Result<(), SandboxError> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config).map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let component = Component::new(&engine, bytes)
+        .map_err(|e| SandboxError::InvalidComponent(format!("{e:#}")))?;
+    check_imports(&engine, &component)
 }
 
 /// Refuses a component that imports anything outside [`HOST_INTERFACE`] and [`ALLOWED_WASI`].

@@ -18,6 +18,8 @@ use crate::verify::VerifiedModule;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod lines;
+
 /// A [`oar_guest::Host`] backed by a session.
 pub struct LocalHost {
     session: Session,
@@ -212,15 +214,11 @@ impl Harness {
         Harness::new(manifest, &descriptors)
     }
 
-    /// Runs `run` with `params` (JSON) natively, through the same gate, ledger and limits as a
-    /// sandboxed run. Budget spent stays spent for the harness's lifetime.
-    pub fn run<P: serde::de::DeserializeOwned>(
-        &self,
-        params: &str,
-        run: oar_guest::RunFn<P>,
-    ) -> Result<SessionRecord, HarnessError> {
+    /// Starts a run: a host for one module run, through the same gate, ledger and limits as a
+    /// sandboxed run. [`LocalHost::finish`] ends it.
+    pub fn begin(&self) -> LocalHost {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let session = Session::new(
+        LocalHost::new(Session::new(
             &format!("local-{n}"),
             HARNESS_REQUESTER,
             self.module.clone(),
@@ -228,8 +226,17 @@ impl Harness {
             self.policy.clone(),
             self.ledger.clone(),
             self.revocations.clone(),
-        );
-        let mut host = LocalHost::new(session);
+        ))
+    }
+
+    /// Runs `run` with `params` (JSON) natively, through the same gate, ledger and limits as a
+    /// sandboxed run. Budget spent stays spent for the harness's lifetime.
+    pub fn run<P: serde::de::DeserializeOwned>(
+        &self,
+        params: &str,
+        run: oar_guest::RunFn<P>,
+    ) -> Result<SessionRecord, HarnessError> {
+        let mut host = self.begin();
         let result = oar_guest::run_with_host(&mut host, params, run);
         let record = host.finish();
         match result {
