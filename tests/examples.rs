@@ -600,6 +600,115 @@ fn the_python_sdk_passes_its_unit_tests() {
     assert!(ran >= 25, "only {ran} Python tests ran:\n{text}");
 }
 
+/// The Python SDK refuses bad plans before they reach the host with the Rust SDK's own words:
+/// `tests/python/check_errors.py` builds each case with the Python SDK, and the same plan built
+/// here with the Rust SDK must fail its early check with the same text (Python spells its own
+/// calls where the Rust text names a Rust call).
+#[test]
+fn the_python_sdk_refuses_bad_plans_with_the_rust_sdks_words() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("python3")
+        .arg(repo.join("tests/python/check_errors.py"))
+        .env("PYTHONPATH", repo.join("guest-sdk/python"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(cases.len() >= 38, "{} cases", cases.len());
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let mut python = case["error"].as_str().unwrap().to_string();
+        for (py, rs) in case["rust_spelling"].as_object().unwrap() {
+            python = python.replace(py.as_str(), rs.as_str().unwrap());
+        }
+        let rust = rust_check_error(name);
+        assert_eq!(python, rust, "{name}");
+    }
+}
+
+/// The Rust SDK's early-check error for the case `name` of `tests/python/check_errors.py`.
+fn rust_check_error(name: &str) -> String {
+    use oar_guest::testing::{meters_schema, FakeHost};
+    use oar_guest::{col, num, per_unit, Context};
+    let mut host = FakeHost::new().with_dataset(meters_schema());
+    let mut ctx = Context::new(&mut host);
+    let q = ctx.dataset("meters").unwrap();
+    let q = match name {
+        "unknown_column" => q
+            .derive("slot", col("read_at").half_hour())
+            .filter(col("kwhh").gt(0.0))
+            .count_units("n"),
+        "column_used_before_derived" => q
+            .filter(col("slot").lt(10))
+            .derive("slot", col("read_at").half_hour())
+            .count_units("n"),
+        "unknown_per_unit_by" => q
+            .per_unit("home", per_unit::mode(col("region")).by(["day"]))
+            .count_units("n"),
+        "unknown_aggregate_column" => q.sum("s", "kwhh"),
+        "privacy_unit_key" => q.group_by(["meter_id"]).count_units("n"),
+        "privacy_unit_read" => q.filter(col("meter_id").eq(1)).count_units("n"),
+        "key_str_without_domain" => q.group_by(["tariff"]).count_units("n"),
+        "key_datetime" => q.group_by(["read_at"]).count_units("n"),
+        "key_float" => q.group_by(["kwh"]).count_units("n"),
+        "key_float_with_key_selection" => q.group_by(["kwh"]).count_units("n").select_keys(),
+        "key_derived_float" => q
+            .derive("double", num("kwh") * 2)
+            .group_by(["double"])
+            .count_units("n"),
+        "key_per_unit_count" => q
+            .per_unit("readings", per_unit::count(col("kwh")))
+            .group_by(["readings"])
+            .count_units("n"),
+        "key_of_unknown_type" => q
+            .derive("odd", col("tariff") + 1)
+            .group_by(["odd"])
+            .count_units("n"),
+        "aggregate_name_twice" => q.count_units("n").sum("n", "kwh"),
+        "aggregate_name_empty" => q.count_units(""),
+        "aggregate_name_reserved" => q.count_units("__n"),
+        "sum_of_text" => q.group_by(["region"]).sum("total", "tariff"),
+        "mean_of_derived_bool" => q.derive("big", col("kwh").gt(2.0)).mean("m", "big"),
+        "mean_without_declared_bounds" => q.group_by(["region"]).mean("avg_people", "occupants"),
+        "quantile_of_per_unit_sum" => q
+            .per_unit("monthly", per_unit::sum(num("kwh")))
+            .quantile("p90", "monthly", 0.9),
+        "sum_of_arithmetic" => q.derive("double", num("kwh") * 2).sum("s", "double"),
+        "bounds_reversed" => q.sum_clamped("s", "kwh", 5.0, 1.0),
+        "bounds_infinite" => q.mean_clamped("m", "kwh", 0.0, f64::INFINITY),
+        "bounds_nan" => q.mean_clamped("m", "kwh", f64::NAN, 1.0),
+        "bounds_fractional_reversed" => q.sum_clamped("s", "kwh", 2.5e-5, -1e-7),
+        "bounds_on_a_rounding_tie" => q.sum_clamped("s", "kwh", 971494685127620.25, 1.0),
+        "quantile_with_equal_bounds" => q.quantile_clamped("p", "kwh", 0.5, [1.0, 1.0], 10),
+        "quantile_q_0" => q.quantile("p", "kwh", 0.0),
+        "quantile_q_1" => q.quantile("p", "kwh", 1.0),
+        "quantile_q_1_5" => q.quantile("p", "kwh", 1.5),
+        "quantile_q_negative" => q.quantile("p", "kwh", -0.1),
+        "quantile_q_nan" => q.quantile("p", "kwh", f64::NAN),
+        "quantile_q_huge" => q.quantile("p", "kwh", 1e21),
+        "quantile_one_bin" => q.quantile_clamped("p", "kwh", 0.5, [0.0, 1.0], 1),
+        "no_aggregate" => q.group_by(["region"]),
+        "too_many_aggregates" => (0..33).fold(q, |q, i| q.count_units(&format!("n{i}"))),
+        "too_many_steps" => (0..65)
+            .fold(q, |q, _| q.filter(col("kwh").ge(0.0)))
+            .count_units("n"),
+        "too_many_per_unit_steps" => (0..9)
+            .fold(q, |q, i| {
+                q.per_unit(&format!("u{i}"), per_unit::max(col("kwh")))
+            })
+            .count_units("n"),
+        other => panic!("no Rust twin for case '{other}': add it here"),
+    };
+    match q.check() {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("the Rust SDK accepts case '{name}'"),
+    }
+}
+
 /// The Python twins, built into components (the pinned componentize-py, `--stub-wasi`), are
 /// signed with their Rust twins' manifests, approved and run in the sandbox like any module, and
 /// release what their Rust modules release: the same tables, columns and cells in the same order,

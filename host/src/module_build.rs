@@ -30,8 +30,16 @@ const PYTHON_SDK: &[(&str, &str)] = &[
         include_str!("../../guest-sdk/python/oar_guest/__init__.py"),
     ),
     (
+        "oar_guest/_facts.py",
+        include_str!("../../guest-sdk/python/oar_guest/_facts.py"),
+    ),
+    (
         "oar_guest/_json.py",
         include_str!("../../guest-sdk/python/oar_guest/_json.py"),
+    ),
+    (
+        "oar_guest/_validate.py",
+        include_str!("../../guest-sdk/python/oar_guest/_validate.py"),
     ),
     (
         "oar_guest/component.py",

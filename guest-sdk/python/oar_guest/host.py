@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any, Iterable, Optional, Protocol
 
+from . import _validate
 from ._json import dumps
 from .errors import DatasetError, EmitError, PlanError, ProtocolError, Refused
 from .expr import Expr, col
@@ -245,54 +246,36 @@ class Query:
         return dumps(self.plan(epsilon))
 
     def check(self) -> None:
-        """The SDK's own checks, before anything reaches the host: every column exists, the unit
-        is not a key, aggregate names are distinct and there is at least one aggregate.
+        """The SDK's own checks, before anything reaches the host; the same checks, with the same
+        messages, as the Rust SDK's ``Query::check``: the plan is within the host's size limits,
+        every column exists when it is read and is not the privacy unit, every group key has a
+        public domain (or :meth:`select_keys` applies to it), there is an aggregate, aggregate
+        names are distinct, non-empty and not reserved, sums, means and quantiles read numbers
+        and have valid bounds, and quantiles have ``q`` in (0, 1) and at least 2 bins.
+
+        Derived columns are checked as far as the SDK can know them (``hour()`` has bounds and a
+        domain; arithmetic and per-unit sums have neither); where it cannot know, the plan goes
+        through and the host checks everything again. Raises
+        :class:`~oar_guest.errors.PlanError`; its ``column`` is the column, key or aggregate at
+        fault (the column for a type mismatch, the aggregate for bounds and quantile
+        parameters).
 
         >>> from oar_guest.testing import FakeHost, cdr_schema
         >>> q = Context(FakeHost().with_dataset(cdr_schema())).dataset("cdr")
         >>> q.group_by(["cell"]).count_units("n").check()
         Traceback (most recent call last):
         ...
-        oar_guest.errors.PlanError: group key 'cell' is not a column of 'cdr' or derived before it; columns: timestamp, region, cell_id
+        oar_guest.errors.PlanError: column 'cell' is not in dataset 'cdr'; available columns: timestamp, region, cell_id
+        >>> from oar_guest.testing import meters_schema
+        >>> q = Context(FakeHost().with_dataset(meters_schema())).dataset("meters")
+        >>> q.derive("kwh2", col("kwh") * 2).sum("total", "kwh2").check()
+        Traceback (most recent call last):
+        ...
+        oar_guest.errors.PlanError: aggregate 'total' over column 'kwh2': sum needs clamping bounds and derived column 'kwh2' has none (arithmetic, per-unit sums and counts do not keep their inputs' bounds); give them explicitly with sum("total", "kwh2", bounds=(lower, upper))
         """
-        columns = [c["name"] for c in self._schema.get("columns", [])]
-        unit = self._schema.get("privacy_unit")
-        known = list(columns)
-        for step in self._steps:
-            exprs = [step.get(k) for k in ("predicate", "expr", "rows") if step.get(k)]
-            for e in exprs:
-                for c in Expr(e).columns():
-                    if c == unit:
-                        raise PlanError(
-                            f"'{c}' is the privacy unit; a plan may not read it (the host counts "
-                            "distinct units itself: use count_units)",
-                            column=c,
-                        )
-                    if c not in known:
-                        raise PlanError(
-                            f"column '{c}' is not in '{self._schema['name']}' or derived before "
-                            f"it; columns: {', '.join(columns)}",
-                            column=c,
-                        )
-            if step["op"] in ("derive", "per_unit"):
-                known.append(step["name"])
-        for k in self._group_by:
-            if k == unit:
-                raise PlanError(
-                    f"'{k}' is the privacy unit; it can never be a group key", column=k
-                )
-            if k not in known:
-                raise PlanError(
-                    f"group key '{k}' is not a column of '{self._schema['name']}' or derived "
-                    f"before it; columns: {', '.join(columns)}",
-                    column=k,
-                )
-        if not self._aggregates:
-            raise PlanError("a plan needs at least one aggregate (count_units, sum, mean, quantile)")
-        names = [a["name"] for a in self._aggregates]
-        for n in names:
-            if names.count(n) > 1:
-                raise PlanError(f"two aggregates are named '{n}'; give each its own name", column=n)
+        _validate.check_plan(
+            self._schema, self._steps, self._group_by, self._aggregates, self._key_selection
+        )
 
     def check_with_host(self, epsilon: float) -> None:
         """:meth:`check`, then the host's own checks (scope, policy, query limit, budget left)

@@ -153,3 +153,57 @@ def cdr_schema() -> dict[str, Any]:
         "max_groups_per_unit": 14,
         "max_rows_per_group": 10,
     }
+
+
+def meters_schema() -> dict[str, Any]:
+    """The smart-meter schema the Rust SDK's ``testing::meters_schema`` describes: privacy unit
+    ``meter_id``; ``read_at`` (datetime, January 2024), ``region`` (str, domain North, South),
+    ``tariff`` (str, no domain), ``kwh`` (float, bounds 0 to 5), ``occupants`` (int, domain 1 to
+    6), ``consent`` (bool); each meter in at most 48 cells, 62 rows per cell.
+
+    >>> [c["name"] for c in meters_schema()["columns"] if "bounds" in c]
+    ['kwh']
+    """
+    return {
+        "name": "meters",
+        "title": "",
+        "privacy_unit": "meter_id",
+        "columns": [
+            {
+                "name": "read_at",
+                "type": "datetime",
+                "period": ["2024-01-01", "2024-01-31"],
+                "description": "End of the half-hour the reading covers.",
+            },
+            {
+                "name": "region",
+                "type": "str",
+                "domain": ["North", "South"],
+                "description": "Region of the premises.",
+            },
+            {
+                "name": "tariff",
+                "type": "str",
+                "description": "Tariff name (no public domain).",
+            },
+            {
+                "name": "kwh",
+                "type": "float",
+                "bounds": [0.0, 5.0],
+                "description": "Energy used in the half-hour.",
+            },
+            {
+                "name": "occupants",
+                "type": "int",
+                "domain": [1, 2, 3, 4, 5, 6],
+                "description": "People living at the premises.",
+            },
+            {
+                "name": "consent",
+                "type": "bool",
+                "description": "Whether the household agreed to research use.",
+            },
+        ],
+        "max_groups_per_unit": 48,
+        "max_rows_per_group": 62,
+    }
