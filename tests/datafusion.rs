@@ -365,6 +365,15 @@ fn the_five_example_modules_get_the_same_statistics_from_a_ballista_cluster_as_f
 /// A CDR set big enough that its origin-destination release runs for several seconds on the
 /// cluster, with a host over it on `backend` and the host's ledger.
 fn od_host_on(dir: &Path, backend: Arc<dyn QueryBackend>) -> (Host, Arc<SqliteLedger>) {
+    od_host_with_time(dir, backend, 120_000)
+}
+
+/// [`od_host_on`] with a run time limit of `time_ms`.
+fn od_host_with_time(
+    dir: &Path,
+    backend: Arc<dyn QueryBackend>,
+    time_ms: u64,
+) -> (Host, Arc<SqliteLedger>) {
     let descriptor = oar_host::synth::cdr::CdrSpec {
         rows: 3_000_000,
         subscribers: Some(200_000),
@@ -375,7 +384,7 @@ fn od_host_on(dir: &Path, backend: Arc<dyn QueryBackend>) -> (Host, Arc<SqliteLe
     let w = World::new(1, 1);
     let ledger = Arc::new(SqliteLedger::in_memory());
     let mut policy = w.policy.clone();
-    policy.limits.time_ms = 120_000;
+    policy.limits.time_ms = time_ms;
     let mut catalog = Catalog::new();
     catalog.register(Dataset::open(&descriptor).unwrap());
     let host = Host::new(
@@ -481,4 +490,75 @@ fn a_cluster_that_loses_every_executor_mid_query_ends_in_the_constant_failure_wi
         "the charge of the failed query stands"
     );
     assert!(out.files.is_empty());
+}
+
+/// A run whose deadline passes while its query runs as a Ballista job: the run ends at once in
+/// the constant failure, and the job is cancelled on the cluster rather than left running with
+/// no one to read it (the scheduler reports it failed, not running or done).
+#[test]
+fn a_job_still_running_at_the_deadline_is_cancelled_on_the_cluster() {
+    use oar_datafusion::ballista_proto::{job_status, GetJobStatusParams, SchedulerGrpcClient};
+    let cluster = Cluster::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(cluster.backend());
+    let (host, ledger) = od_host_with_time(dir.path(), backend.clone(), 3_000);
+    let w = World::new(1, 1);
+    let started = Instant::now();
+    let out = host.run(
+        common::verified_example(&w, "od-flows", "od_flows"),
+        "stats-office",
+        "{}",
+    );
+    let ended = started.elapsed();
+    match &out.result {
+        Err(oar_host::job::JobError::Sandbox(oar_host::sandbox::SandboxError::Deadline(_))) => {}
+        other => panic!(
+            "the OD release over 3M rows was meant to outlast a 3 s deadline: {:?}",
+            other.as_ref().map(|_| "released")
+        ),
+    }
+    assert!(ended < Duration::from_secs(10), "the run waited {ended:?}");
+    assert!(out.files.is_empty());
+    assert!(
+        common::spent(&ledger, "stats-office") > 0.0,
+        "the charge stands"
+    );
+
+    // The job's cancellation reaches the scheduler within a poll or two.
+    let until = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        if let Some(job) = backend.cancelled_jobs().first() {
+            break job.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "no job was cancelled on the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let failed = rt.block_on(async {
+        let mut scheduler = SchedulerGrpcClient::connect(format!("http://{}", cluster.scheduler))
+            .await
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = scheduler
+                .get_job_status(GetJobStatusParams {
+                    job_id: job.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .and_then(|s| s.status);
+            match status {
+                Some(job_status::Status::Failed(_)) => return true,
+                Some(job_status::Status::Successful(_)) => return false,
+                _ if Instant::now() > until => return false,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+    assert!(failed, "job {job} was not cancelled on the cluster");
 }

@@ -5,7 +5,7 @@
 use crate::lower::{
     self, abs, binary, clamp, coalesce_f64, column, f64_lit, i64_lit, to_f64, UNIT,
 };
-use crate::{execute, fail, Target};
+use crate::{execute, fail, Job};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
@@ -34,7 +34,7 @@ fn concat(l: Expr, r: Expr) -> Expr {
 /// Computes `plan`'s per-cell statistics over `dataset`.
 pub async fn cell_stats(
     ctx: &SessionContext,
-    target: &Target,
+    target: &Job,
     plan: &CheckedPlan,
     dataset: &Dataset,
 ) -> std::result::Result<CellStats, BackendError> {

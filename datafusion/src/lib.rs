@@ -23,7 +23,15 @@
 //! Failures carry a kind only ([`BackendError`]): DataFusion's and Ballista's messages can quote
 //! data, so they never leave this crate.
 
+mod ballista_job;
 pub mod cluster;
+
+/// The parts of Ballista's scheduler protocol an operator's tooling (or a test) needs to ask a
+/// scheduler about a job by id, such as one [`DataFusionBackend::cancelled_jobs`] names.
+pub mod ballista_proto {
+    pub use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    pub use ballista_core::serde::protobuf::{job_status, GetJobStatusParams};
+}
 mod collect;
 pub mod lower;
 
@@ -51,6 +59,14 @@ pub enum Target {
 pub struct DataFusionBackend {
     target: Target,
     runtime: tokio::runtime::Runtime,
+    cancelled: ballista_job::Cancelled,
+}
+
+/// One query's execution: where it runs, and the host's word to stop it.
+pub(crate) struct Job {
+    target: Target,
+    stop: ballista_job::Stop,
+    cancelled: ballista_job::Cancelled,
 }
 
 impl std::fmt::Debug for DataFusionBackend {
@@ -93,12 +109,25 @@ impl DataFusionBackend {
             .thread_name("oar-datafusion")
             .build()
             .map_err(SetupError::Runtime)?;
-        Ok(DataFusionBackend { target, runtime })
+        Ok(DataFusionBackend {
+            target,
+            runtime,
+            cancelled: Default::default(),
+        })
     }
 
     /// Where the queries run.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The ids of the Ballista jobs this backend cancelled on its cluster because a run's
+    /// deadline passed while they ran (oldest first).
+    pub fn cancelled_jobs(&self) -> Vec<String> {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -127,12 +156,18 @@ impl QueryBackend for DataFusionBackend {
         dataset: &Dataset,
         deadline: Option<Instant>,
     ) -> Result<CellStats, BackendError> {
-        let (plan, dataset, target) = (plan.clone(), dataset.clone(), self.target.clone());
+        let (plan, dataset) = (plan.clone(), dataset.clone());
+        let job = Job {
+            target: self.target.clone(),
+            stop: Default::default(),
+            cancelled: self.cancelled.clone(),
+        };
+        let stop = job.stop.clone();
         let (tx, rx) = mpsc::channel();
         // The query runs on this backend's own runtime, so `execute` may be called from any
         // thread (a sandbox's, or a server's blocking pool); the caller waits on a channel.
         let task = self.runtime.spawn(async move {
-            let result = run(&target, &plan, &dataset).await;
+            let result = run(&job, &plan, &dataset).await;
             let _ = tx.send(result);
         });
         let received = match deadline {
@@ -142,9 +177,14 @@ impl QueryBackend for DataFusionBackend {
         match received {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // Dropping the query's stream cancels its tasks in process; a Ballista job
-                // loses its only consumer and its results are discarded.
-                task.abort();
+                match self.target {
+                    // Dropping the query's stream cancels its tasks.
+                    Target::InProcess => task.abort(),
+                    // The job cancels itself on the cluster at its next status poll (or as
+                    // soon as the scheduler has accepted it), in the background: the run ends
+                    // now either way.
+                    Target::Ballista { .. } => stop.stop(),
+                }
                 Err(BackendError::Deadline)
             }
             // The task ended without sending: it panicked.
@@ -155,12 +195,8 @@ impl QueryBackend for DataFusionBackend {
     }
 }
 
-async fn run(
-    target: &Target,
-    plan: &CheckedPlan,
-    dataset: &Dataset,
-) -> Result<CellStats, BackendError> {
-    collect::cell_stats(&context(target), target, plan, dataset).await
+async fn run(job: &Job, plan: &CheckedPlan, dataset: &Dataset) -> Result<CellStats, BackendError> {
+    collect::cell_stats(&context(&job.target), job, plan, dataset).await
 }
 
 /// The session every query is planned in, on this host (also for a cluster: the host plans,
@@ -188,32 +224,27 @@ fn context(target: &Target) -> SessionContext {
 /// physical plan submitted to the Ballista scheduler. The plan is built and optimised here, so
 /// the scheduler cannot re-optimise it with rules this crate leaves out.
 pub(crate) async fn execute(
-    target: &Target,
+    job: &Job,
     df: datafusion::prelude::DataFrame,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DataFusionError> {
-    match target {
+    match &job.target {
         Target::InProcess => df.collect().await,
         Target::Ballista { scheduler } => {
-            use ballista_core::config::BallistaConfig;
-            use ballista_core::execution_plans::execute_physical_plan;
-            use ballista_core::extension::SessionConfigExt;
             let config = df.task_ctx().session_config().clone();
             let plan = df.create_physical_plan().await?;
-            let codec = config.ballista_physical_extension_codec();
             let url = format!(
                 "http://{}",
                 scheduler.strip_prefix("df://").unwrap_or(scheduler)
             );
-            let stream = execute_physical_plan::<datafusion_proto::protobuf::PhysicalPlanNode>(
+            ballista_job::run(
                 url,
-                &BallistaConfig::default(),
                 plan,
-                codec.as_ref(),
-                session_id(),
                 config,
+                session_id(),
+                job.stop.clone(),
+                job.cancelled.clone(),
             )
-            .await?;
-            datafusion::physical_plan::common::collect(stream).await
+            .await
         }
     }
 }
