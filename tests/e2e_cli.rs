@@ -550,6 +550,34 @@ fn a_new_python_module_tests_builds_signs_and_dry_runs_out_of_the_box() {
         assert!(text.contains(line), "missing '{line}' in:\n{text}");
     }
 
+    // pytest from PyPI runs them too, doctests included, as the template's README says.
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/python");
+    let module = d.join("night-py");
+    let pytest = Command::new(python::python())
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--doctest-modules",
+        ])
+        .args(["app.py", "tests"])
+        .current_dir(&module)
+        .env(
+            "PYTHONPATH",
+            std::env::join_paths([module.clone(), sdk]).unwrap(),
+        )
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("OAR", env!("CARGO_BIN_EXE_oar"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&pytest.stdout);
+    assert!(
+        pytest.status.success() && text.contains("7 passed"),
+        "{text}"
+    );
+
     let componentize = python::python().with_file_name("componentize-py");
     let built = ok(oar(
         &[

@@ -598,6 +598,28 @@ fn the_python_sdk_passes_its_unit_tests() {
         .find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
         .expect("unittest reports how many tests ran");
     assert!(ran >= 25, "only {ran} Python tests ran:\n{text}");
+
+    // The same tests and every module's doctests as authors run them, with pytest from PyPI
+    // (component.py needs the bindings componentize-py generates, so it is left out).
+    let out = std::process::Command::new(common::python::python())
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--doctest-modules",
+            "oar_guest",
+            "tests",
+            "--ignore=oar_guest/component.py",
+        ])
+        .current_dir(&dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" passed"), "{text}");
 }
 
 /// The Python SDK refuses bad plans before they reach the host with the Rust SDK's own words:
