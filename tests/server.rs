@@ -31,7 +31,7 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
             "{method} {path} undocumented"
         );
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 15);
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 18);
 
     // The catalogue: public metadata, the unit named but no values.
     let datasets = client.call("GET", "/v1/datasets", None).unwrap();
@@ -482,5 +482,151 @@ fn oar_submit_and_oar_fetch_from_the_command_line() {
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    s.shutdown();
+}
+
+/// `promtool` from Debian's `prometheus` package (`.ci/run` installs it).
+fn promtool() -> &'static str {
+    assert!(
+        std::process::Command::new("promtool")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    );
+    "promtool"
+}
+
+/// `/metrics` after a run and refused requests: `promtool check metrics` (the Prometheus
+/// project's own linter) finds nothing to say, the figures are there with fixed labels only, and
+/// a real Prometheus on loopback scrapes it with the admin token. `/healthz` and `/readyz`
+/// answer without a token.
+#[test]
+fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |_| {})).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let module = upload(&client, &w, "population");
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    assert_eq!(
+        client.wait(&job, Duration::from_secs(60)).unwrap()["status"],
+        "succeeded"
+    );
+    // An unsigned request and a wrong admin token.
+    assert_eq!(raw(&url(&s), "GET", "/v1/datasets", b"", &[]).0, 401);
+    let wrong = [("authorization", "Bearer nope".to_string())];
+    assert_eq!(raw(&admin_url(&s), "GET", "/metrics", b"", &wrong).0, 401);
+
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(
+            raw(&admin_url(&s), "GET", probe, b"", &[]).0,
+            200,
+            "{probe}"
+        );
+    }
+    let token = [("authorization", format!("Bearer {ADMIN}"))];
+    let (status, metrics) = raw(&admin_url(&s), "GET", "/metrics", b"", &token);
+    assert_eq!(status, 200, "{metrics}");
+    for line in [
+        "oar_jobs{state=\"succeeded\"} 1",
+        "oar_queue_depth 0",
+        "oar_run_duration_seconds_count 1",
+        "oar_auth_failures_total{reason=\"unsigned\"} 1",
+        "oar_auth_failures_total{reason=\"admin_token\"} 1",
+        "oar_query_refusals_total{reason=\"budget_exhausted\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    // Labels are fixed names: no requester, module hash or job id.
+    for private in [w.requester.name(), module.as_str(), job.as_str()] {
+        assert!(!metrics.contains(private), "{private} in\n{metrics}");
+    }
+    let mut check = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+
+    // A real Prometheus scrapes it every second, with the admin token from a file.
+    let work = dir.path().join("prometheus");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("token"), ADMIN).unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = listen.local_addr().unwrap();
+    drop(listen);
+    std::fs::write(
+        work.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: oar\n    \
+             authorization:\n      credentials_file: {}\n    static_configs:\n      \
+             - targets: ['{}']\n",
+            work.join("token").display(),
+            s.admin_addr()
+        ),
+    )
+    .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Killed(
+        std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                work.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(work.join("log")).unwrap())
+            .spawn()
+            .expect("prometheus starts (Debian's prometheus package; .ci/run installs it)"),
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let query = format!("http://{web}/api/v1/query?query=oar_jobs%7Bstate%3D%22succeeded%22%7D");
+    loop {
+        let answer = ureq::get(&query)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        if answer.contains("\"value\"") && answer.contains("\"1\"]") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "Prometheus did not scrape oar_jobs: {answer}\n{}",
+            std::fs::read_to_string(work.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     s.shutdown();
 }

@@ -142,6 +142,52 @@ pub enum Refusal {
     Revoked(VerifyError),
 }
 
+impl Refusal {
+    /// A stable name for the kind of refusal (for metrics and logs; never a value).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Deadline => "deadline",
+            Refusal::TooManyQueries { .. } => "too_many_queries",
+            Refusal::PlanTooLarge { .. } => "plan_too_large",
+            Refusal::MalformedPlan(_) => "malformed_plan",
+            Refusal::DatasetNotApproved { .. } => "dataset_not_approved",
+            Refusal::RequesterNotAllowed { .. } => "requester_not_allowed",
+            Refusal::DatasetNotRegistered { .. } => "dataset_not_registered",
+            Refusal::InvalidEpsilon { .. } => "invalid_epsilon",
+            Refusal::EpsilonBelowMinimum { .. } => "epsilon_below_minimum",
+            Refusal::OverRunCap { .. } => "over_run_cap",
+            Refusal::BudgetExhausted { .. } => "budget_exhausted",
+            Refusal::InvalidPlan(_) => "invalid_plan",
+            Refusal::ColumnNotApproved { .. } => "column_not_approved",
+            Refusal::ColumnDenied { .. } => "column_denied",
+            Refusal::FailedAfterData => "failed_after_data",
+            Refusal::Ledger(_) => "ledger",
+            Refusal::Revoked(_) => "revoked",
+        }
+    }
+
+    /// Every [`Refusal::kind`], in declaration order.
+    pub const KINDS: [&'static str; 17] = [
+        "deadline",
+        "too_many_queries",
+        "plan_too_large",
+        "malformed_plan",
+        "dataset_not_approved",
+        "requester_not_allowed",
+        "dataset_not_registered",
+        "invalid_epsilon",
+        "epsilon_below_minimum",
+        "over_run_cap",
+        "budget_exhausted",
+        "invalid_plan",
+        "column_not_approved",
+        "column_denied",
+        "failed_after_data",
+        "ledger",
+        "revoked",
+    ];
+}
+
 /// What a finished session leaves behind.
 #[derive(Debug, Default)]
 pub struct SessionRecord {

@@ -40,6 +40,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/revocations"),
     ("get", "/admin/audit"),
     ("get", "/admin/metrics"),
+    ("get", "/metrics"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
 ];
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -75,6 +78,9 @@ pub(super) fn admin_router(state: Shared) -> Router {
         .route("/admin/revocations", post(admin_revoke))
         .route("/admin/audit", get(admin_audit))
         .route("/admin/metrics", get(admin_metrics))
+        .route("/metrics", get(admin_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY_BYTES))
         .with_state(state)
 }
@@ -139,15 +145,21 @@ fn authenticate_head(
     parts: &axum::http::request::Parts,
 ) -> Result<(Requester, httpsig::Pending), ApiError> {
     let refuse = |reason: String| {
-        super::metrics::bump(&state.metrics.unauthenticated);
+        state
+            .metrics
+            .unauthenticated_because(super::metrics::AuthFailure::Signature);
         ApiError(
             StatusCode::UNAUTHORIZED,
             format!("unauthenticated: {reason}"),
         )
     };
     if parts.headers.get("signature-input").is_none() || parts.headers.get("signature").is_none() {
-        return Err(refuse(
-            "sign the request (RFC 9421: Content-Digest, Signature-Input, Signature); `oar submit` does".into(),
+        state
+            .metrics
+            .unauthenticated_because(super::metrics::AuthFailure::Unsigned);
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated: sign the request (RFC 9421: Content-Digest, Signature-Input, Signature); `oar submit` does".into(),
         ));
     }
     let head = httpsig::RequestHead {
@@ -236,7 +248,9 @@ fn admin(state: &State, headers: &HeaderMap) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        super::metrics::bump(&state.metrics.unauthenticated);
+        state
+            .metrics
+            .unauthenticated_because(super::metrics::AuthFailure::AdminToken);
         Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "admin endpoints need the admin bearer token".into(),
@@ -268,7 +282,9 @@ impl axum::extract::FromRequest<Shared> for Signed {
             )
         })?;
         pending.check_body(&body).map_err(|e| {
-            super::metrics::bump(&state.metrics.unauthenticated);
+            state
+                .metrics
+                .unauthenticated_because(super::metrics::AuthFailure::BodyDigest);
             ApiError(StatusCode::UNAUTHORIZED, format!("unauthenticated: {e}"))
         })?;
         Ok(Signed { requester, body })
@@ -771,10 +787,29 @@ async fn admin_audit(AxState(s): AxState<Shared>, _admin: Admin) -> ApiResult {
     .await
 }
 
-async fn admin_metrics(AxState(s): AxState<Shared>, _admin: Admin) -> Response {
-    (
+async fn admin_metrics(AxState(s): AxState<Shared>, _admin: Admin) -> ApiResult {
+    let state = s.clone();
+    let by_state = blocking(move || state.store.jobs_by_state().map_err(internal)).await?;
+    let jobs = super::metrics::JobGauges { by_state };
+    Ok((
         [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics.render_all(&jobs),
     )
-        .into_response()
+        .into_response())
+}
+
+/// Liveness: the process answers. No token, no detail.
+async fn healthz() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Readiness: the job store answers and the service is not shutting down. No token, no detail.
+async fn readyz(AxState(s): AxState<Shared>) -> Response {
+    let state = s.clone();
+    let store = blocking(move || state.store.jobs_by_state().map_err(internal)).await;
+    if store.is_ok() && !s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
 }

@@ -753,6 +753,7 @@ fn worker(state: &State) {
 fn run_queued(state: &State, job: Job) {
     let span = tracing::info_span!("queued_job", job = %job.id, module = %job.module_hash);
     let _entered = span.enter();
+    let started = std::time::Instant::now();
     let (status, error) = match verified_module(state, &job.module_hash) {
         Err(reason) => {
             let _ = state.audit.append(
@@ -775,12 +776,16 @@ fn run_queued(state: &State, job: Job) {
                 &job.params,
                 Some(&target),
             );
+            for refusal in &outcome.record.refusals {
+                state.metrics.refused(refusal.kind());
+            }
             match outcome.result {
                 Ok(_) => ("succeeded", None),
                 Err(e) => ("failed", Some(e.to_string())),
             }
         }
     };
+    state.metrics.run_seconds.observe(started.elapsed());
     metrics::bump(if status == "succeeded" {
         &state.metrics.jobs_succeeded
     } else {

@@ -323,6 +323,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How many jobs are in each state, by state name.
+    pub fn jobs_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Jobs `requester` submitted since `since` (Unix seconds).
     pub fn submitted_since(&self, requester: &str, since: i64) -> Result<u64, StoreError> {
         Ok(self.conn().query_row(
