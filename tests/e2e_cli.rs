@@ -804,3 +804,51 @@ fn oar_bench_peers_times_python_polars_and_opendp_on_the_same_file() {
         assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
     }
 }
+
+/// The hardened systemd unit for holders (`packaging/oar.service`) passes `systemd-analyze
+/// verify` with no warning (it prints unknown or misspelt settings but still exits 0, so its
+/// output must be empty), pointed at the built binary, and keeps its hardening.
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/oar.service"),
+    )
+    .unwrap();
+    for setting in [
+        "Type=notify",
+        "User=oar",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "MemoryMax=",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(unit.contains(setting), "the unit lost {setting:?}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("oar.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "ExecStart=/usr/bin/oar ",
+            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_oar")),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (Debian's systemd package; .ci/run installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}

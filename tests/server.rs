@@ -630,3 +630,56 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     }
     s.shutdown();
 }
+
+/// Under systemd (`Type=notify`), `oar serve` says `READY=1` on `NOTIFY_SOCKET` once it
+/// listens, when `/readyz` answers 200, and `STOPPING=1` when SIGTERM starts its shutdown.
+#[test]
+fn oar_serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    let mut config = setup(dir.path(), &mut w, |_| {});
+    config.listen = "127.0.0.1:0".into();
+    config.admin_listen = "127.0.0.1:0".into();
+    let config_path = write_config(dir.path(), &config);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("READY=1 within a minute");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", child.id())),
+        "{ready}"
+    );
+    let stdout = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("admin API on http://"))
+        .unwrap();
+    let admin = stdout
+        .split("admin API on http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    assert_eq!(
+        raw(&format!("http://{admin}"), "GET", "/readyz", b"", &[]).0,
+        200
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
+    assert!(child.wait().unwrap().success());
+}

@@ -900,6 +900,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 server.admin_addr(),
                 data_dir.display()
             );
+            // Under systemd (Type=notify): the listeners are bound and the workers run.
+            oar_host::server::notify::ready(&format!(
+                "listening on {}://{}",
+                server.scheme(),
+                server.addr()
+            ));
             server.wait_for_signal()?;
             Ok(())
         }

@@ -14,6 +14,7 @@ pub mod httpsig;
 mod limit;
 pub mod listen;
 pub mod metrics;
+pub mod notify;
 mod store;
 mod tls;
 
@@ -355,6 +356,7 @@ impl RunningServer {
             let _ = tokio::signal::ctrl_c().await;
         });
         eprintln!("oar serve: stopping; running jobs finish, queued jobs wait for the next start");
+        notify::stopping();
         self.stop();
         Ok(())
     }
