@@ -852,3 +852,41 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         "systemd-analyze verify: {said}"
     );
 }
+
+/// `OAR_LOG_FORMAT=json` turns the log into one JSON object per line, for a log collector; each
+/// run's lines carry its span (module hash and job id). An unknown format falls back to text
+/// and says so.
+#[test]
+fn logs_are_json_lines_on_request_with_the_run_span() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["demo", "--rows", "20000", "--out", "demo"])
+        .current_dir(tmp.path())
+        .env("OAR_LOG", "info")
+        .env("OAR_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let finished = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "module finished")
+        .unwrap_or_else(|| panic!("no run line in {stderr}"));
+    assert_eq!(finished["level"], "INFO");
+    assert_eq!(finished["span"]["name"], "run");
+    assert_eq!(finished["span"]["module"].as_str().unwrap().len(), 64);
+    assert!(finished["span"]["job"].is_string());
+
+    let odd = Command::new(env!("CARGO_BIN_EXE_oar"))
+        .args(["schema", "--out", "schema"])
+        .current_dir(tmp.path())
+        .env("OAR_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(odd.status.success());
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("OAR_LOG_FORMAT must be text or json"));
+}

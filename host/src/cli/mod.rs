@@ -638,15 +638,34 @@ enum SynthKind {
     },
 }
 
+/// Logs to standard error: the level from `OAR_LOG` (default `warn`; `info` shows each run's
+/// module hash and job id), as text or, with `OAR_LOG_FORMAT=json`, one JSON object per line
+/// for a log collector. Log lines never carry a data value.
+fn init_logging() {
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_env("OAR_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match std::env::var("OAR_LOG_FORMAT").as_deref() {
+        Ok("json") => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter())
+            .init(),
+        Ok("text") | Err(_) => builder.with_env_filter(filter()).init(),
+        Ok(other) => {
+            builder.with_env_filter(filter()).init();
+            tracing::warn!(
+                format = other,
+                "OAR_LOG_FORMAT must be text or json; logging as text"
+            );
+        }
+    }
+}
+
 /// Parses arguments, runs the command, prints errors with their causes.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OAR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
