@@ -537,6 +537,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
         "oar_auth_failures_total{reason=\"unsigned\"} 1",
         "oar_auth_failures_total{reason=\"admin_token\"} 1",
         "oar_query_refusals_total{reason=\"budget_exhausted\"} 0",
+        "oar_epsilon_spent{dataset=\"cdr\"} 0.5",
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }

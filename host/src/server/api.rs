@@ -789,8 +789,27 @@ async fn admin_audit(AxState(s): AxState<Shared>, _admin: Admin) -> ApiResult {
 
 async fn admin_metrics(AxState(s): AxState<Shared>, _admin: Admin) -> ApiResult {
     let state = s.clone();
-    let by_state = blocking(move || state.store.jobs_by_state().map_err(internal)).await?;
-    let jobs = super::metrics::JobGauges { by_state };
+    let jobs = blocking(move || {
+        let by_state = state.store.jobs_by_state().map_err(internal)?;
+        // Epsilon spent per dataset: every requester's account on it, summed (the dataset
+        // names are the public catalogue's; no requester is named).
+        let ledger = state.host.ledger();
+        let catalog = state.host.catalog();
+        let mut epsilon_spent = Vec::new();
+        for dataset in catalog.names() {
+            let mut spent = 0.0;
+            for r in &state.policy.requesters {
+                let key = crate::ledger::requester_key(&r.name, dataset);
+                spent += ledger.spent(&key).map_err(internal)?;
+            }
+            epsilon_spent.push((dataset.to_string(), spent));
+        }
+        Ok(super::metrics::JobGauges {
+            by_state,
+            epsilon_spent,
+        })
+    })
+    .await?;
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
         s.metrics.render_all(&jobs),

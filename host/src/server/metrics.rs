@@ -107,11 +107,20 @@ impl Histogram {
     }
 }
 
+/// `text` escaped as a Prometheus label value (backslash, quote and newline).
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// What the job store says at the moment of a scrape.
 #[derive(Debug, Default)]
 pub struct JobGauges {
     /// Jobs per state (`queued`, `running`, `succeeded`, `failed`, `cancelled`, ...).
     pub by_state: Vec<(String, u64)>,
+    /// Epsilon spent (reserved or settled) per registered dataset, all requesters together.
+    pub epsilon_spent: Vec<(String, f64)>,
 }
 
 /// Adds one to a counter.
@@ -189,6 +198,18 @@ impl Metrics {
             "gauge",
         );
         out.push_str(&format!("oar_queue_depth {queued}\n"));
+        family(
+            &mut out,
+            "oar_epsilon_spent",
+            "Privacy budget spent per dataset, all requesters together.",
+            "gauge",
+        );
+        for (dataset, spent) in &jobs.epsilon_spent {
+            out.push_str(&format!(
+                "oar_epsilon_spent{{dataset=\"{}\"}} {spent}\n",
+                label_value(dataset)
+            ));
+        }
         self.run_seconds.render(
             "oar_run_duration_seconds",
             "How long jobs took, verification to signed release or failure.",
@@ -262,6 +283,7 @@ mod tests {
         m.refused("no such kind");
         let text = m.render_all(&JobGauges {
             by_state: vec![("queued".into(), 2), ("succeeded".into(), 5)],
+            epsilon_spent: vec![("cdr".into(), 1.5), ("odd\"name".into(), 0.0)],
         });
         for line in [
             "oar_run_duration_seconds_bucket{le=\"0.25\"} 0",
@@ -275,6 +297,8 @@ mod tests {
             "oar_query_refusals_total{reason=\"budget_exhausted\"} 1",
             "oar_jobs{state=\"succeeded\"} 5",
             "oar_queue_depth 2",
+            "oar_epsilon_spent{dataset=\"cdr\"} 1.5",
+            "oar_epsilon_spent{dataset=\"odd\\\"name\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
