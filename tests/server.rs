@@ -684,3 +684,94 @@ fn oar_serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
     assert!(child.wait().unwrap().success());
 }
+
+/// Refusals are RFC 9457 problem details (`application/problem+json`) with a stable `type` per
+/// kind, the kind's `title`, the `status` and a `detail` that says what to do (kept under
+/// `error` too, for earlier clients), whichever layer refuses: authentication, the route, the
+/// admin guard.
+#[test]
+fn refusals_are_problem_details_with_a_stable_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, s) = common::serve::started(dir.path());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let get = |url: String, headers: &[(&str, String)]| {
+        let mut r = agent.get(&url);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        let mut response = r.call().unwrap();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        (response.status().as_u16(), kind, body)
+    };
+    let signed = |path: &str| {
+        let now = chrono::Utc::now().timestamp();
+        signed_headers(
+            &url(&s),
+            &w.requester,
+            "GET",
+            path,
+            b"",
+            now,
+            "problem-details-1",
+        )
+    };
+    let cases = [
+        (
+            get(format!("{}/v1/datasets", url(&s)), &[]),
+            401,
+            "/problems/unauthenticated",
+        ),
+        (
+            get(format!("{}/metrics", admin_url(&s)), &[]),
+            401,
+            "/problems/admin-token-required",
+        ),
+        (
+            get(
+                format!("{}/v1/runs/0000000000000000", url(&s)),
+                &signed("/v1/runs/0000000000000000"),
+            ),
+            403,
+            "/problems/forbidden",
+        ),
+    ];
+    for ((status, content_type, body), want_status, want_type) in cases {
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(content_type, "application/problem+json", "{body}");
+        assert_eq!(body["type"], want_type, "{body}");
+        assert_eq!(body["status"], want_status, "{body}");
+        assert!(
+            body["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+            "{body}"
+        );
+        assert_eq!(body["detail"], body["error"], "{body}");
+    }
+    // Every kind is documented in the OpenAPI document.
+    let doc: serde_json::Value = serde_json::from_str(server::OPENAPI).unwrap();
+    let documented = &doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"];
+    for p in server::problem::Problem::ALL {
+        assert!(
+            documented
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| *t == p.type_uri())),
+            "{} undocumented",
+            p.type_uri()
+        );
+    }
+    s.shutdown();
+}

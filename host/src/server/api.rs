@@ -7,6 +7,7 @@
 //! pool, never on the async threads.
 
 use super::httpsig;
+use super::problem::Problem;
 use super::State;
 use crate::audit::EntryKind;
 use crate::policy::Requester;
@@ -85,22 +86,23 @@ pub(super) fn admin_router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// An error response: a status and a message that says what to do.
-pub struct ApiError(StatusCode, String);
+/// An error response: the kind of problem and a detail that says what to do, answered as
+/// RFC 9457 problem details (see [`super::problem`]).
+pub struct ApiError(Problem, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        self.0.respond(&self.1, None)
     }
 }
 
 fn bad_request(m: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, m.into())
+    ApiError(Problem::MalformedRequest, m.into())
 }
 
 fn forbidden() -> ApiError {
     ApiError(
-        StatusCode::FORBIDDEN,
+        Problem::Forbidden,
         "not permitted, or no such resource for this requester".into(),
     )
 }
@@ -108,7 +110,7 @@ fn forbidden() -> ApiError {
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "server error");
     ApiError(
-        StatusCode::INTERNAL_SERVER_ERROR,
+        Problem::Internal,
         "internal error; the holder's log has details".into(),
     )
 }
@@ -149,7 +151,7 @@ fn authenticate_head(
             .metrics
             .unauthenticated_because(super::metrics::AuthFailure::Signature);
         ApiError(
-            StatusCode::UNAUTHORIZED,
+            Problem::Unauthenticated,
             format!("unauthenticated: {reason}"),
         )
     };
@@ -158,7 +160,7 @@ fn authenticate_head(
             .metrics
             .unauthenticated_because(super::metrics::AuthFailure::Unsigned);
         return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
+            Problem::Unauthenticated,
             "unauthenticated: sign the request (RFC 9421: Content-Digest, Signature-Input, Signature); `oar submit` does".into(),
         ));
     }
@@ -195,7 +197,7 @@ fn authenticate_head(
     if !state.key_limit.allow(pending.key()) {
         super::metrics::bump(&state.metrics.rate_limited);
         return Err(ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
+            Problem::RateLimited,
             "too many requests signed by this key; slow down and retry".into(),
         ));
     }
@@ -252,7 +254,7 @@ fn admin(state: &State, headers: &HeaderMap) -> Result<(), ApiError> {
             .metrics
             .unauthenticated_because(super::metrics::AuthFailure::AdminToken);
         Err(ApiError(
-            StatusCode::UNAUTHORIZED,
+            Problem::AdminTokenRequired,
             "admin endpoints need the admin bearer token".into(),
         ))
     }
@@ -277,7 +279,7 @@ impl axum::extract::FromRequest<Shared> for Signed {
         let limit = body_limit(state, parts.uri.path());
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiError(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                Problem::BodyTooLarge,
                 format!("the body is larger than {limit} bytes, the limit of this route"),
             )
         })?;
@@ -285,7 +287,7 @@ impl axum::extract::FromRequest<Shared> for Signed {
             state
                 .metrics
                 .unauthenticated_because(super::metrics::AuthFailure::BodyDigest);
-            ApiError(StatusCode::UNAUTHORIZED, format!("unauthenticated: {e}"))
+            ApiError(Problem::Unauthenticated, format!("unauthenticated: {e}"))
         })?;
         Ok(Signed { requester, body })
     }
@@ -392,7 +394,7 @@ async fn upload_bundle(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult
         || s.policy.author(&bundle.author_key).is_none()
     {
         return Err(ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            Problem::BundleNotTrusted,
             "the bundle's signature does not verify, its component was altered, or its author is not trusted by this holder".into(),
         ));
     }
@@ -422,12 +424,9 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
         body,
     } = signed;
     let approval: crate::approval::Approval = parse(&body)?;
-    approval.check_member_signatures(&s.policy).map_err(|e| {
-        ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{e}; nothing was stored"),
-        )
-    })?;
+    approval
+        .check_member_signatures(&s.policy)
+        .map_err(|e| ApiError(Problem::InvalidDocument, format!("{e}; nothing was stored")))?;
     blocking(move || {
         let module = approval.record.module_hash.clone();
         let stored = s
@@ -499,7 +498,7 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
     } = signed;
     if s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Stopping,
             "the server is stopping; try again shortly".into(),
         ));
     }
@@ -549,7 +548,7 @@ async fn submit_run(AxState(s): AxState<Shared>, signed: Signed) -> ApiResult {
         if recent >= s.policy.limits.runs_per_requester_per_hour {
             super::metrics::bump(&s.metrics.rate_limited);
             return Err(ApiError(
-                StatusCode::TOO_MANY_REQUESTS,
+                Problem::RateLimited,
                 format!(
                     "at most {} runs per hour; try again later",
                     s.policy.limits.runs_per_requester_per_hour
@@ -642,7 +641,7 @@ async fn fetch_release(
         let job = own_job(&s, &who, &id)?;
         if job.status != "succeeded" {
             return Err(ApiError(
-                StatusCode::CONFLICT,
+                Problem::NoRelease,
                 format!(
                     "job {id} is {}; a release exists only for succeeded jobs",
                     job.status
@@ -758,7 +757,7 @@ async fn admin_revoke(AxState(s): AxState<Shared>, _admin: Admin, body: Bytes) -
         s.host
             .revocations()
             .install(&list, &s.policy)
-            .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            .map_err(|e| ApiError(Problem::InvalidDocument, e.to_string()))?;
         list.write(&s.data_dir.join("revocations.json"))
             .map_err(internal)?;
         s.store

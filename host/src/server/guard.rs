@@ -4,24 +4,14 @@
 
 use super::listen::PeerAddr;
 use super::metrics::bump;
+use super::problem::Problem;
 use super::State;
 use axum::extract::{Request, State as AxState};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use std::sync::Arc;
 use tracing::Instrument as _;
-
-fn refusal(status: StatusCode, message: &str, retry_after: Option<u64>) -> Response {
-    let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(seconds));
-    }
-    response
-}
 
 /// The middleware; see the module documentation.
 pub async fn guard(AxState(s): AxState<Arc<State>>, req: Request, next: Next) -> Response {
@@ -31,8 +21,7 @@ pub async fn guard(AxState(s): AxState<Arc<State>>, req: Request, next: Next) ->
     if let Some(peer) = peer {
         if !s.address_limit.allow(&peer.ip()) {
             bump(&s.metrics.rate_limited);
-            return refusal(
-                StatusCode::TOO_MANY_REQUESTS,
+            return Problem::RateLimited.respond(
                 "too many requests from this address; slow down and retry",
                 Some(1),
             );
@@ -40,8 +29,7 @@ pub async fn guard(AxState(s): AxState<Arc<State>>, req: Request, next: Next) ->
     }
     let Ok(_slot) = s.in_flight.clone().try_acquire_owned() else {
         bump(&s.metrics.shed);
-        return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Problem::Overloaded.respond(
             "the server is at its limit of concurrent requests; retry shortly",
             Some(1),
         );
@@ -55,8 +43,7 @@ pub async fn guard(AxState(s): AxState<Arc<State>>, req: Request, next: Next) ->
     let timeout = s.config.request_timeout();
     let mut response = match tokio::time::timeout(timeout, next.run(req).instrument(span)).await {
         Ok(response) => response,
-        Err(_) => refusal(
-            StatusCode::REQUEST_TIMEOUT,
+        Err(_) => Problem::RequestTimeout.respond(
             "the request took longer than the server allows; send the body promptly and retry",
             None,
         ),

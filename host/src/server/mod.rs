@@ -15,6 +15,7 @@ mod limit;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
+pub mod problem;
 mod store;
 mod tls;
 
