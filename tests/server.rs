@@ -31,7 +31,7 @@ fn full_flow_over_http_with_signed_requests_and_a_signed_release() {
             "{method} {path} undocumented"
         );
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 18);
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 19);
 
     // The catalogue: public metadata, the unit named but no values.
     let datasets = client.call("GET", "/v1/datasets", None).unwrap();
@@ -773,5 +773,89 @@ fn refusals_are_problem_details_with_a_stable_type() {
             p.type_uri()
         );
     }
+    s.shutdown();
+}
+
+/// `GET /v1/runs/{id}/events` follows a job as server-sent events: a `status` event now and at
+/// each change of state, ending after the final one. Another requester is refused before any
+/// event, with the same 403 as for a job that does not exist.
+#[test]
+fn a_job_is_followed_as_server_sent_events_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = KeyPair::generate("other-office");
+    let mut w = World::new(2, 3);
+    let s = server::start(setup(dir.path(), &mut w, |p| {
+        p.requesters.push(oar_host::policy::Requester {
+            name: "other-office".into(),
+            key: other.public(),
+            datasets: vec!["cdr".into()],
+        })
+    }))
+    .unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let module = upload(&client, &w, "population");
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let path = format!("/v1/runs/{job}/events");
+    let headers = signed_headers(
+        &url(&s),
+        &w.requester,
+        "GET",
+        &path,
+        b"",
+        chrono::Utc::now().timestamp(),
+        "events-1",
+    );
+    let mut request = ureq::get(format!("{}{path}", url(&s)));
+    for (k, v) in &headers {
+        request = request.header(*k, v);
+    }
+    let mut response = request.call().unwrap();
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    // The stream ends by itself after the final state.
+    let text = response.body_mut().read_to_string().unwrap();
+    let states: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(d).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(text.contains("event: status"), "{text}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("succeeded"),
+        "{text}"
+    );
+    let mut unique = states.clone();
+    unique.dedup();
+    assert_eq!(unique, states, "an event per change of state: {text}");
+
+    // Someone else's job: refused, as a job that does not exist is.
+    let (status, body) = raw(
+        &url(&s),
+        "GET",
+        &path,
+        b"",
+        &signed_headers(
+            &url(&s),
+            &other,
+            "GET",
+            &path,
+            b"",
+            chrono::Utc::now().timestamp(),
+            "events-2",
+        ),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("/problems/forbidden"), "{body}");
+    assert!(!body.contains("event:"), "{body}");
     s.shutdown();
 }

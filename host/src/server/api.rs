@@ -33,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/approvals"),
     ("post", "/v1/runs"),
     ("get", "/v1/runs/{id}"),
+    ("get", "/v1/runs/{id}/events"),
     ("post", "/v1/runs/{id}/cancel"),
     ("get", "/v1/runs/{id}/release"),
     ("get", "/v1/budget"),
@@ -60,6 +61,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/v1/approvals", post(attach_approval))
         .route("/v1/runs", post(submit_run))
         .route("/v1/runs/{id}", get(job_status))
+        .route("/v1/runs/{id}/events", get(job_events))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/runs/{id}/release", get(fetch_release))
         .route("/v1/budget", get(budget))
@@ -609,6 +611,80 @@ async fn job_status(
     Signed { requester: who, .. }: Signed,
 ) -> ApiResult {
     blocking(move || Ok(Json(own_job(&s, &who, &id)?).into_response())).await
+}
+
+/// States a job does not leave.
+const FINAL_STATES: [&str; 4] = ["succeeded", "failed", "cancelled", "interrupted"];
+
+/// How often a followed job's state is read.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The longest a job's event stream stays open (a client reconnects for more).
+const EVENTS_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The job's progress as server-sent events: a `status` event with the job (as `GET
+/// /v1/runs/{id}` answers it) now and at each change of state, until it reaches a final state,
+/// the server stops, or an hour has passed. Only its requester may follow it.
+async fn job_events(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Signed { requester: who, .. }: Signed,
+) -> ApiResult {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let first = {
+        let (s, who, id) = (s.clone(), who.clone(), id.clone());
+        blocking(move || own_job(&s, &who, &id)).await?
+    };
+    struct Follow {
+        next: Option<super::Job>,
+        last: Option<String>,
+        done: bool,
+        until: tokio::time::Instant,
+    }
+    let start = Follow {
+        next: Some(first),
+        last: None,
+        done: false,
+        until: tokio::time::Instant::now() + EVENTS_MAX,
+    };
+    let events = futures_util::stream::unfold(start, move |mut f| {
+        let s = s.clone();
+        let id = id.clone();
+        async move {
+            loop {
+                if f.done
+                    || tokio::time::Instant::now() > f.until
+                    || s.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return None;
+                }
+                let job = match f.next.take() {
+                    Some(job) => job,
+                    None => {
+                        tokio::time::sleep(EVENTS_POLL).await;
+                        let s = s.clone();
+                        let id = id.clone();
+                        match tokio::task::spawn_blocking(move || s.store.job(&id)).await {
+                            Ok(Ok(Some(job))) => job,
+                            _ => return None,
+                        }
+                    }
+                };
+                if f.last.as_deref() != Some(job.status.as_str()) {
+                    f.last = Some(job.status.clone());
+                    f.done = FINAL_STATES.contains(&job.status.as_str());
+                    let event = Event::default()
+                        .event("status")
+                        .json_data(&job)
+                        .unwrap_or_else(|_| Event::default().event("status"));
+                    return Some((Ok::<_, std::convert::Infallible>(event), f));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn cancel_run(
