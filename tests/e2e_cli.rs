@@ -393,6 +393,20 @@ fn fake_checkout(d: &Path) {
     .unwrap();
 }
 
+/// Checks that `oar new` wrote, under `d/folder`, the checked-in template files at `folder`.
+fn same_as_checked_in(d: &Path, folder: &str, files: &[(&str, &str)]) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(folder);
+    for (file, _) in files {
+        assert_eq!(
+            std::fs::read_to_string(d.join(folder).join(file)).unwrap(),
+            std::fs::read_to_string(repo.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
 #[test]
 fn oar_new_makes_a_module_that_joins_the_workspace_and_refuses_to_overwrite() {
     let tmp = tempfile::tempdir().unwrap();
@@ -448,14 +462,7 @@ fn oar_new_writes_exactly_the_template_that_ci_builds_tests_and_signs() {
         &["new", "module-template", "--dir", "templates/module"],
         d,
     ));
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/module");
-    for (file, _) in oar_host::template::template_files() {
-        assert_eq!(
-            std::fs::read_to_string(d.join("templates/module").join(file)).unwrap(),
-            std::fs::read_to_string(repo.join(file)).unwrap(),
-            "{file}"
-        );
-    }
+    same_as_checked_in(d, "templates/module", oar_host::template::template_files());
 
     // The template's component signs with its manifest and reviews.
     ok(oar(&["keygen", "author", "--out", "keys"], d));
@@ -505,14 +512,11 @@ fn oar_new_lang_python_writes_exactly_the_python_template() {
         d,
     ));
     assert!(out.contains("oar test"), "{out}");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/python-module");
-    for (file, _) in oar_host::template::python_template_files() {
-        assert_eq!(
-            std::fs::read_to_string(d.join("templates/python-module").join(file)).unwrap(),
-            std::fs::read_to_string(repo.join(file)).unwrap(),
-            "{file}"
-        );
-    }
+    same_as_checked_in(
+        d,
+        "templates/python-module",
+        oar_host::template::python_template_files(),
+    );
     // A Python module joins no workspace.
     assert!(!std::fs::read_to_string(d.join("Cargo.toml"))
         .unwrap()
@@ -553,22 +557,12 @@ fn a_new_python_module_tests_builds_signs_and_dry_runs_out_of_the_box() {
     // pytest from PyPI runs them too, doctests included, as the template's README says.
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/python");
     let module = d.join("night-py");
-    let pytest = Command::new(python::python())
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--doctest-modules",
-        ])
+    let pytest = python::pytest(&module)
         .args(["app.py", "tests"])
-        .current_dir(&module)
         .env(
             "PYTHONPATH",
             std::env::join_paths([module.clone(), sdk]).unwrap(),
         )
-        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("OAR", env!("CARGO_BIN_EXE_oar"))
         .output()
         .unwrap();

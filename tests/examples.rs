@@ -601,20 +601,8 @@ fn the_python_sdk_passes_its_unit_tests() {
 
     // The same tests and every module's doctests as authors run them, with pytest from PyPI
     // (component.py needs the bindings componentize-py generates, so it is left out).
-    let out = std::process::Command::new(common::python::python())
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--doctest-modules",
-            "oar_guest",
-            "tests",
-            "--ignore=oar_guest/component.py",
-        ])
-        .current_dir(&dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+    let out = common::python::pytest(&dir)
+        .args(["oar_guest", "tests", "--ignore=oar_guest/component.py"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

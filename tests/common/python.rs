@@ -57,6 +57,23 @@ pub fn python() -> &'static Path {
     })
 }
 
+/// pytest from the venv in `dir`, quiet, with doctests, writing no cache or bytecode; add the
+/// paths to test.
+pub fn pytest(dir: &Path) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.args([
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--doctest-modules",
+    ])
+    .current_dir(dir)
+    .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd
+}
+
 /// The Python module in `DIR` (a folder of the repository holding its `app.py`) built into a
 /// component with the pinned componentize-py and `--stub-wasi`, so that it imports only
 /// `oar:runtime/host`. Built once per content of the module, the SDK and the WIT (cached under

@@ -514,6 +514,19 @@ impl From<RevokeKindArg> for RevokedKind {
     }
 }
 
+/// Where `oar new NAME` puts a module: `--dir`, else `example-algorithms/NAME` in the OAR
+/// checkout around the current folder, else `./NAME`.
+fn new_module_dir(name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let cwd = std::env::current_dir()?;
+    Ok(match oar_host::template::find_checkout(&cwd) {
+        Some(root) => root.join("example-algorithms").join(name),
+        None => cwd.join(name),
+    })
+}
+
 /// A fresh private folder under the system's temporary directory.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("oar-dry-run-{}", oar_host::job::new_job_id()));
@@ -1137,14 +1150,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             dir,
             lang: Lang::Python,
         } => {
-            let cwd = std::env::current_dir()?;
-            let dir = match dir {
-                Some(d) => d,
-                None => match oar_host::template::find_checkout(&cwd) {
-                    Some(root) => root.join("example-algorithms").join(&name),
-                    None => cwd.join(&name),
-                },
-            };
+            let dir = new_module_dir(&name, dir)?;
             let created = oar_host::template::create_python(&name, &dir)?;
             println!(
                 "created Python module '{name}' in {}",
@@ -1219,14 +1225,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             dir,
             lang: Lang::Rust,
         } => {
-            let cwd = std::env::current_dir()?;
-            let dir = match dir {
-                Some(d) => d,
-                None => match oar_host::template::find_checkout(&cwd) {
-                    Some(root) => root.join("example-algorithms").join(&name),
-                    None => cwd.join(&name),
-                },
-            };
+            let dir = new_module_dir(&name, dir)?;
             let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .unwrap_or(Path::new("."));
