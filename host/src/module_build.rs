@@ -311,7 +311,7 @@ fn build_python(
     // componentize-py writes the file in place; a failed build must not leave half of one
     // where a signer would pick it up.
     let partial = out.with_extension("wasm.partial");
-    status(
+    let built = status(
         Command::new(&tools.componentize_py)
             .arg("-d")
             .arg(sdk.wit())
@@ -323,7 +323,11 @@ fn build_python(
             .arg("-o")
             .arg(&partial),
         &componentize_fix(),
-    )?;
+    );
+    if let Err(e) = built {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
     std::fs::rename(&partial, &out).map_err(io(&out))?;
     Ok(out)
 }
