@@ -859,3 +859,49 @@ fn a_job_is_followed_as_server_sent_events_until_it_ends() {
     assert!(!body.contains("event:"), "{body}");
     s.shutdown();
 }
+
+/// A Python module, an 18.6 MB component, fits the service's upload limit (its bundle is JSON
+/// with the component in base64), and runs as a job like any module: compiled on first use
+/// within the run's time limit, released and signed.
+#[test]
+fn a_python_module_uploads_and_runs_as_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(2, 3);
+    // The service's own upload limit (the other tests use a smaller one).
+    let config = ServeConfig {
+        max_body_bytes: ServeConfig::default().max_body_bytes,
+        // The default time limit: the first run compiles the component (about 7 s here), and
+        // compiling counts against the run's deadline.
+        ..setup(dir.path(), &mut w, |p| {
+            p.limits.time_ms = oar_host::policy::Limits::default().time_ms
+        })
+    };
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let b = bundle(
+        &w,
+        common::python::component("example-algorithms/population-py"),
+    );
+    let a = approval(&w, &b, 2);
+    let body = serde_json::to_vec(&b).unwrap();
+    let limit = ServeConfig::default().max_body_bytes;
+    assert!(
+        body.len() < limit,
+        "a {} byte bundle over the {limit} byte limit",
+        body.len()
+    );
+    let module = client.upload_bundle(&body).unwrap();
+    client
+        .attach_approval(&serde_json::to_vec(&a).unwrap())
+        .unwrap();
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let done = client.wait(&job, Duration::from_secs(120)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, files) = client
+        .fetch_verified(&job, &dir.path().join("release"), &holder().public())
+        .unwrap();
+    assert_eq!(files.len(), 4, "json, csv, parquet and the signature");
+    s.shutdown();
+}
