@@ -905,3 +905,46 @@ fn a_python_module_uploads_and_runs_as_a_job() {
     assert_eq!(files.len(), 4, "json, csv, parquet and the signature");
     s.shutdown();
 }
+
+/// Compiling a module counts against its run's deadline, and a Python component takes seconds
+/// to compile: under the test world's 5 s limit its first run used to fail. Now the service
+/// compiles a module into its compiled-code cache as soon as an approval makes it verify, so
+/// even the first run starts from the cache.
+#[test]
+fn a_module_is_compiled_when_approved_so_its_first_run_fits_a_short_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("fresh-cache");
+    let mut w = World::new(2, 3);
+    let config = ServeConfig {
+        max_body_bytes: ServeConfig::default().max_body_bytes,
+        cache_dir: Some(cache.clone()),
+        ..setup(dir.path(), &mut w, |p| p.limits.time_ms = 5_000)
+    };
+    let s = server::start(config).unwrap();
+    let client = Client::new(&url(&s), w.requester.clone());
+    let b = bundle(
+        &w,
+        common::python::component("example-algorithms/population-py"),
+    );
+    let module = client
+        .upload_bundle(&serde_json::to_vec(&b).unwrap())
+        .unwrap();
+    client
+        .attach_approval(&serde_json::to_vec(&approval(&w, &b, 2)).unwrap())
+        .unwrap();
+    let compiled = cache.join(format!("{module}.cwasm"));
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while !compiled.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the approved module was not compiled ahead of its runs"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let job = client
+        .submit(&module, &serde_json::json!({"epsilon": 0.5}), None)
+        .unwrap();
+    let done = client.wait(&job, Duration::from_secs(60)).unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    s.shutdown();
+}

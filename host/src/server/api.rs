@@ -464,6 +464,7 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
                 json!({"approval": digest, "module_hash": module, "signatures_added": added, "signatures": total}),
             )
             .map_err(internal)?;
+        super::precompile(s.clone(), module.clone());
         Ok((
             StatusCode::CREATED,
             Json(json!({"approval_digest": digest, "signatures": total, "added": added})),

@@ -236,6 +236,8 @@ pub(crate) struct State {
     pub stopping: AtomicBool,
     pub wake: (Mutex<()>, Condvar),
     pub metrics: Arc<metrics::Metrics>,
+    /// Modules being compiled ahead of their runs (see [`precompile`]).
+    pub precompiling: Mutex<std::collections::HashSet<String>>,
     /// The names this server answers to (lowercase `host[:port]`).
     pub authorities: Vec<String>,
     /// How requesters reach it: `http` or `https`.
@@ -640,6 +642,7 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         admin_token,
         data_dir,
         stopping: AtomicBool::new(false),
+        precompiling: Default::default(),
         wake: (Mutex::new(()), Condvar::new()),
         metrics: Arc::new(metrics::Metrics::default()),
         authorities,
@@ -868,6 +871,40 @@ impl StoredModule {
 }
 
 /// A stored bundle of `module_hash` verified under one of its stored approvals, now.
+/// Compiles a module that now verifies into the compiled-code cache, in the background, so that
+/// no run pays for compiling it: a Python component takes seconds, and compiling counts against
+/// a run's deadline. A module already being compiled, or that does not verify yet (an approval
+/// short of its quorum), is left alone; a failure is only logged (the run will report it).
+pub(crate) fn precompile(state: Arc<State>, module_hash: String) {
+    {
+        let mut busy = state.precompiling.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(module_hash.clone()) {
+            return;
+        }
+    }
+    std::thread::spawn(move || {
+        if let Ok(module) = verified_module(&state, &module_hash) {
+            let started = std::time::Instant::now();
+            match state.host.runtime().prepare(&module) {
+                Ok((_, cached)) => tracing::info!(
+                    module = %module_hash,
+                    cached,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "module compiled ahead of its runs"
+                ),
+                Err(e) => {
+                    tracing::warn!(module = %module_hash, error = %e, "module does not compile")
+                }
+            }
+        }
+        state
+            .precompiling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&module_hash);
+    });
+}
+
 fn verified_module(
     state: &State,
     module_hash: &str,
