@@ -148,22 +148,18 @@ fn authenticate_head(
     state: &State,
     parts: &axum::http::request::Parts,
 ) -> Result<(Requester, httpsig::Pending), ApiError> {
-    let refuse = |reason: String| {
-        state
-            .metrics
-            .unauthenticated_because(super::metrics::AuthFailure::Signature);
+    use super::metrics::AuthFailure;
+    let refuse = |why: AuthFailure, reason: String| {
+        state.metrics.unauthenticated_because(why);
         ApiError(
             Problem::Unauthenticated,
             format!("unauthenticated: {reason}"),
         )
     };
     if parts.headers.get("signature-input").is_none() || parts.headers.get("signature").is_none() {
-        state
-            .metrics
-            .unauthenticated_because(super::metrics::AuthFailure::Unsigned);
-        return Err(ApiError(
-            Problem::Unauthenticated,
-            "unauthenticated: sign the request (RFC 9421: Content-Digest, Signature-Input, Signature); `oar submit` does".into(),
+        return Err(refuse(
+            AuthFailure::Unsigned,
+            "sign the request (RFC 9421: Content-Digest, Signature-Input, Signature); `oar submit` does".into(),
         ));
     }
     let head = httpsig::RequestHead {
@@ -187,14 +183,17 @@ fn authenticate_head(
         state.config.clock_window_seconds,
         &resolve,
     )
-    .map_err(|e| refuse(e.to_string()))?;
+    .map_err(|e| refuse(AuthFailure::Signature, e.to_string()))?;
     let authority = oar_httpsig::Message::authority(&head).to_ascii_lowercase();
     if !state.authorities.iter().any(|a| a == &authority) {
-        return Err(refuse(format!(
-            "the request is signed for another server ({}); this server answers as {}",
-            audited(&authority),
-            state.authorities.join(", ")
-        )));
+        return Err(refuse(
+            AuthFailure::Signature,
+            format!(
+                "the request is signed for another server ({}); this server answers as {}",
+                audited(&authority),
+                state.authorities.join(", ")
+            ),
+        ));
     }
     if !state.key_limit.allow(pending.key()) {
         super::metrics::bump(&state.metrics.rate_limited);
@@ -215,7 +214,7 @@ fn authenticate_head(
         .revocations()
         .with(|l| crate::verify::check_requester(&requester.key, l));
     if let Err(e) = revoked {
-        return Err(refuse(e.to_string()));
+        return Err(refuse(AuthFailure::Signature, e.to_string()));
     }
     let fresh = state
         .store
@@ -227,6 +226,7 @@ fn authenticate_head(
         .map_err(internal)?;
     if !fresh {
         return Err(refuse(
+            AuthFailure::Signature,
             "the nonce was used before (replayed request)".into(),
         ));
     }

@@ -11,9 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The service's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Requests refused before the sender was known (bad, missing or unknown signatures,
-    /// wrong admin token).
-    pub unauthenticated: AtomicU64,
     /// Requests refused by a rate limit (per key or per address).
     pub rate_limited: AtomicU64,
     /// Requests refused because the service was at its concurrency limit.
@@ -26,7 +23,8 @@ pub struct Metrics {
     pub jobs_succeeded: AtomicU64,
     /// Jobs that ended without a release.
     pub jobs_failed: AtomicU64,
-    /// Authentication failures, by [`AuthFailure`].
+    /// Requests refused before the sender was known (bad, missing or unknown signatures,
+    /// wrong admin token), by [`AuthFailure`]; their sum is the unlabelled total.
     pub auth_failures: [AtomicU64; AuthFailure::ALL.len()],
     /// Queries refused in runs, by [`crate::session::Refusal::kind`].
     pub refusals: [AtomicU64; crate::session::Refusal::KINDS.len()],
@@ -129,9 +127,8 @@ pub fn bump(counter: &AtomicU64) {
 }
 
 impl Metrics {
-    /// Counts an authentication failure (the total and its kind).
+    /// Counts an authentication failure of kind `why`.
     pub fn unauthenticated_because(&self, why: AuthFailure) {
-        bump(&self.unauthenticated);
         bump(&self.auth_failures[why as usize]);
     }
 
@@ -148,7 +145,7 @@ impl Metrics {
     /// The counters, the job gauges and the run histogram in the Prometheus text exposition
     /// format (version 0.0.4).
     pub fn render_all(&self, jobs: &JobGauges) -> String {
-        let mut out = self.render();
+        let mut out = self.counters();
         let family = |out: &mut String, name: &str, help: &str, kind: &str| {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         };
@@ -218,13 +215,19 @@ impl Metrics {
         out
     }
 
-    /// The plain counters in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
+    /// The unlabelled counters in the Prometheus text exposition format (version 0.0.4).
+    fn counters(&self) -> String {
+        let unauthenticated = AtomicU64::new(
+            self.auth_failures
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum(),
+        );
         let rows: [(&str, &str, &AtomicU64); 7] = [
             (
                 "oar_unauthenticated_requests_total",
                 "Requests refused before the sender was authenticated.",
-                &self.unauthenticated,
+                &unauthenticated,
             ),
             (
                 "oar_rate_limited_requests_total",
