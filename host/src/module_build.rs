@@ -233,6 +233,8 @@ pub struct Built {
     pub component: PathBuf,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Its module hash (hex SHA-256), as `oar sign` and approvals will name it.
+    pub module_hash: String,
 }
 
 /// Runs `cmd`, its output going to this process's; fails naming `fix` if it cannot start.
@@ -284,6 +286,7 @@ pub fn build(dir: &Path, out: Option<&Path>, tools: &Tools) -> Result<Built, Bui
         name,
         component,
         bytes: bytes.len() as u64,
+        module_hash: hex::encode(crate::keys::sha256(&bytes)),
     })
 }
 

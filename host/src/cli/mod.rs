@@ -1179,14 +1179,13 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let built = oar_host::module_build::build(&dir, out.as_deref(), &tools)?;
-            let bytes = std::fs::read(&built.component)?;
             println!(
                 "built {} ({:?}, {:.1} MB): {}\nmodule hash {}\nchecked: it compiles, and imports only what the host provides",
                 built.name,
                 built.language,
                 built.bytes as f64 / 1e6,
                 built.component.display(),
-                hex::encode(oar_host::keys::sha256(&bytes)),
+                built.module_hash,
             );
             println!(
                 "\nnext:\n  oar sign --component {} --manifest {}/manifest.toml --key YOUR.key --out {}.oarb",
