@@ -26,6 +26,8 @@ pub struct DryRunReport {
     pub refusals: Vec<String>,
     /// The synthetic data used.
     pub spec: ShapedSpec,
+    /// The plans the module sent that passed the host's checks, in order.
+    pub plans: Vec<oar_guest::plan::Plan>,
 }
 
 /// Errors preparing a dry run.
@@ -34,6 +36,9 @@ pub enum DryRunError {
     /// The synthetic data could not be written or opened.
     #[error("preparing synthetic data: {0}")]
     Data(String),
+    /// The bundle itself does not check (altered, or not signed by a trusted author).
+    #[error("the module cannot be dry-run: {0}")]
+    Module(String),
 }
 
 /// What to dry-run.
@@ -91,7 +96,61 @@ pub fn dry_run(
         epsilon,
         refusals: out.record.refusals.iter().map(|r| r.to_string()).collect(),
         spec,
+        plans: out.record.plans,
     })
+}
+
+/// The requester a review's dry run runs as (it exists only in the dry run's own policy).
+pub const REVIEW_REQUESTER: &str = "committee-review";
+
+/// A dry run for a committee reviewing a module whose approval is not yet complete: the module
+/// runs under `record` (its epsilon and scope) on synthetic data shaped like `datasets`, as
+/// [`REVIEW_REQUESTER`], with its own in-memory ledger. Nothing real is read or spent, and the
+/// unapproved module never leaves this function.
+pub fn for_review(
+    runtime: Runtime,
+    bundle: &crate::bundle::Bundle,
+    record: &crate::approval::ApprovalRecord,
+    mut policy: Policy,
+    datasets: &[Dataset],
+    spec: ShapedSpec,
+    work_dir: &Path,
+) -> Result<DryRunReport, DryRunError> {
+    // The dry run's own committee: one throwaway key, which no real policy lists.
+    let dry_run_key = crate::keys::KeyPair::generate("dry-run");
+    policy.committee = crate::policy::Committee {
+        quorum: 1,
+        members: vec![crate::policy::Party {
+            name: "dry run".into(),
+            key: dry_run_key.public(),
+        }],
+    };
+    let module = VerifiedModule::for_synthetic_review(bundle, record, &policy, &dry_run_key)
+        .map_err(|e| DryRunError::Module(e.to_string()))?;
+    let names: Vec<String> = record.datasets.iter().map(|d| d.name.clone()).collect();
+    let used: Vec<Dataset> = datasets
+        .iter()
+        .filter(|d| names.iter().any(|n| n == d.name()))
+        .cloned()
+        .collect();
+    policy.requesters.retain(|r| r.name != REVIEW_REQUESTER);
+    policy.requesters.push(crate::policy::Requester {
+        name: REVIEW_REQUESTER.into(),
+        key: crate::keys::KeyPair::generate(REVIEW_REQUESTER).public(),
+        datasets: names,
+    });
+    dry_run(
+        runtime,
+        DryRun {
+            module: Arc::new(module),
+            policy,
+            datasets: &used,
+            requester: REVIEW_REQUESTER,
+            params: "{}",
+            spec,
+        },
+        work_dir,
+    )
 }
 
 impl fmt::Display for DryRunReport {
@@ -158,5 +217,48 @@ impl fmt::Display for DryRunReport {
             f,
             "(Which real cells are suppressed depends on the real counts; --dry-rows and --dry-units set the synthetic size.)"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::ApprovalRecord;
+    use crate::bundle::{Bundle, Manifest};
+    use crate::keys::KeyPair;
+
+    /// A module made for a review's dry run carries only the throwaway key's signature: a host
+    /// under the real policy refuses to start it, before any data is read.
+    #[test]
+    fn a_module_made_for_a_review_dry_run_does_not_run_under_the_real_policy() {
+        let parties = crate::policy::StarterParties::generate();
+        let policy = Policy::from_toml(&parties.policy("a test"), "test").unwrap();
+        let manifest = Manifest::from_toml(crate::artifacts::POPULATION_MANIFEST).unwrap();
+        let bundle = Bundle::sign(
+            crate::artifacts::POPULATION_COMPONENT.to_vec(),
+            manifest,
+            &parties.author,
+        );
+        let now = chrono::Utc::now();
+        let record = ApprovalRecord::for_bundle(
+            &bundle,
+            10.0,
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::days(1),
+        );
+        let throwaway = KeyPair::generate("dry-run");
+        let module =
+            VerifiedModule::for_synthetic_review(&bundle, &record, &policy, &throwaway).unwrap();
+        let requester = policy.requesters[0].name.clone();
+        let host = Host::new(
+            Runtime::new(None).unwrap(),
+            Catalog::new(),
+            policy,
+            Arc::new(SqliteLedger::in_memory()),
+        );
+        let out = host.run(Arc::new(module), &requester, "{}");
+        let error = out.result.expect_err("the real policy does not count the dry run's key");
+        assert!(error.to_string().contains("quorum"), "{error}");
+        assert_eq!(out.record.queries, 0);
     }
 }

@@ -208,6 +208,9 @@ pub struct SessionRecord {
     pub log: Vec<String>,
     /// Queries answered.
     pub queries: u32,
+    /// The plans that passed every check before the data (in order): what the module asked.
+    /// A committee's review page renders them as sentences.
+    pub plans: Vec<Plan>,
 }
 
 /// Per-run host state.
@@ -543,6 +546,7 @@ impl Session {
 
     fn query_inner(&mut self, plan_json: &str, attempt: u32) -> Result<String, Refusal> {
         let (plan, dataset, parts) = self.precheck(plan_json, attempt)?;
+        self.record.plans.push(plan.clone());
         // Reserve the budget before touching data: atomic across accounts and across concurrent
         // runs, durable before the query executes.
         let charge = self

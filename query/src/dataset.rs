@@ -46,6 +46,11 @@ pub struct Descriptor {
     /// How often the holder refreshes the data (free text: "daily", "monthly").
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub update_frequency: String,
+    /// List the dataset in the public catalogue (`oar serve`'s `/datasets` page): its name,
+    /// title, owner, description, period and column metadata, never a row. Off unless the
+    /// holder says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
     /// The rows.
     pub source: Source,
     /// The column identifying a person.

@@ -23,7 +23,8 @@
 mod read;
 
 pub use read::{
-    export, export_page, verify, verify_since, verify_to, RegisterPage, RegisterRow, Verified,
+    export, export_page, recent, verify, verify_since, verify_to, RegisterPage, RegisterRow,
+    Verified,
 };
 
 use crate::canonical::{timestamp, to_canonical_json};

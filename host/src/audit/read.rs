@@ -385,6 +385,19 @@ pub fn export(path: &Path) -> Result<Vec<RegisterRow>, AuditError> {
     Ok(rows)
 }
 
+/// The last `n` entries up to `head`, oldest first (read once, streaming, keeping `n`).
+pub fn recent(path: &Path, head: &Head, n: usize) -> Result<Vec<Entry>, AuditError> {
+    let mut last = std::collections::VecDeque::with_capacity(n + 1);
+    walk(path, &Position::genesis(), Some(head.end), |e| {
+        last.push_back(e.clone());
+        if last.len() > n {
+            last.pop_front();
+        }
+        Ok(true)
+    })?;
+    Ok(last.into())
+}
+
 /// A page of the register, with the signed head it was read against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterPage {

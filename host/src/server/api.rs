@@ -90,7 +90,7 @@ pub(super) fn admin_router(state: Shared) -> Router {
 
 /// An error response: the kind of problem and a detail that says what to do, answered as
 /// RFC 9457 problem details (see [`super::problem`]).
-pub struct ApiError(Problem, String);
+pub struct ApiError(pub(super) Problem, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -98,7 +98,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(m: impl Into<String>) -> ApiError {
+pub(super) fn bad_request(m: impl Into<String>) -> ApiError {
     ApiError(Problem::MalformedRequest, m.into())
 }
 
@@ -109,7 +109,7 @@ fn forbidden() -> ApiError {
     )
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "server error");
     ApiError(
         Problem::Internal,
@@ -120,7 +120,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 type ApiResult = Result<Response, ApiError>;
 
 /// Runs storage or audit work on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
@@ -130,7 +130,7 @@ async fn blocking<T: Send + 'static>(
 const MAX_AUDITED_CHARS: usize = 128;
 
 /// Request-supplied text as it may be audited: one line, cut short.
-fn audited(text: &str) -> String {
+pub(super) fn audited(text: &str) -> String {
     crate::module_text::bounded(text, MAX_AUDITED_CHARS)
 }
 
@@ -430,41 +430,7 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
         .check_member_signatures(&s.policy)
         .map_err(|e| ApiError(Problem::InvalidDocument, format!("{e}; nothing was stored")))?;
     blocking(move || {
-        let module = approval.record.module_hash.clone();
-        let stored = s
-            .store
-            .bundle(&module, &approval.record.manifest_hash)
-            .map_err(internal)?;
-        if stored.is_none() {
-            return Err(bad_request(format!(
-                "no bundle with module hash {} and manifest hash {} was uploaded; upload the approved bundle first",
-                audited(&module),
-                audited(&approval.record.manifest_hash)
-            )));
-        }
-        let record_digest = approval.record.digest();
-        let digest = hex::encode(record_digest);
-        // A known approval only gains signatures: the stored ones stay, new members' are added.
-        let (mut added, mut total) = (0, 0);
-        s.store
-            .merge_approval(&digest, &module, |stored| {
-                let mut merged = stored
-                    .and_then(|j| serde_json::from_str::<crate::approval::Approval>(j).ok())
-                    .filter(|a| a.record.digest() == record_digest)
-                    .unwrap_or_else(|| crate::approval::Approval::new(approval.record.clone()));
-                added = merged.gain_signatures(&approval);
-                total = merged.signatures.len();
-                serde_json::to_string(&merged).expect("approvals serialize")
-            })
-            .map_err(internal)?;
-        s.audit
-            .append(
-                EntryKind::Submission,
-                &who.name,
-                json!({"approval": digest, "module_hash": module, "signatures_added": added, "signatures": total}),
-            )
-            .map_err(internal)?;
-        super::precompile(s.clone(), module.clone());
+        let (digest, total, added) = store_approval(&s, &approval, &who.name)?;
         Ok((
             StatusCode::CREATED,
             Json(json!({"approval_digest": digest, "signatures": total, "added": added})),
@@ -472,6 +438,52 @@ async fn attach_approval(AxState(s): AxState<Shared>, signed: Signed) -> ApiResu
             .into_response())
     })
     .await
+}
+
+/// Stores an approval whose member signatures checked, or adds its new signatures to the stored
+/// approval of the same record; audits it as `actor`'s and compiles the module if it now
+/// verifies. Returns the approval digest, its signatures in all, and how many were new.
+pub(super) fn store_approval(
+    s: &Shared,
+    approval: &crate::approval::Approval,
+    actor: &str,
+) -> Result<(String, usize, usize), ApiError> {
+    let module = approval.record.module_hash.clone();
+    let stored = s
+        .store
+        .bundle(&module, &approval.record.manifest_hash)
+        .map_err(internal)?;
+    if stored.is_none() {
+        return Err(bad_request(format!(
+            "no bundle with module hash {} and manifest hash {} was uploaded; upload the approved bundle first",
+            audited(&module),
+            audited(&approval.record.manifest_hash)
+        )));
+    }
+    let record_digest = approval.record.digest();
+    let digest = hex::encode(record_digest);
+    // A known approval only gains signatures: the stored ones stay, new members' are added.
+    let (mut added, mut total) = (0, 0);
+    s.store
+        .merge_approval(&digest, &module, |stored| {
+            let mut merged = stored
+                .and_then(|j| serde_json::from_str::<crate::approval::Approval>(j).ok())
+                .filter(|a| a.record.digest() == record_digest)
+                .unwrap_or_else(|| crate::approval::Approval::new(approval.record.clone()));
+            added = merged.gain_signatures(approval);
+            total = merged.signatures.len();
+            serde_json::to_string(&merged).expect("approvals serialize")
+        })
+        .map_err(internal)?;
+    s.audit
+        .append(
+            EntryKind::Submission,
+            actor,
+            json!({"approval": digest, "module_hash": module, "signatures_added": added, "signatures": total}),
+        )
+        .map_err(internal)?;
+    super::precompile(s.clone(), module);
+    Ok((digest, total, added))
 }
 
 /// Shortest interval of a recurring job.

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod problem;
 mod store;
 mod tls;
+mod web;
 
 pub use api::{OPENAPI, ROUTES};
 pub use store::{Job, Store, StoreError};
@@ -250,6 +251,8 @@ pub(crate) struct State {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Held while a submission is counted against the hourly limit and queued.
     pub submissions: Mutex<()>,
+    /// The pages' sessions and dry runs.
+    pub web: web::Web,
 }
 
 impl State {
@@ -653,6 +656,7 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             config.max_concurrent_requests.max(1),
         )),
         submissions: Mutex::new(()),
+        web: web::Web::default(),
         config,
     });
 
@@ -667,8 +671,8 @@ pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let public = api::router(state.clone());
-    let admin = api::admin_router(state.clone());
+    let public = api::router(state.clone()).merge(web::router(state.clone()));
+    let admin = api::admin_router(state.clone()).merge(web::admin_router(state.clone()));
     let limits = state.config.connection_limits();
     let metrics = state.metrics.clone();
     let http = std::thread::Builder::new()
@@ -851,6 +855,11 @@ impl StoredModule {
                 .filter_map(|j| serde_json::from_str(j).ok())
                 .collect(),
         })
+    }
+
+    /// Every stored approval of the component, whatever its manifest.
+    pub fn approvals(&self) -> &[crate::approval::Approval] {
+        &self.approvals
     }
 
     /// The bundles that have a stored approval of their manifest, with those approvals.

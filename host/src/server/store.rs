@@ -313,6 +313,23 @@ impl Store {
             .optional()?)
     }
 
+    /// The newest `limit` jobs of `requester` (all of them when `requester` is `None`), newest
+    /// first.
+    pub fn recent_jobs(
+        &self,
+        requester: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR requester = ?1
+             ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![requester, limit], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// All jobs in `status`, oldest first.
     pub fn jobs_with_status(&self, status: &str) -> Result<Vec<Job>, StoreError> {
         let conn = self.conn();

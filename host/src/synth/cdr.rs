@@ -168,6 +168,7 @@ impl CdrSpec {
             title: "Call-detail records (synthetic)".into(),
             owner: "Example Telco".into(),
             update_frequency: "daily".into(),
+            public: true,
             description: format!(
                 "Synthetic calls by subscriber, time, cell and region over {DAYS} days from {} (seed {}).",
                 self.start, self.seed

@@ -125,6 +125,7 @@ impl MetersSpec {
                 self.seed
             ),
             update_frequency: "daily".into(),
+            public: true,
             source: Source {
                 format: SourceFormat::Parquet,
                 paths: vec![PathBuf::from(file)],

@@ -116,6 +116,7 @@ impl PremisesSpec {
                 self.seed
             ),
             update_frequency: "monthly".into(),
+            public: true,
             source: Source {
                 format: SourceFormat::Parquet,
                 paths: vec![PathBuf::from(file)],

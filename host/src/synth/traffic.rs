@@ -165,6 +165,7 @@ impl TrafficSpec {
                 self.seed
             ),
             update_frequency: "daily".into(),
+            public: true,
             source: Source {
                 format: SourceFormat::Parquet,
                 paths: vec![PathBuf::from(file)],

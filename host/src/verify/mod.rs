@@ -2,7 +2,9 @@
 //!
 //! Code that runs a module takes a `VerifiedModule`, whose fields are private and which only
 //! [`verify`] constructs, so no path can run a component whose bundle signature, approval quorum,
-//! hashes or validity window have not been checked.
+//! hashes or validity window have not been checked. The one exception,
+//! [`VerifiedModule::for_synthetic_review`], is crate-private and used only by
+//! [`crate::dry_run::for_review`], which runs the module over synthetic data it writes itself.
 
 use crate::approval::{Approval, ApprovalRecord, APPROVAL_CONTEXT};
 use crate::bundle::{Bundle, Manifest, BUNDLE_CONTEXT};
@@ -139,6 +141,53 @@ pub struct VerifiedModule {
 }
 
 impl VerifiedModule {
+    /// A module whose approval is still being signed, for a committee's dry run on synthetic
+    /// data: the component, its author's signature and trust are checked as [`verify`] checks
+    /// them, and the approval is signed by `dry_run_key` alone, a throwaway key that only the
+    /// dry run's own policy lists (quorum 1). Crate-private, and called only by
+    /// [`crate::dry_run::for_review`], whose catalogue holds nothing but synthetic data it wrote.
+    /// Were such a module handed to a host over real data anyway, that host's policy would not
+    /// count the throwaway signature, and the quorum check at the start of the job and before
+    /// every query ([`VerifiedModule::check_revocations`]) would stop it.
+    pub(crate) fn for_synthetic_review(
+        bundle: &Bundle,
+        record: &ApprovalRecord,
+        policy: &Policy,
+        dry_run_key: &crate::keys::KeyPair,
+    ) -> Result<VerifiedModule, VerifyError> {
+        let actual = hex::encode(sha256(&bundle.component));
+        if actual != bundle.module_hash {
+            return Err(VerifyError::ComponentTampered {
+                declared: bundle.module_hash.clone(),
+                actual,
+            });
+        }
+        if policy.author(&bundle.author_key).is_none() {
+            return Err(VerifyError::UntrustedAuthor {
+                key: bundle.author_key,
+            });
+        }
+        if !bundle
+            .author_key
+            .verify(BUNDLE_CONTEXT, &bundle.digest(), &bundle.signature)
+        {
+            return Err(VerifyError::BadAuthorSignature);
+        }
+        check_scope_within_manifest(record, &bundle.manifest)?;
+        let mut signatures = Approval::new(record.clone());
+        signatures.sign(dry_run_key);
+        Ok(VerifiedModule {
+            module_hash: actual,
+            author_key: bundle.author_key,
+            signatures,
+            manifest: bundle.manifest.clone(),
+            approval: record.clone(),
+            approval_digest: hex::encode(record.digest()),
+            signers: vec![dry_run_key.public()],
+            component: Arc::from(bundle.component.as_slice()),
+        })
+    }
+
     /// SHA-256 of the component (hex): the key of the compiled-code cache.
     pub fn module_hash(&self) -> &str {
         &self.module_hash
