@@ -847,6 +847,107 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// The Debian package (`packaging/deb/build.sh`) installs with `dpkg -i`: the binary, the unit,
+/// the `oar` system user and its 0700 state folder; the installed `oar serve`, started as that
+/// user with the package's settings file, answers `/readyz`; and `dpkg --purge` removes the
+/// program but keeps the holder's records. Needs root, as `dpkg -i` does: CI runs as root, and
+/// under `CI` a non-root run fails rather than passes untested.
+#[test]
+fn the_deb_installs_and_its_service_answers_readyz() {
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "installing the .deb needs root; CI must run the tests as root"
+        );
+        eprintln!("not root: the .deb test needs `dpkg -i`, skipped outside CI");
+        return;
+    }
+    let sh = |cmd: &str| {
+        let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    // A package left by an earlier, interrupted run of this test goes first.
+    let _ = sh("dpkg -s oar >/dev/null 2>&1 && dpkg --purge oar");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/deb/build.sh"))
+        .arg(env!("CARGO_BIN_EXE_oar"))
+        .arg(tmp.path())
+        .env("OAR_DEB_COMPRESSION", "none")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (ok, said) = sh(&format!("dpkg-deb --contents {deb}"));
+    assert!(ok, "{said}");
+    for path in [
+        "./usr/bin/oar",
+        "./lib/systemd/system/oar.service",
+        "./etc/oar/oar.env",
+    ] {
+        assert!(said.contains(path), "the package lacks {path}:\n{said}");
+    }
+    let (ok, said) = sh(&format!("dpkg -i {deb}"));
+    assert!(ok, "dpkg -i: {said}");
+    let installed = the_installed_service_answers_readyz(&sh);
+    let (purged, said) = sh("dpkg --purge oar");
+    let kept = Path::new("/var/lib/oar/audit.log").exists();
+    let _ = sh("userdel oar; rm -rf /var/lib/oar");
+    assert!(installed, "the installed service did not answer /readyz");
+    assert!(purged, "dpkg --purge: {said}");
+    assert!(!Path::new("/usr/bin/oar").exists(), "purge left the binary");
+    assert!(kept, "purge must keep the holder's records");
+}
+
+/// Starts the installed `oar serve` as the `oar` user with the package's settings, on free
+/// loopback ports, and waits for its `/readyz`.
+fn the_installed_service_answers_readyz(sh: &dyn Fn(&str) -> (bool, String)) -> bool {
+    let (ok, said) = sh("id -un oar && stat -c '%U %a' /var/lib/oar && /usr/bin/oar --version");
+    assert!(ok, "{said}");
+    assert!(said.contains("oar 700"), "the state folder: {said}");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, admin) = (free(), free());
+    let mut serve = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "set -a; . /etc/oar/oar.env; set +a; cd /var/lib/oar && OAR_LISTEN=127.0.0.1:{port} OAR_ADMIN_LISTEN=127.0.0.1:{admin} exec runuser -u oar -- /usr/bin/oar serve --data /var/lib/oar"
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let ready = loop {
+        let answer = ureq::get(format!("http://127.0.0.1:{admin}/readyz")).call();
+        if answer.is_ok_and(|r| r.status() == 200) {
+            break true;
+        }
+        if std::time::Instant::now() > until || serve.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let _ = sh(&format!("kill {}", serve.id()));
+    let _ = serve.wait();
+    ready
+}
+
 /// `OAR_LOG_FORMAT=json` turns the log into one JSON object per line, for a log collector; each
 /// run's lines carry its span (module hash and job id). An unknown format falls back to text
 /// and says so.

@@ -13,7 +13,7 @@ fn main() {
         peers: std::env::var("OAR_BENCH_PEERS").is_ok_and(|v| v == "1"),
         python: None,
     };
-    match oar_host::bench::run(&opts, &mut |l| eprintln!("{l}")) {
+    match oar_host::bench::run(&opts, &mut oar_host::progress::lines(|l| eprintln!("{l}"))) {
         Ok(report) => print!("{report}"),
         Err(e) => {
             eprintln!("benchmark failed: {e}");

@@ -257,7 +257,9 @@ mod tests {
             Arc::new(SqliteLedger::in_memory()),
         );
         let out = host.run(Arc::new(module), &requester, "{}");
-        let error = out.result.expect_err("the real policy does not count the dry run's key");
+        let error = out
+            .result
+            .expect_err("the real policy does not count the dry run's key");
         assert!(error.to_string().contains("quorum"), "{error}");
         assert_eq!(out.record.queries, 0);
     }

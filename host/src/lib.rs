@@ -29,6 +29,7 @@ pub mod local;
 pub mod module_build;
 pub mod module_text;
 pub mod policy;
+pub mod progress;
 pub use oar_query as query;
 pub mod release;
 pub mod review;

@@ -21,6 +21,7 @@ use crate::job::Host;
 use crate::keys::KeyPair;
 use crate::ledger::SqliteLedger;
 use crate::policy::{Committee, Party, Policy, Requester};
+use crate::progress::Progress;
 use crate::query::{self, PlanLimits, QueryBackend};
 use crate::sandbox::Runtime;
 use crate::synth::cdr::CdrSpec;
@@ -194,13 +195,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn time<T>(
     repeat: usize,
+    progress: &mut dyn FnMut(Progress<'_>),
     mut f: impl FnMut() -> Result<T, BenchError>,
 ) -> Result<Duration, BenchError> {
-    let mut times = Vec::with_capacity(repeat);
-    for _ in 0..repeat.max(1) {
+    let total = repeat.max(1);
+    let mut times = Vec::with_capacity(total);
+    for i in 0..total {
         let t = Instant::now();
         std::hint::black_box(f()?);
         times.push(t.elapsed());
+        progress(Progress::Count {
+            done: i as u64 + 1,
+            total: total as u64,
+        });
     }
     Ok(median(times))
 }
@@ -269,19 +276,22 @@ pub fn od_plan(epsilon: f64) -> Plan {
     }
 }
 
-/// Runs the benchmark; `progress` receives a line per step.
-pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchReport, BenchError> {
+/// Runs the benchmark; `progress` receives each step and each timed repetition.
+pub fn run(
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<BenchReport, BenchError> {
     let spec = CdrSpec {
         rows: opts.rows,
         ..CdrSpec::default()
     };
     let marker = opts.dir.join(format!("rows-{}", opts.rows));
     if !marker.exists() {
-        progress(&format!(
+        progress(Progress::Step(&format!(
             "generating {} synthetic rows in {} ...",
             opts.rows,
             opts.dir.display()
-        ));
+        )));
         let _ = std::fs::remove_dir_all(&opts.dir);
         spec.write(&opts.dir)?;
         std::fs::write(&marker, b"")?;
@@ -290,20 +300,20 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         Dataset::open(&opts.dir.join("cdr.toml")).map_err(|e| BenchError::Oar(e.to_string()))?;
     let scan = || dataset.scan();
 
-    progress("raw Polars ...");
+    progress(Progress::Step("raw Polars ..."));
     let raw = || -> PolarsResult<LazyFrame> {
         Ok(scan()?
             .with_column(col("timestamp").dt().date().alias("day"))
             .group_by([col("region"), col("day")])
             .agg([col("subscriber_id").n_unique()]))
     };
-    let raw_in_memory = time(opts.repeat, || Ok(raw()?.collect()?))?;
-    let raw_streaming = time(opts.repeat, || {
+    let raw_in_memory = time(opts.repeat, &mut *progress, || Ok(raw()?.collect()?))?;
+    let raw_streaming = time(opts.repeat, &mut *progress, || {
         Ok(raw()?.collect_with_engine(Engine::Streaming)?)
     })?;
     let raw_polars = raw_in_memory.min(raw_streaming);
 
-    progress("OAR query path ...");
+    progress(Progress::Step("OAR query path ..."));
     let limits = PlanLimits {
         max_output_cells: 100_000,
         max_groups_per_unit: 64,
@@ -320,17 +330,17 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
             .map_err(|e| BenchError::Oar(e.to_string()))
     };
     let execute = |checked: &query::CheckedPlan| run_with(query::PolarsBackend::default(), checked);
-    let oar_execute = time(opts.repeat, || {
+    let oar_execute = time(opts.repeat, &mut *progress, || {
         let checked =
             query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
         execute(&checked)
     })?;
-    let oar_execute_in_memory = time(opts.repeat, || {
+    let oar_execute_in_memory = time(opts.repeat, &mut *progress, || {
         let checked =
             query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
         run_with(query::PolarsBackend::IN_MEMORY, &checked)
     })?;
-    let oar_query = time(opts.repeat, || {
+    let oar_query = time(opts.repeat, &mut *progress, || {
         let compiled =
             query::check(&plan, &dataset, limits).map_err(|e| BenchError::Oar(e.to_string()))?;
         let stats = execute(&compiled)?;
@@ -339,7 +349,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
 
     let peers = if opts.peers {
         let python = peers::python(opts.python.as_deref(), &opts.dir, progress)?;
-        progress("Python Polars and OpenDP-Python ...");
+        progress(Progress::Step("Python Polars and OpenDP-Python ..."));
         let days: Vec<String> = (0..crate::synth::cdr::DAYS)
             .map(|d| (spec.start + chrono::Duration::days(d)).to_string())
             .collect();
@@ -355,7 +365,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         None
     };
 
-    progress("OAR sandboxed module ...");
+    progress(Progress::Step("OAR sandboxed module ..."));
     let author = KeyPair::generate("bench-author");
     let member = KeyPair::generate("bench-member");
     let requester = KeyPair::generate("bench");
@@ -409,7 +419,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         )
         .map_err(|e| BenchError::Oar(e.to_string()))
     };
-    let verify_time = time(opts.repeat.max(20), verify_now)?;
+    let verify_time = time(opts.repeat.max(20), &mut *progress, verify_now)?;
     let verified = Arc::new(verify_now()?);
     let mut catalog = Catalog::new();
     catalog.register(dataset.clone());
@@ -419,7 +429,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
         .prepare(&verified)
         .map_err(|e| BenchError::Oar(e.to_string()))?;
     let compile = t.elapsed();
-    let prepare_cached = time(opts.repeat.max(20), || {
+    let prepare_cached = time(opts.repeat.max(20), &mut *progress, || {
         runtime
             .prepare(&verified)
             .map_err(|e| BenchError::Oar(e.to_string()))
@@ -434,7 +444,7 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
     )
     .without_release_reuse();
     let mut instantiate = Vec::new();
-    let oar_module = time(opts.repeat, || {
+    let oar_module = time(opts.repeat, &mut *progress, || {
         let outcome = host.run(verified.clone(), "bench", r#"{"epsilon": 1.0}"#);
         let stats = outcome
             .stats

@@ -40,7 +40,7 @@ struct Printed {
 pub fn python(
     python: Option<&Path>,
     dir: &Path,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(crate::progress::Progress<'_>),
 ) -> Result<PathBuf, BenchError> {
     if let Some(p) = python {
         return Ok(p.to_path_buf());
@@ -51,10 +51,10 @@ pub fn python(
     if bin.exists() && std::fs::read_to_string(&installed).ok().as_deref() == Some(REQUIREMENTS) {
         return Ok(bin);
     }
-    progress(&format!(
+    progress(crate::progress::Progress::Step(&format!(
         "installing opendp[polars] and polars from PyPI into {} (once) ...",
         venv.display()
-    ));
+    )));
     let missing = |what: &str| {
         BenchError::Peers(format!(
             "--peers needs {what} to install OpenDP-Python and Python Polars from PyPI: install python3 with venv and pip (Debian: apt-get install python3-venv), pass --python PATH to a Python that has them, or run without --peers"

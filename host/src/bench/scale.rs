@@ -7,6 +7,7 @@
 
 use super::{od_plan, population_plan, BenchError};
 use crate::dataset::Dataset;
+use crate::progress::Progress;
 use crate::query::{self, PlanLimits, QueryEngine};
 use crate::synth::cdr::CdrSpec;
 use polars::prelude::*;
@@ -168,7 +169,7 @@ pub fn ensure_data(
     dir: &Path,
     rows: usize,
     subscribers: usize,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<PathBuf, BenchError> {
     let folder = dir.join(format!("rows-{rows}-subscribers-{subscribers}"));
     let done = folder.join("complete");
@@ -178,30 +179,30 @@ pub fn ensure_data(
     }
     let _ = std::fs::remove_dir_all(&folder);
     let files = rows.div_ceil(ROWS_PER_FILE);
-    progress(&format!(
+    progress(Progress::Step(&format!(
         "generating {rows} rows ({subscribers} subscribers) in {files} files under {} ...",
         folder.display()
-    ));
+    )));
     let spec = CdrSpec {
         rows,
         subscribers: Some(subscribers),
         ..CdrSpec::default()
     };
-    let started = Instant::now();
     let path = spec.write_in_files(&folder, files, &mut |k| {
-        if k % 10 == 0 || k == files {
-            progress(&format!(
-                "  {k}/{files} files ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            ));
-        }
+        progress(Progress::Count {
+            done: k as u64,
+            total: files as u64,
+        })
     })?;
     std::fs::write(&done, b"")?;
     Ok(path)
 }
 
 /// Runs the scale benchmark, each variant in a child process.
-pub fn run(opts: &ScaleOptions, progress: &mut dyn FnMut(&str)) -> Result<ScaleReport, BenchError> {
+pub fn run(
+    opts: &ScaleOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<ScaleReport, BenchError> {
     let mut report = ScaleReport::default();
     for &rows in &opts.sizes {
         let data = ensure_data(&opts.dir, rows, opts.subscribers, progress)?;
@@ -215,7 +216,7 @@ pub fn run(opts: &ScaleOptions, progress: &mut dyn FnMut(&str)) -> Result<ScaleR
             if opts.variants.is_empty() && !v.built() {
                 continue;
             }
-            progress(&format!("{rows} rows: {} ...", v.name()));
+            progress(Progress::Step(&format!("{rows} rows: {} ...", v.name())));
             let out = std::process::Command::new(&opts.exe)
                 .args(["bench-variant", v.name(), "--data"])
                 .arg(&data)
@@ -230,11 +231,11 @@ pub fn run(opts: &ScaleOptions, progress: &mut dyn FnMut(&str)) -> Result<ScaleR
             let m = parse_measurement(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
                 BenchError::Oar(format!("variant {} printed no measurement", v.name()))
             })?;
-            progress(&format!(
+            progress(Progress::Step(&format!(
                 "  {:.2} s, peak {:.0} MiB",
                 m.time.as_secs_f64(),
                 m.peak_rss as f64 / 1048576.0
-            ));
+            )));
             report.rows.push((rows, v, m));
         }
     }

@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand is a thin shell over the library.
 
 mod demo;
+mod progress;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -976,7 +977,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let holder = oar_host::keys::PublicKey::from_hex(&holder)
                 .context("--holder must be the holder's public key (64 hex digits)")?;
             let client = client_for(&server, KeyPair::read(&key)?, ca_cert.as_deref())?;
-            let status = client.wait(&job, std::time::Duration::from_secs(wait_seconds))?;
+            let status = wait_showing(&client, &job, wait_seconds)?;
             let state = status["status"].as_str().unwrap_or_default();
             if state != "succeeded" {
                 bail!(
@@ -987,7 +988,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
             }
+            let spin = progress::spinner(format!(
+                "downloading and verifying the release of job {job}"
+            ));
             let (manifest, files) = client.fetch_verified(&job, &out, &holder)?;
+            spin.finish_and_clear();
             if manifest.job_id != job {
                 bail!(
                     "the server returned the release of job {} for job {job}; it was verified but is not the one asked for",
@@ -1076,7 +1081,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 ..CdrSpec::default()
             };
             let t = std::time::Instant::now();
+            let spin = progress::spinner(format!("writing ~{rows} call records"));
             let desc = spec.write(&out)?;
+            spin.finish_and_clear();
             println!(
                 "wrote ~{rows} call records in {:.1?}; descriptor {}",
                 t.elapsed(),
@@ -1092,7 +1099,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     seed,
                 },
         } => {
+            let spin = progress::spinner(format!("writing {premises} premises"));
             let desc = oar_host::synth::premises::PremisesSpec { premises, seed }.write(&out)?;
+            spin.finish_and_clear();
             println!("wrote {premises} premises; descriptor {}", desc.display());
             Ok(())
         }
@@ -1114,7 +1123,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 seed,
                 ..Default::default()
             };
+            let spin = progress::spinner(format!("writing {days} day(s) of half-hourly readings"));
             let desc = spec.write(&out)?;
+            spin.finish_and_clear();
             println!(
                 "wrote {} households × {days} day(s) of half-hourly readings; descriptor {}",
                 meters + oar_host::synth::meters::SMALL_AREA_METERS,
@@ -1135,7 +1146,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 seed,
                 ..Default::default()
             };
+            let spin = progress::spinner(format!("writing the journeys of {vehicles} vehicles"));
             let desc = spec.write(&out)?;
+            spin.finish_and_clear();
             println!(
                 "wrote the journeys of {} vehicles over {} days (events on {}); descriptor {}",
                 vehicles + oar_host::synth::traffic::SMALL_CORRIDOR_VEHICLES,
@@ -1282,7 +1295,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 exe: std::env::current_exe().context("finding the oar executable")?,
                 variants,
             };
-            let report = oar_host::bench::scale::run(&opts, &mut |l| println!("{l}"))?;
+            let bar = progress::Bar::new();
+            let report = oar_host::bench::scale::run(&opts, &mut |p| bar.report(p))?;
+            drop(bar);
             println!();
             print!("{report}");
             Ok(())
@@ -1305,6 +1320,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             python,
             ..
         } => {
+            let bar = progress::Bar::new();
             let report = oar_host::bench::run(
                 &oar_host::bench::BenchOptions {
                     rows,
@@ -1313,12 +1329,34 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     peers,
                     python,
                 },
-                &mut |l| println!("{l}"),
+                &mut |p| bar.report(p),
             )?;
+            drop(bar);
             println!();
             print!("{report}");
             Ok(())
         }
+    }
+}
+
+/// Waits for job `id` to leave the queue (at most `seconds`), showing its state on a spinner;
+/// returns its last status.
+fn wait_showing(
+    client: &oar_host::client::Client,
+    id: &str,
+    seconds: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let spin = progress::spinner(format!("job {id}: waiting"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let job = client.job(id)?;
+        let state = job["status"].as_str().unwrap_or_default().to_string();
+        spin.set_message(format!("job {id}: {state}"));
+        if !matches!(state.as_str(), "queued" | "running") || std::time::Instant::now() > until {
+            spin.finish_and_clear();
+            return Ok(job);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 
