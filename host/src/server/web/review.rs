@@ -63,6 +63,8 @@ pub(super) async fn list(
 /// One approval on the page: the bundle it approves, the approval, its review and dry run.
 struct Shown {
     approval: Approval,
+    /// What the revocation list says of the module, this approval and the author: (what, why).
+    revoked: Vec<(&'static str, String)>,
     review: crate::review::Review,
     dry_run: Arc<Result<DryRunReport, String>>,
     runnable: bool,
@@ -79,7 +81,27 @@ async fn load(s: Shared, hash: String) -> Result<Option<Vec<Shown>>, ApiError> {
                     crate::verify::verify(bundle, a, &s.policy, l, chrono::Utc::now()).is_ok()
                 });
                 let dry_run = dry_run(&s, bundle, a);
+                let revoked = s.host.revocations().with(|l| {
+                    use crate::revocation::RevokedKind;
+                    let digest = hex::encode(a.record.digest());
+                    let author = bundle.author_key.to_hex();
+                    [
+                        (
+                            "the module",
+                            RevokedKind::Module,
+                            bundle.module_hash.as_str(),
+                        ),
+                        ("this approval", RevokedKind::Approval, digest.as_str()),
+                        ("the author's key", RevokedKind::Key, author.as_str()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(what, kind, id)| {
+                        l.find(kind, id).map(|e| (what, e.reason.clone()))
+                    })
+                    .collect()
+                });
                 shown.push(Shown {
+                    revoked,
                     approval: a.clone(),
                     review,
                     dry_run,
@@ -102,24 +124,21 @@ fn dry_run(
         bundle.module_hash.clone(),
         hex::encode(approval.record.digest()),
     );
-    if let Some(done) = s
-        .web
-        .dry_runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return done.clone();
+    let cached = || {
+        s.web
+            .dry_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    };
+    if let Some(done) = cached() {
+        return done;
     }
+    // One dry run at a time; one that finished while this page waited is not run again.
     let _one = s.web.dry_running.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(done) = s
-        .web
-        .dry_runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return done.clone();
+    if let Some(done) = cached() {
+        return done;
     }
     let result = (|| {
         let work = tempfile::Builder::new()
@@ -262,7 +281,10 @@ fn approval_section(s: &crate::server::State, viewer: &Viewer, hash: &str, item:
             dl {
                 dt { "In force" } dd { "from " (a.valid_from) " until " (a.valid_until) }
                 dt { "Conditions" } dd { @if a.conditions.trim().is_empty() { "none" } @else { (a.conditions) } }
-                dt { "Revoked" } dd { @if item.runnable || valid < quorum { "no" } @else { "see the status above" } }
+                dt { "Revoked" } dd {
+                    @if item.revoked.is_empty() { "nothing: not the module, this approval, nor the author's key" }
+                    @for (what, why) in &item.revoked { span class="warn" { (what) " is revoked: " (why) } br; }
+                }
                 dt { "Module hash" } dd class="hash" { (r.module_hash) }
                 dt { "Approval digest (what you sign)" } dd class="hash" { (a.digest) }
             }
