@@ -330,3 +330,23 @@ fn python_jsonschema_accepts_real_documents_and_refuses_misspelt_ones() {
         ],
     );
 }
+
+/// The Python client (`clients/python`, package `oar_client`) passes its pytest suite against a
+/// real `oar serve` it starts on loopback: signed requests through PyPI's
+/// `http-message-signatures`, typed problems, releases verified before they are returned, tables
+/// as Polars and pandas DataFrames with intervals and reasons; and its example notebook
+/// (population, then OD flows) runs end to end in a Jupyter kernel.
+#[test]
+fn the_python_client_passes_its_tests_and_runs_its_notebook_against_a_real_server() {
+    let components = oar_host::artifacts::component_path("population")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let client = common::python::repo().join("clients/python");
+    let out = run(common::python::pytest(&client)
+        .arg("tests")
+        .env("OAR", env!("CARGO_BIN_EXE_oar"))
+        .env("OAR_COMPONENTS", components)
+        .env("PYTHONPATH", &client));
+    assert!(out.contains("passed") && !out.contains("failed"), "{out}");
+}

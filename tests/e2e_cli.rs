@@ -222,6 +222,24 @@ fn sign_approve_verify_run_from_the_command_line() {
     let holder = public_key(d, "holder");
     let checked = ok(oar(&["verify-release", "release", "--holder", &holder], d));
     assert!(checked.starts_with("OK: release of job"), "{checked}");
+    // The `.pub` file `oar keygen` wrote works as well as the hex key; the secret key file is
+    // refused with the fix.
+    let by_file = ok(oar(
+        &["verify-release", "release", "--holder", "keys/holder.pub"],
+        d,
+    ));
+    assert!(by_file.starts_with("OK: release of job"), "{by_file}");
+    let secret = oar(
+        &["verify-release", "release", "--holder", "keys/holder.key"],
+        d,
+    );
+    assert!(!secret.status.success());
+    assert!(
+        String::from_utf8_lossy(&secret.stderr)
+            .contains("give the public one (the `.pub` beside it)"),
+        "{}",
+        String::from_utf8_lossy(&secret.stderr)
+    );
     let csv = d.join("release/population_by_region_day.csv");
     let original = std::fs::read(&csv).unwrap();
     std::fs::write(

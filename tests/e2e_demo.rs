@@ -25,7 +25,12 @@ fn demo_releases_only_noisy_cells_with_at_least_ten_subscribers() {
     let release: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("release/release.json")).unwrap()).unwrap();
     let csv = std::fs::read_to_string(out.join("release/population_by_region_day.csv")).unwrap();
-    assert!(csv.starts_with("region,day,subscribers,status\n"), "{csv}");
+    assert!(
+        csv.starts_with(
+            "region,day,subscribers,subscribers_ci95_low,subscribers_ci95_high,subscribers_noise_scale,status,suppressed_because\n"
+        ),
+        "{csv}"
+    );
     assert_eq!(release["epsilon_total"], 1.0);
 
     // Ground truth from the synthetic data the demo generated.

@@ -438,6 +438,8 @@ fn oar_submit_and_oar_fetch_from_the_command_line() {
         .trim()
         .to_string();
     assert_eq!(job.len(), 16, "{job}");
+    // The holder's `.pub` file, as `oar keygen` writes it, names the key to verify against.
+    holder().write(d).unwrap();
     let holder_key = holder().public().to_hex();
     let fetched = oar(&[
         "fetch",
@@ -450,7 +452,7 @@ fn oar_submit_and_oar_fetch_from_the_command_line() {
         "--out",
         "release",
         "--holder",
-        &holder_key,
+        "holder.pub",
         "--wait-seconds",
         "60",
     ]);

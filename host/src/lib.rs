@@ -21,6 +21,7 @@ pub mod client;
 pub use oar_query::dataset;
 pub mod dry_run;
 pub mod engine;
+pub mod federation;
 pub mod gate;
 pub mod job;
 pub mod keys;

@@ -587,6 +587,7 @@ impl Session {
             query: self.answers.len() as u32,
             dataset: plan.dataset.clone(),
             release: table.release.clone().unwrap_or_default(),
+            columns: crate::release::provenance::ValueColumn::of(&plan),
         };
         self.answers.push(AnsweredQuery { figures, table });
         Ok(json)

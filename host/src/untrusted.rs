@@ -215,6 +215,7 @@ fn build_fixture() -> Fixture {
             query: 0,
             dataset: "cdr".into(),
             release,
+            columns: Vec::new(),
         },
         table: answer,
     };

@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand is a thin shell over the library.
 
 mod demo;
+mod federate;
 mod progress;
 
 use anyhow::{bail, Context as _};
@@ -268,13 +269,20 @@ enum Command {
         /// Seconds to wait for the job to finish.
         #[arg(long, default_value_t = 600)]
         wait_seconds: u64,
-        /// The holder's public key (hex): the release is verified before anything is written.
+        /// The holder's public key (its `.pub` file, or 64 hex digits): the release is verified
+        /// before anything is written.
         #[arg(long)]
         holder: String,
         /// PEM file of the CA that signed the server's TLS certificate (or the certificate
         /// itself), for an `https://` server not signed by a public CA.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+    },
+    /// Ask several holders the same question and combine their signed answers: counts and
+    /// sums add, noise variances add, a cell withheld anywhere stays withheld.
+    Federate {
+        #[command(subcommand)]
+        action: FederateAction,
     },
     /// Check a release folder offline: the holder's signature and every file's hash.
     VerifyRelease {
@@ -415,7 +423,7 @@ impl ModuleArgs {
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 struct HolderArg {
-    /// The holder's public key (64 hex digits).
+    /// The holder's public key: its `.pub` file, or 64 hex digits.
     #[arg(long)]
     holder: Option<String>,
     /// A policy whose [holder] key to use.
@@ -425,8 +433,8 @@ struct HolderArg {
 
 impl HolderArg {
     fn key(&self) -> anyhow::Result<oar_host::keys::PublicKey> {
-        if let Some(hex) = &self.holder {
-            return Ok(oar_host::keys::PublicKey::from_hex(hex)?);
+        if let Some(given) = &self.holder {
+            return public_key_arg(given);
         }
         let path = self.policy.as_ref().expect("clap requires one of the two");
         let policy = Policy::load(path)?;
@@ -435,6 +443,52 @@ impl HolderArg {
             None => bail!("{} has no [holder] key; pass --holder HEX", path.display()),
         }
     }
+}
+
+#[derive(Subcommand)]
+enum FederateAction {
+    /// Upload the bundle and each holder's approval, and submit the run at every holder.
+    Submit {
+        /// The holders (TOML): `[[holders]]` with name, url, holder_key (.pub or hex), key
+        /// (your .key there), and optionally approval and ca_cert. Paths are relative to it.
+        #[arg(long)]
+        holders: PathBuf,
+        /// The signed bundle.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The approval, for holders whose entry names none.
+        #[arg(long)]
+        approval: Option<PathBuf>,
+        /// Module parameters (JSON), the same at every holder.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Where to write the run file `oar federate fetch` reads.
+        #[arg(long, default_value = "federated-run.json")]
+        out: PathBuf,
+    },
+    /// Wait for every holder's run, verify each release against its holder's key, and combine
+    /// them into OUT/combined (with OUT/federation.json, the provenance).
+    Fetch {
+        /// The run file `oar federate submit` wrote.
+        #[arg(long, default_value = "federated-run.json")]
+        run: PathBuf,
+        /// A new folder for the holders' releases and the combination.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds to wait for each holder's run.
+        #[arg(long, default_value_t = 600)]
+        wait_seconds: u64,
+        /// If a holder refused, failed or is down, combine the others anyway, into
+        /// OUT/combined-partial, labelled partial (by default nothing is combined).
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Check a combined folder offline: every holder's release against its key, and the
+    /// combination recomputed from them.
+    Verify {
+        /// The folder `oar federate fetch` wrote.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -974,8 +1028,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             holder,
             ca_cert,
         } => {
-            let holder = oar_host::keys::PublicKey::from_hex(&holder)
-                .context("--holder must be the holder's public key (64 hex digits)")?;
+            let holder = public_key_arg(&holder)?;
             let client = client_for(&server, KeyPair::read(&key)?, ca_cert.as_deref())?;
             let status = wait_showing(&client, &job, wait_seconds)?;
             let state = status["status"].as_str().unwrap_or_default();
@@ -1003,6 +1056,22 @@ fn execute(command: Command) -> anyhow::Result<()> {
             println!("job {job}: {} file(s) in {}", files.len(), out.display());
             Ok(())
         }
+        Command::Federate { action } => match action {
+            FederateAction::Submit {
+                holders,
+                bundle,
+                approval,
+                params,
+                out,
+            } => federate::submit(&holders, &bundle, approval.as_deref(), &params, &out),
+            FederateAction::Fetch {
+                run,
+                out,
+                wait_seconds,
+                partial,
+            } => federate::fetch(&run, &out, wait_seconds, partial),
+            FederateAction::Verify { dir } => federate::verify(&dir),
+        },
         Command::VerifyRelease { dir, holder } => {
             let key = holder.key()?;
             let manifest = oar_host::release::signed::verify_dir(&dir, &key)?;
@@ -1336,6 +1405,29 @@ fn execute(command: Command) -> anyhow::Result<()> {
             print!("{report}");
             Ok(())
         }
+    }
+}
+
+/// A public key given on the command line: 64 hex digits, or a key file (`oar keygen`'s `.pub`).
+fn public_key_arg(given: &str) -> anyhow::Result<oar_host::keys::PublicKey> {
+    let trimmed = given.trim();
+    if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(oar_host::keys::PublicKey::from_hex(trimmed)?);
+    }
+    let path = Path::new(given);
+    if !path.is_file() {
+        bail!("'{given}' is neither a public key (64 hex digits) nor a key file; give the `.pub` file `oar keygen` wrote, or the key in hex");
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {given}"))?;
+    let kind = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(String::from));
+    match kind.as_deref() {
+        Some("oar-public-key") => Ok(oar_host::keys::read_public(path)?.public),
+        Some("oar-secret-key") => bail!(
+            "{given} is a secret key file; give the public one (the `.pub` beside it): a secret key never needs to leave its owner"
+        ),
+        _ => bail!("{given} is not an OAR key file; give the `.pub` file `oar keygen` wrote, or the key in hex"),
     }
 }
 

@@ -178,31 +178,104 @@ impl Release {
     }
 }
 
-/// Parquet of a table: key columns as text, value columns as numbers (null when suppressed) and
-/// a `status` column.
+/// The columns of a table file: per value column, its estimate and, when the host recorded its
+/// accuracy, the 95% interval's bounds and the noise scale; then the cell's status and why a
+/// withheld cell was withheld. Both the CSV and the Parquet file have exactly these columns.
+struct FileColumns<'t> {
+    table: &'t Table,
+    /// Per value column: (half-width of the 95% interval, noise scale), when known.
+    accuracy: Vec<Option<(f64, f64)>>,
+}
+
+impl<'t> FileColumns<'t> {
+    fn of(table: &'t Table) -> Self {
+        let accuracy = table
+            .value_columns
+            .iter()
+            .map(|c| {
+                table
+                    .release
+                    .as_ref()
+                    .and_then(|r| r.accuracy.iter().find(|a| &a.column == c))
+                    .map(|a| (a.ci95_half_width, a.noise_scale))
+            })
+            .collect();
+        FileColumns { table, accuracy }
+    }
+
+    /// Names of the value-side columns, in order.
+    fn value_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (c, acc) in self.table.value_columns.iter().zip(&self.accuracy) {
+            names.push(c.clone());
+            if acc.is_some() {
+                names.push(format!("{c}_ci95_low"));
+                names.push(format!("{c}_ci95_high"));
+                names.push(format!("{c}_noise_scale"));
+            }
+        }
+        names
+    }
+
+    /// The value-side fields of a row (`None` where the cell is withheld).
+    fn value_fields(&self, r: &oar_guest::table::Row) -> Vec<Option<f64>> {
+        let mut out = Vec::new();
+        for (i, acc) in self.accuracy.iter().enumerate() {
+            let v = if r.suppressed.is_some() {
+                None
+            } else {
+                r.values.get(i).copied()
+            };
+            out.push(v);
+            if let Some((half, scale)) = acc {
+                out.push(v.map(|v| v - half));
+                out.push(v.map(|v| v + half));
+                out.push(v.map(|_| *scale));
+            }
+        }
+        out
+    }
+}
+
+/// Why a cell was withheld, as a stable code (the release JSON's `suppressed` value).
+pub fn suppression_code(r: &oar_guest::table::Row) -> &'static str {
+    use oar_guest::table::Suppression;
+    match r.suppressed {
+        None => "",
+        Some(Suppression::MinimumUnits) => "minimum_units",
+        Some(Suppression::Dominance) => "dominance",
+        Some(Suppression::Secondary) => "secondary",
+        Some(Suppression::Derived) => "derived",
+    }
+}
+
+fn status(r: &oar_guest::table::Row) -> &'static str {
+    if r.suppressed.is_some() {
+        "suppressed"
+    } else {
+        "released"
+    }
+}
+
+/// Parquet of a table: key columns as text; each value column with its 95% interval bounds and
+/// noise scale (null when withheld); `status` and `suppressed_because`.
 pub fn to_parquet(t: &Table) -> std::io::Result<Vec<u8>> {
     use polars::prelude::*;
+    let cols = FileColumns::of(t);
     let mut columns: Vec<Column> = Vec::new();
     for (i, k) in t.key_columns.iter().enumerate() {
         let values: Vec<String> = t.rows.iter().map(|r| r.keys[i].key_text()).collect();
         columns.push(Column::new(k.as_str().into(), values));
     }
-    for (i, v) in t.value_columns.iter().enumerate() {
-        let values: Vec<Option<f64>> = t.rows.iter().map(|r| r.values.get(i).copied()).collect();
-        columns.push(Column::new(v.as_str().into(), values));
+    let fields: Vec<Vec<Option<f64>>> = t.rows.iter().map(|r| cols.value_fields(r)).collect();
+    for (j, name) in cols.value_names().iter().enumerate() {
+        let values: Vec<Option<f64>> = fields.iter().map(|f| f[j]).collect();
+        columns.push(Column::new(name.as_str().into(), values));
     }
-    let status: Vec<&str> = t
-        .rows
-        .iter()
-        .map(|r| {
-            if r.suppressed.is_some() {
-                "suppressed"
-            } else {
-                "released"
-            }
-        })
-        .collect();
-    columns.push(Column::new("status".into(), status));
+    let statuses: Vec<&str> = t.rows.iter().map(status).collect();
+    columns.push(Column::new("status".into(), statuses));
+    let reasons: Vec<&str> = t.rows.iter().map(suppression_code).collect();
+    columns.push(Column::new("suppressed_because".into(), reasons));
     let io = |e: PolarsError| std::io::Error::other(e.to_string());
     let mut df = DataFrame::new(columns).map_err(io)?;
     let mut bytes = Vec::new();
@@ -210,28 +283,32 @@ pub fn to_parquet(t: &Table) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// CSV of a table: key columns, value columns, and a `status` column (`released` or
-/// `suppressed`); suppressed rows have empty values.
+/// CSV of a table: key columns; each value column followed by its 95% interval's bounds
+/// (`COL_ci95_low`, `COL_ci95_high`) and noise scale (`COL_noise_scale`) when the host recorded
+/// them; `status` (`released` or `suppressed`) and `suppressed_because` (`minimum_units`,
+/// `dominance`, `secondary`, `derived`; empty when released). Withheld cells have empty values.
+/// Every line, the last included, ends with a newline.
 pub fn to_csv(t: &Table) -> String {
+    let cols = FileColumns::of(t);
     let mut out = String::new();
     let header: Vec<String> = t
         .key_columns
         .iter()
-        .chain(&t.value_columns)
         .map(|c| csv_field(c))
-        .chain(std::iter::once("status".to_string()))
+        .chain(cols.value_names().iter().map(|c| csv_field(c)))
+        .chain(["status".to_string(), "suppressed_because".to_string()])
         .collect();
     out.push_str(&header.join(","));
     out.push('\n');
     for r in &t.rows {
         let mut fields: Vec<String> = r.keys.iter().map(|k| csv_field(&k.key_text())).collect();
-        if r.suppressed.is_some() {
-            fields.extend(std::iter::repeat_n(String::new(), t.value_columns.len()));
-            fields.push("suppressed".into());
-        } else {
-            fields.extend(r.values.iter().map(|v| format_value(*v)));
-            fields.push("released".into());
-        }
+        fields.extend(
+            cols.value_fields(r)
+                .into_iter()
+                .map(|v| v.map(format_value).unwrap_or_default()),
+        );
+        fields.push(status(r).into());
+        fields.push(suppression_code(r).into());
         out.push_str(&fields.join(","));
         out.push('\n');
     }
@@ -255,6 +332,11 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// The file name stem a table is written under (letters, digits, `_` and `-`; others become `_`).
+pub fn file_stem(name: &str) -> String {
+    sanitize(name)
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -271,4 +353,81 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oar_guest::table::{Accuracy, ReleaseInfo, Row, Suppression};
+    use oar_guest::Value;
+
+    fn table() -> Table {
+        let mut t = Table::new(["region"], ["n"]);
+        t.rows.push(Row {
+            keys: vec![Value::from("North")],
+            values: vec![120.0],
+            suppressed: None,
+        });
+        t.rows.push(Row {
+            keys: vec![Value::from("South, coast")],
+            values: vec![],
+            suppressed: Some(Suppression::MinimumUnits),
+        });
+        t.release = Some(ReleaseInfo {
+            accuracy: vec![Accuracy {
+                column: "n".into(),
+                mechanism: "discrete Laplace".into(),
+                noise_scale: 2.0,
+                ci95_half_width: 6.0,
+            }],
+            ..Default::default()
+        });
+        t
+    }
+
+    #[test]
+    fn the_csv_puts_each_estimate_beside_its_interval_noise_and_reason() {
+        assert_eq!(
+            to_csv(&table()),
+            "region,n,n_ci95_low,n_ci95_high,n_noise_scale,status,suppressed_because\n\
+             North,120,114,126,2,released,\n\
+             \"South, coast\",,,,,suppressed,minimum_units\n"
+        );
+    }
+
+    #[test]
+    fn a_table_without_privacy_facts_has_no_interval_columns() {
+        let mut t = table();
+        t.release = None;
+        assert!(to_csv(&t).starts_with("region,n,status,suppressed_because\n"));
+    }
+
+    #[test]
+    fn the_parquet_file_has_the_csv_s_columns() {
+        use polars::prelude::*;
+        let bytes = to_parquet(&table()).unwrap();
+        let df = ParquetReader::new(std::io::Cursor::new(bytes))
+            .finish()
+            .unwrap();
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "region",
+                "n",
+                "n_ci95_low",
+                "n_ci95_high",
+                "n_noise_scale",
+                "status",
+                "suppressed_because"
+            ]
+        );
+        let high = df.column("n_ci95_high").unwrap().f64().unwrap();
+        assert_eq!(high.get(0), Some(126.0));
+        assert_eq!(high.get(1), None);
+    }
 }

@@ -21,6 +21,52 @@ pub struct QueryFigures {
     pub dataset: String,
     /// The gate's figures: ε, δ, threshold, accuracy, released and suppressed cells by rule.
     pub release: ReleaseInfo,
+    /// What each value column computes, from the plan: how releases of the same query at
+    /// several holders combine (counts and sums add; means and quantiles do not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ValueColumn>,
+}
+
+/// One value column of a query's answer and the statistic it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueColumn {
+    /// The column's name.
+    pub name: String,
+    /// The statistic.
+    pub kind: ValueKind,
+}
+
+/// The statistic a value column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    /// Distinct privacy units in the cell.
+    CountUnits,
+    /// A bounded sum.
+    Sum,
+    /// A mean (bounded sum over a noisy count).
+    Mean,
+    /// A quantile.
+    Quantile,
+}
+
+impl ValueColumn {
+    /// The value columns of a plan's answer, in order.
+    pub fn of(plan: &oar_guest::plan::Plan) -> Vec<ValueColumn> {
+        use oar_guest::plan::Aggregate;
+        plan.aggregates
+            .iter()
+            .map(|a| ValueColumn {
+                name: a.name().to_string(),
+                kind: match a {
+                    Aggregate::CountUnits { .. } => ValueKind::CountUnits,
+                    Aggregate::Sum { .. } => ValueKind::Sum,
+                    Aggregate::Mean { .. } => ValueKind::Mean,
+                    Aggregate::Quantile { .. } => ValueKind::Quantile,
+                },
+            })
+            .collect()
+    }
 }
 
 /// One answered query: the host's figures and the table the module received.
@@ -211,6 +257,7 @@ mod tests {
                 query: 0,
                 dataset: "cdr".into(),
                 release,
+                columns: Vec::new(),
             },
             table: t,
         }
