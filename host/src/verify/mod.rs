@@ -155,24 +155,7 @@ impl VerifiedModule {
         policy: &Policy,
         dry_run_key: &crate::keys::KeyPair,
     ) -> Result<VerifiedModule, VerifyError> {
-        let actual = hex::encode(sha256(&bundle.component));
-        if actual != bundle.module_hash {
-            return Err(VerifyError::ComponentTampered {
-                declared: bundle.module_hash.clone(),
-                actual,
-            });
-        }
-        if policy.author(&bundle.author_key).is_none() {
-            return Err(VerifyError::UntrustedAuthor {
-                key: bundle.author_key,
-            });
-        }
-        if !bundle
-            .author_key
-            .verify(BUNDLE_CONTEXT, &bundle.digest(), &bundle.signature)
-        {
-            return Err(VerifyError::BadAuthorSignature);
-        }
+        let (actual, _) = check_bundle(bundle, policy)?;
         check_scope_within_manifest(record, &bundle.manifest)?;
         let mut signatures = Approval::new(record.clone());
         signatures.sign(dry_run_key);
@@ -292,24 +275,7 @@ pub fn verify(
     revoked: &RevocationList,
     now: DateTime<Utc>,
 ) -> Result<VerifiedModule, VerifyError> {
-    let actual = hex::encode(sha256(&bundle.component));
-    if actual != bundle.module_hash {
-        return Err(VerifyError::ComponentTampered {
-            declared: bundle.module_hash.clone(),
-            actual,
-        });
-    }
-    let Some(author) = policy.author(&bundle.author_key) else {
-        return Err(VerifyError::UntrustedAuthor {
-            key: bundle.author_key,
-        });
-    };
-    if !bundle
-        .author_key
-        .verify(BUNDLE_CONTEXT, &bundle.digest(), &bundle.signature)
-    {
-        return Err(VerifyError::BadAuthorSignature);
-    }
+    let (actual, author) = check_bundle(bundle, policy)?;
     if let Some(d) = bundle
         .manifest
         .datasets
@@ -370,6 +336,33 @@ pub fn verify(
         signers,
         component: Arc::from(bundle.component.as_slice()),
     })
+}
+
+/// The bundle's own checks: its component hashes to the hash it declares (returned, hex), and
+/// a trusted author (returned) signed it.
+fn check_bundle<'p>(
+    bundle: &Bundle,
+    policy: &'p Policy,
+) -> Result<(String, &'p crate::policy::Author), VerifyError> {
+    let actual = hex::encode(sha256(&bundle.component));
+    if actual != bundle.module_hash {
+        return Err(VerifyError::ComponentTampered {
+            declared: bundle.module_hash.clone(),
+            actual,
+        });
+    }
+    let Some(author) = policy.author(&bundle.author_key) else {
+        return Err(VerifyError::UntrustedAuthor {
+            key: bundle.author_key,
+        });
+    };
+    if !bundle
+        .author_key
+        .verify(BUNDLE_CONTEXT, &bundle.digest(), &bundle.signature)
+    {
+        return Err(VerifyError::BadAuthorSignature);
+    }
+    Ok((actual, author))
 }
 
 /// Refuses an approval that covers datasets or columns the manifest does not declare.

@@ -201,13 +201,7 @@ pub(crate) fn page(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · OAR at " (holder) }
-                link rel="stylesheet" href="/ui/oar.css";
-                link rel="icon" href="/ui/icon.svg" type="image/svg+xml";
-            }
+            (head(&format!("{title} · OAR at {holder}")))
             body {
                 a class="skip" href="#main" { "Skip to the content" }
                 header class="site" {
@@ -236,6 +230,19 @@ pub(crate) fn page(
                 footer { "Open Algorithms Runtime. Every number released here carries differential-privacy noise and counts at least the policy's minimum of people." }
                 script src="/ui/oar.js" defer {}
             }
+        }
+    }
+}
+
+/// A page's `head`: its title, the viewport, the style sheet and the icon.
+pub(crate) fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            link rel="stylesheet" href="/ui/oar.css";
+            link rel="icon" href="/ui/icon.svg" type="image/svg+xml";
         }
     }
 }

@@ -28,13 +28,7 @@ fn shell(title: &str, signed_in: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · OAR operator" }
-                link rel="stylesheet" href="/ui/oar.css";
-                link rel="icon" href="/ui/icon.svg" type="image/svg+xml";
-            }
+            (super::head(&format!("{title} · OAR operator")))
             body {
                 header class="site" {
                     a class="brand" href="/operator" { "OAR · operator" }
