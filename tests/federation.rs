@@ -265,7 +265,7 @@ fn three_holders_combine_to_the_truth_over_their_union_and_a_missing_one_is_neve
     let submitted = submit(d, r#"{"epsilon": 0.5}"#, "run2.json");
     assert!(submitted.status.success(), "{}", said(&submitted));
     assert!(
-        said(&submitted).contains("telco-c: not submitted"),
+        said(&submitted).contains("telco-c: not submitted (unreachable)"),
         "{}",
         said(&submitted)
     );
@@ -275,7 +275,7 @@ fn three_holders_combine_to_the_truth_over_their_union_and_a_missing_one_is_neve
     );
     assert!(!refused.status.success());
     assert!(
-        said(&refused).contains("not every holder answered: telco-c (refused)"),
+        said(&refused).contains("not every holder answered: telco-c (unreachable)"),
         "{}",
         said(&refused)
     );
@@ -301,9 +301,48 @@ fn three_holders_combine_to_the_truth_over_their_union_and_a_missing_one_is_neve
     let provenance: federation::Provenance =
         serde_json::from_slice(&std::fs::read(d.join("fed3/federation.json")).unwrap()).unwrap();
     assert!(provenance.partial);
-    assert_eq!(provenance.holders[2].outcome, "refused");
+    assert_eq!(provenance.holders[2].outcome, "unreachable");
     let verified = oar(d, &["federate", "verify", "fed3"]);
     assert!(said(&verified).contains("PARTIAL"), "{}", said(&verified));
+    // Holder B's committee revokes the approval: B no longer runs the module, and the
+    // combination is refused rather than made of the others alone.
+    let mut list = oar_host::revocation::RevocationList::empty();
+    list.add(
+        oar_host::revocation::RevokedKind::Approval,
+        &hex::encode(a.record.digest()),
+        "withdrawn by the committee",
+        chrono::Utc::now(),
+    );
+    let mut signed = oar_host::revocation::SignedRevocations::new(list);
+    signed.sign(&holder());
+    let (status, body) = common::serve::raw(
+        &common::serve::admin_url(&servers[1]),
+        "POST",
+        "/admin/revocations",
+        &serde_json::to_vec(&signed).unwrap(),
+        &[("authorization", format!("Bearer {}", common::serve::ADMIN))],
+    );
+    assert_eq!(status, 200, "{body}");
+    let submitted = submit(d, r#"{"epsilon": 0.25}"#, "run-revoked.json");
+    assert!(submitted.status.success(), "{}", said(&submitted));
+    let refused = oar(
+        d,
+        &[
+            "federate",
+            "fetch",
+            "--run",
+            "run-revoked.json",
+            "--out",
+            "fed-revoked",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        said(&refused).contains("telco-b (failed)"),
+        "{}",
+        said(&refused)
+    );
+
     for s in servers {
         s.shutdown();
     }

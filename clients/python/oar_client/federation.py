@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 
 from .client import Client, Run
-from .errors import FederationError, OarError, RunFailed
+from .errors import FederationError, OarError, Problem, RunFailed
 from .keys import public_hex
 from .release import Release
 
@@ -129,7 +129,9 @@ class FederatedRun:
             run = self.runs[h.name]
             record = HolderOutcome(h.name, h.client.url, public_hex(h.client.holder), None, "included")
             if isinstance(run, OarError):
-                record.outcome, record.reason = "refused", str(run)
+                # A problem answer is a refusal; anything else never reached the holder.
+                record.outcome = "refused" if isinstance(run, Problem) else "unreachable"
+                record.reason = str(run)
             else:
                 record.job_id = run.id
                 try:

@@ -80,9 +80,9 @@ def test_a_holder_that_is_down_is_never_a_silent_undercount(servers):
     down = Client("http://127.0.0.1:9", key=servers["telco-c"].requester_key, holder=servers["telco-c"].holder_pub, timeout=5)
     holders.append(Holder("telco-c", down, approval=servers["telco-c"].approvals["population"], bundle=servers["telco-c"].bundles["population"]))
     run = Federation(holders).submit(None, {"epsilon": 0.5})
-    with pytest.raises(oar_client.FederationError, match=r"telco-c \(refused\)"):
+    with pytest.raises(oar_client.FederationError, match=r"telco-c \(unreachable\)"):
         run.fetch(progress=False)
     partial = run.fetch(partial=True, progress=False)
     assert partial.partial
-    assert partial.provenance["holders"][2]["outcome"] == "refused"
+    assert partial.provenance["holders"][2]["outcome"] == "unreachable"
     assert "population_by_region_day" in partial.tables

@@ -52,6 +52,9 @@ struct Submitted {
     ca_cert: Option<PathBuf>,
     job_id: Option<String>,
     error: Option<String>,
+    /// Why it was not submitted: `unreachable` or `refused`.
+    #[serde(default)]
+    outcome: Option<String>,
 }
 
 fn client(url: &str, key: &Path, ca_cert: Option<&Path>) -> anyhow::Result<Client> {
@@ -139,14 +142,22 @@ pub fn submit(
             c.attach_approval(&approval_bytes)?;
             Ok(c.submit(&module_hash, &params, None)?)
         })();
-        let (job_id, error) = match attempt {
+        let (job_id, error, outcome) = match attempt {
             Ok(job) => {
                 println!("{}: submitted job {job}", h.name);
-                (Some(job), None)
+                (Some(job), None, None)
             }
             Err(e) => {
-                println!("{}: not submitted: {e:#}", h.name);
-                (None, Some(format!("{e:#}")))
+                let unreachable = e
+                    .downcast_ref::<ClientError>()
+                    .is_some_and(|c| matches!(c, ClientError::Unreachable { .. }));
+                let outcome = if unreachable {
+                    "unreachable"
+                } else {
+                    "refused"
+                };
+                println!("{}: not submitted ({outcome}): {e:#}", h.name);
+                (None, Some(format!("{e:#}")), Some(outcome.to_string()))
             }
         };
         submitted.push(Submitted {
@@ -157,6 +168,7 @@ pub fn submit(
             ca_cert,
             job_id,
             error,
+            outcome,
         });
     }
     let n = submitted.iter().filter(|s| s.job_id.is_some()).count();
@@ -207,7 +219,11 @@ pub fn fetch(run: &Path, out: &Path, wait_seconds: u64, partial: bool) -> anyhow
         };
         let outcome = match &h.job_id {
             None => Err((
-                "refused",
+                if h.outcome.as_deref() == Some("unreachable") {
+                    "unreachable"
+                } else {
+                    "refused"
+                },
                 h.error.clone().unwrap_or_else(|| "not submitted".into()),
             )),
             Some(job) => fetch_one(h, job, out, wait_seconds),
