@@ -166,6 +166,37 @@ impl Viewer {
     }
 }
 
+/// What a page asks of the person looking at it.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Role {
+    /// A member of the ethics committee.
+    Member,
+    /// A requester.
+    Requester,
+}
+
+/// The signed-in person with `role`, or the answer to give instead: the sign-in page (then
+/// back to `back`) for nobody, the 403 page for someone without the role.
+pub(crate) fn require(
+    s: &State,
+    headers: &HeaderMap,
+    role: Role,
+    back: &str,
+) -> Result<Viewer, Box<Response>> {
+    let Some(viewer) = Viewer::of(s, headers) else {
+        return Err(Box::new(to_signin(back)));
+    };
+    let has = match role {
+        Role::Member => viewer.member,
+        Role::Requester => viewer.requester.is_some(),
+    };
+    if has {
+        Ok(viewer)
+    } else {
+        Err(Box::new(not_permitted(s, Some(&viewer))))
+    }
+}
+
 /// Where the page sits in the navigation.
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Nav {

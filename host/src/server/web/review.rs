@@ -4,7 +4,7 @@
 //! to the stored approval exactly as `POST /v1/approvals` would.
 
 use super::sentences::{self, DatasetWords};
-use super::{not_permitted, page, respond, to_signin, Nav, Shared, Viewer};
+use super::{not_permitted, page, require, respond, Nav, Role, Shared, Viewer};
 use crate::approval::{Approval, MemberSignature};
 use crate::dry_run::DryRunReport;
 use crate::server::api::{blocking, internal, ApiError};
@@ -25,12 +25,10 @@ pub(super) async fn list(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(viewer) = Viewer::of(&s, &headers) else {
-        return Ok(to_signin("/review"));
+    let viewer = match require(&s, &headers, Role::Member, "/review") {
+        Ok(v) => v,
+        Err(answer) => return Ok(*answer),
     };
-    if !viewer.member {
-        return Ok(not_permitted(&s, Some(&viewer)));
-    }
     let state = s.clone();
     let list = blocking(move || super::public::approvals(&state)).await?;
     let body = html! {
@@ -189,10 +187,11 @@ pub(super) async fn show(
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(viewer) = Viewer::of(&s, &headers) else {
-        return Ok(to_signin(&format!("/review/{hash}")));
+    let viewer = match require(&s, &headers, Role::Member, &format!("/review/{hash}")) {
+        Ok(v) => v,
+        Err(answer) => return Ok(*answer),
     };
-    if !viewer.member || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(not_permitted(&s, Some(&viewer)));
     }
     let Some(shown) = load(s.clone(), hash.clone()).await? else {
@@ -446,9 +445,9 @@ pub(super) async fn record(
     Query(q): Query<RecordQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let viewer = Viewer::of(&s, &headers);
-    let Some(viewer) = viewer.filter(|v| v.member) else {
-        return Ok(to_signin(&format!("/review/{hash}")));
+    let viewer = match require(&s, &headers, Role::Member, &format!("/review/{hash}")) {
+        Ok(v) => v,
+        Err(answer) => return Ok(*answer),
     };
     let state = s.clone();
     let found = blocking(move || {

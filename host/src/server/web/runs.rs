@@ -3,8 +3,7 @@
 //! not the signed-in requester's answers exactly as one that does not exist.
 
 use super::{
-    chart, not_permitted, page, respond, sentences, short_hash, to_signin, when, Nav, Shared,
-    Viewer,
+    chart, not_permitted, page, require, respond, sentences, short_hash, when, Nav, Role, Shared,
 };
 use crate::release::Release;
 use crate::server::api::{blocking, internal, ApiError};
@@ -17,20 +16,14 @@ use oar_guest::table::{Suppression, Table};
 /// Runs listed on the requester's page.
 const RUNS_SHOWN: usize = 200;
 
-fn requester(s: &crate::server::State, headers: &HeaderMap) -> Option<Viewer> {
-    Viewer::of(s, headers).filter(|v| v.requester.is_some())
-}
-
 pub(super) async fn list(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(viewer) = Viewer::of(&s, &headers) else {
-        return Ok(to_signin("/runs"));
+    let viewer = match require(&s, &headers, Role::Requester, "/runs") {
+        Ok(v) => v,
+        Err(answer) => return Ok(*answer),
     };
-    if viewer.requester.is_none() {
-        return Ok(not_permitted(&s, Some(&viewer)));
-    }
     let (state, name) = (s.clone(), viewer.name.clone());
     let jobs = blocking(move || {
         state
@@ -118,11 +111,9 @@ pub(super) async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(viewer) = Viewer::of(&s, &headers) else {
-        return Ok(to_signin(&format!("/runs/{id}")));
-    };
-    let Some(_) = viewer.requester else {
-        return Ok(not_permitted(&s, Some(&viewer)));
+    let viewer = match require(&s, &headers, Role::Requester, &format!("/runs/{id}")) {
+        Ok(v) => v,
+        Err(answer) => return Ok(*answer),
     };
     let (state, name, job_id) = (s.clone(), viewer.name.clone(), id.clone());
     let Some(shown) = blocking(move || load(&state, &name, &job_id)).await? else {
@@ -227,8 +218,9 @@ pub(super) async fn file(
     Path((id, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(viewer) = requester(&s, &headers) else {
-        return Ok(to_signin(&format!("/runs/{id}")));
+    let viewer = match require(&s, &headers, Role::Requester, &format!("/runs/{id}")) {
+        Ok(v) => v,
+        Err(answer) => return Ok(*answer),
     };
     let (state, who) = (s.clone(), viewer.name.clone());
     let bytes = blocking(move || {
