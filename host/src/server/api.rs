@@ -482,6 +482,7 @@ pub(super) fn store_approval(
             json!({"approval": digest, "module_hash": module, "signatures_added": added, "signatures": total}),
         )
         .map_err(internal)?;
+    s.web.approvals.forget();
     super::precompile(s.clone(), module);
     Ok((digest, total, added))
 }
@@ -847,6 +848,7 @@ async fn admin_revoke(AxState(s): AxState<Shared>, _admin: Admin, body: Bytes) -
             .revocations()
             .install(&list, &s.policy)
             .map_err(|e| ApiError(Problem::InvalidDocument, e.to_string()))?;
+        s.web.approvals.forget();
         list.write(&s.data_dir.join("revocations.json"))
             .map_err(internal)?;
         s.store

@@ -17,6 +17,7 @@
 
 mod auth;
 mod chart;
+mod fresh;
 mod operator;
 mod public;
 mod review;
@@ -48,6 +49,9 @@ pub(crate) struct Web {
     pub dry_runs: std::sync::Mutex<std::collections::HashMap<(String, String), DryRunShown>>,
     /// Held while a dry run for a review page runs: one at a time.
     pub dry_running: std::sync::Mutex<()>,
+    /// The approvals the public module list and the review list show, read at most every
+    /// [`fresh::MODULES_TTL`] and again after an approval is stored.
+    pub approvals: fresh::Fresh<Vec<public::ApprovalView>>,
 }
 
 const CSS: &str = include_str!("oar.css");

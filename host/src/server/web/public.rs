@@ -99,7 +99,7 @@ pub(super) async fn register(
 }
 
 /// A module's approval as the public sees it.
-pub(super) struct ApprovalView {
+pub(crate) struct ApprovalView {
     pub name: String,
     pub version: String,
     pub author: String,
@@ -166,13 +166,13 @@ pub(super) async fn modules(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let state = s.clone();
-    let list = blocking(move || approvals(&state)).await?;
+    let list = blocking(move || state.web.approvals.get_or(|| approvals(&state))).await?;
     let viewer = Viewer::of(&s, &headers);
     let body = html! {
         p { "Every analysis uploaded here with an approval, and whether it may run now. A module runs only when at least "
             (s.policy.committee.quorum) " of the " (s.policy.committee.members.len()) " members of the ethics committee have signed its approval, within the approval's dates, and while nothing about it is revoked." }
         @if list.is_empty() { p { "No module has an approval yet." } }
-        @for m in &list {
+        @for m in list.iter() {
             section class="card" aria-label={(m.name) " " (m.version)} {
                 h2 { (m.name) " " span class="muted" { (m.version) } }
                 p { (m.purpose) }

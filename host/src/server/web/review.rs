@@ -30,7 +30,13 @@ pub(super) async fn list(
         Err(answer) => return Ok(*answer),
     };
     let state = s.clone();
-    let list = blocking(move || super::public::approvals(&state)).await?;
+    let list = blocking(move || {
+        state
+            .web
+            .approvals
+            .get_or(|| super::public::approvals(&state))
+    })
+    .await?;
     let body = html! {
         p { "Approvals stored here, with the signatures they have. Open one to see what the module would do, and to sign it." }
         @if list.is_empty() { p { "No approval is waiting." } }
@@ -39,7 +45,7 @@ pub(super) async fn list(
                 caption { "Approvals" }
                 thead { tr { th scope="col" { "Module" } th scope="col" { "Purpose" } th scope="col" { "Signatures" } th scope="col" { "Status" } } }
                 tbody {
-                    @for a in &list {
+                    @for a in list.iter() {
                         tr {
                             td { a href={"/review/" (a.module_hash)} { (a.name) " " (a.version) } }
                             td { (a.purpose) }
