@@ -52,6 +52,10 @@ pub(crate) struct Web {
     /// The approvals the public module list and the review list show, read at most every
     /// [`fresh::MODULES_TTL`] and again after an approval is stored.
     pub approvals: fresh::Fresh<Vec<public::ApprovalView>>,
+    /// Register pages by their `after`, each read at most every [`fresh::MODULES_TTL`].
+    pub register_pages: std::sync::Mutex<
+        std::collections::HashMap<u64, Arc<fresh::Fresh<crate::audit::RegisterPage>>>,
+    >,
 }
 
 const CSS: &str = include_str!("oar.css");

@@ -49,6 +49,9 @@ pub(super) struct RegisterQuery {
 /// Runs shown per register page.
 const REGISTER_PAGE: usize = 100;
 
+/// Register pages kept at most (by their `after`).
+const MAX_KEPT_PAGES: usize = 256;
+
 pub(super) async fn register(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
@@ -56,9 +59,24 @@ pub(super) async fn register(
 ) -> Result<Response, ApiError> {
     let state = s.clone();
     let page_rows = blocking(move || {
-        let head = state.audit.head();
-        crate::audit::export_page(state.audit.path(), &head, q.after, REGISTER_PAGE)
-            .map_err(internal)
+        // Reading a page walks the log from its start: pages are kept a while, so a flood of
+        // views does not read the whole log once per request.
+        let fresh = {
+            let mut pages = state
+                .web
+                .register_pages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if pages.len() >= MAX_KEPT_PAGES && !pages.contains_key(&q.after) {
+                pages.clear();
+            }
+            pages.entry(q.after).or_default().clone()
+        };
+        fresh.get_or(|| {
+            let head = state.audit.head();
+            crate::audit::export_page(state.audit.path(), &head, q.after, REGISTER_PAGE)
+                .map_err(internal)
+        })
     })
     .await?;
     let viewer = Viewer::of(&s, &headers);
