@@ -199,9 +199,20 @@ impl Client {
 
     /// Waits until job `id` leaves the queue (or `timeout` passes); returns its last status.
     pub fn wait(&self, id: &str, timeout: Duration) -> Result<Value, ClientError> {
+        self.wait_watching(id, timeout, |_| {})
+    }
+
+    /// [`Client::wait`], showing each status read to `watch` (a progress display).
+    pub fn wait_watching(
+        &self,
+        id: &str,
+        timeout: Duration,
+        mut watch: impl FnMut(&Value),
+    ) -> Result<Value, ClientError> {
         let until = std::time::Instant::now() + timeout;
         loop {
             let job = self.job(id)?;
+            watch(&job);
             let status = job["status"].as_str().unwrap_or_default();
             if !matches!(status, "queued" | "running") || std::time::Instant::now() > until {
                 return Ok(job);

@@ -391,6 +391,16 @@ pub struct Provenance {
     pub combined_files: BTreeMap<String, String>,
 }
 
+/// Whether `name` may name a holder: a plain folder name (letters, digits, `-`, `_`; at most
+/// 64), as it becomes `holders/NAME` in a federated run's folder.
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// The folder of combined tables inside a federated run's folder: `combined`, or
 /// `combined-partial` when some holder's release is missing.
 pub fn combined_dir(out: &Path, partial: bool) -> PathBuf {
@@ -449,12 +459,7 @@ pub fn verify(out: &Path) -> Result<Provenance, FederationError> {
     }
     let mut releases = Vec::new();
     for h in p.holders.iter().filter(|h| h.outcome == "included") {
-        let plain = !h.name.is_empty()
-            && h.name.len() <= 64
-            && h.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !plain {
+        if !plain_name(&h.name) {
             return Err(FederationError::Altered(format!(
                 "holder name {:?} is not a plain folder name",
                 crate::module_text::bounded(&h.name, 64)

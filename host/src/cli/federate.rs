@@ -68,14 +68,6 @@ fn client(url: &str, key: &Path, ca_cert: Option<&Path>) -> anyhow::Result<Clien
     })
 }
 
-fn name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// `oar federate submit`.
 pub fn submit(
     holders: &Path,
@@ -104,7 +96,7 @@ pub fn submit(
     };
     let mut names = std::collections::BTreeSet::new();
     for h in &file.holders {
-        if !name_ok(&h.name) || !names.insert(h.name.clone()) {
+        if !federation::plain_name(&h.name) || !names.insert(h.name.clone()) {
             bail!(
                 "holder name '{}' must be unique and made of letters, digits, '-' and '_'",
                 h.name

@@ -1439,17 +1439,12 @@ fn wait_showing(
     seconds: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let spin = progress::spinner(format!("job {id}: waiting"));
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    loop {
-        let job = client.job(id)?;
-        let state = job["status"].as_str().unwrap_or_default().to_string();
+    let job = client.wait_watching(id, std::time::Duration::from_secs(seconds), |job| {
+        let state = job["status"].as_str().unwrap_or_default();
         spin.set_message(format!("job {id}: {state}"));
-        if !matches!(state.as_str(), "queued" | "running") || std::time::Instant::now() > until {
-            spin.finish_and_clear();
-            return Ok(job);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    });
+    spin.finish_and_clear();
+    Ok(job?)
 }
 
 /// A client for `server`, trusting `ca_cert` (PEM) for HTTPS if given.
