@@ -166,6 +166,205 @@ fn count_only_plans_agree_whatever_the_bitset_words() {
     assert_eq!(bitsets, 20);
 }
 
+/// Count-only plans whose last steps read only what is fixed per partition of the last per-unit
+/// step, and drop a partition whose value is null, are finished on partitions:
+/// origin-destination shapes with row filters, filters and derived columns after the per-unit
+/// steps, modes of text, integer and boolean columns with values outside their domains and
+/// nulls, a minimum. And shapes that must keep the row path agree too: a key read from the rows,
+/// an earlier value read before the last step, keys not within the last step's, a null value
+/// that does not drop (not a key, or under `or`), a sum (0 for a partition with no row).
+#[test]
+fn plans_finished_on_partitions_agree() {
+    let ds = Dataset::open(edgy()).unwrap();
+    let day = r#"{"op":"derive","name":"day","expr":{"kind":"date","expr":{"kind":"column","name":"ts"}}}"#;
+    let hour = r#"{"kind":"hour","expr":{"kind":"column","name":"ts"}}"#;
+    let mode = |name: &str, column: &str, rows: &str, by: &str| {
+        format!(
+            r#"{{"op":"per_unit","name":"{name}","reduce":"mode","expr":{{"kind":"column","name":"{column}"}}{rows},"by":[{by}]}}"#
+        )
+    };
+    let rows = |op: &str, h: i64| {
+        format!(
+            r#","rows":{{"kind":"compare","op":"{op}","left":{hour},"right":{{"kind":"literal","value":{h}}}}}"#
+        )
+    };
+    let origin = mode("origin", "region", &rows("ge", 12), "");
+    let destination = mode("destination", "region", &rows("lt", 12), r#""day""#);
+    let plan = |steps: &[&str], keys: &str, bound: u32| {
+        format!(
+            r#"{{"dataset":"edgy","steps":[{}],"group_by":[{keys}],"aggregates":[{{"agg":"count_units","name":"n"}}],"bounds":{{"max_groups_per_unit":{bound}}},"epsilon":1.0}}"#,
+            steps.join(",")
+        )
+    };
+    let stayed = r#"{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"origin"},"right":{"kind":"column","name":"destination"}}}"#;
+    let moved = r#"{"op":"derive","name":"moved","expr":{"kind":"compare","op":"ne","left":{"kind":"column","name":"origin"},"right":{"kind":"column","name":"destination"}}}"#;
+    let from_kind = r#"{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"kind"},"right":{"kind":"literal","value":"u"}}}"#;
+    let either = r#"{"op":"derive","name":"either","expr":{"kind":"or","left":{"kind":"compare","op":"eq","left":{"kind":"column","name":"destination"},"right":{"kind":"literal","value":"A"}},"right":{"kind":"compare","op":"eq","left":{"kind":"column","name":"origin"},"right":{"kind":"literal","value":"B"}}}}"#;
+    let night_origin = r#"{"op":"filter","predicate":{"kind":"compare","op":"eq","left":{"kind":"column","name":"origin"},"right":{"kind":"literal","value":"A"}}}"#;
+    let cases: Vec<(String, bool)> = vec![
+        // The origin-destination shape, cut to 1 and 3 cells per unit, and uncut.
+        (
+            plan(
+                &[day, &origin, &destination],
+                r#""day","origin","destination""#,
+                1,
+            ),
+            true,
+        ),
+        (
+            plan(
+                &[
+                    day,
+                    &origin,
+                    &mode("destination", "region", &rows("lt", 12), r#""day""#)
+                        .replace("mode", "min"),
+                ],
+                r#""day","destination""#,
+                2,
+            ),
+            true,
+        ),
+        (
+            plan(
+                &[day, &origin, &destination],
+                r#""day","origin","destination""#,
+                3,
+            ),
+            true,
+        ),
+        (
+            plan(
+                &[day, &origin, &destination],
+                r#""origin","destination""#,
+                40,
+            ),
+            true,
+        ),
+        // A partition per (unit, day) over 5 days: with a bound of 5 a unit cannot exceed it.
+        (
+            plan(
+                &[day, &origin, &destination],
+                r#""day","origin","destination""#,
+                5,
+            ),
+            true,
+        ),
+        (
+            plan(
+                &[&mode("per", "visits", "", r#""region""#)],
+                r#""region","per""#,
+                4,
+            ),
+            true,
+        ),
+        // Filters and derived columns after the last step.
+        (
+            plan(
+                &[day, &origin, &destination, stayed],
+                r#""day","origin""#,
+                3,
+            ),
+            true,
+        ),
+        (
+            plan(
+                &[day, &origin, &destination, moved],
+                r#""moved","origin""#,
+                3,
+            ),
+            true,
+        ),
+        // Modes of an integer and a boolean column, without a row filter, by a text key.
+        (
+            plan(
+                &[&mode("per", "visits", "", r#""region""#)],
+                r#""region","per""#,
+                2,
+            ),
+            true,
+        ),
+        (plan(&[&mode("per", "flag", "", "")], r#""per""#, 2), true),
+        (
+            plan(
+                &[day, &mode("per", "level", &rows("ge", 6), r#""day""#)],
+                r#""day","per""#,
+                2,
+            ),
+            true,
+        ),
+        // The row path: a key read from the rows; a filter on rows after the last step; the
+        // earlier value read before the last step; an earlier step by a key the last lacks.
+        (
+            plan(&[day, &origin, &destination], r#""kind","destination""#, 3),
+            false,
+        ),
+        (
+            plan(
+                &[day, &origin, &destination, from_kind],
+                r#""destination""#,
+                3,
+            ),
+            false,
+        ),
+        (
+            plan(
+                &[day, &origin, night_origin, &destination],
+                r#""destination""#,
+                3,
+            ),
+            false,
+        ),
+        (
+            plan(
+                &[
+                    day,
+                    &mode("origin", "region", "", r#""day""#),
+                    &mode("destination", "region", "", ""),
+                ],
+                r#""origin","destination""#,
+                3,
+            ),
+            false,
+        ),
+        (
+            plan(&[day, &origin, &destination], r#""day","origin""#, 3),
+            false,
+        ),
+        (
+            plan(&[day, &origin, &destination, either], r#""either""#, 3),
+            false,
+        ),
+        (
+            plan(
+                &[&mode("per", "visits", "", r#""region""#).replace("mode", "sum")],
+                r#""region""#,
+                2,
+            ),
+            false,
+        ),
+    ];
+    for (case, on_partitions) in &cases {
+        let plan: Plan = serde_json::from_str(case).unwrap_or_else(|e| panic!("{e}: {case}"));
+        let checked = query::check(&plan, &ds, LIMITS).unwrap_or_else(|e| panic!("{e}: {case}"));
+        assert_eq!(
+            PolarsBackend::finishes_on_partitions(&checked),
+            *on_partitions,
+            "{case}"
+        );
+        let want = ReferenceBackend.execute(&checked, &ds, None).unwrap();
+        assert!(want.units.iter().sum::<i64>() > 0, "{case}");
+        for backend in [PolarsBackend::IN_MEMORY, PolarsBackend::STREAMING] {
+            let got = backend.execute(&checked, &ds, None).unwrap();
+            assert_eq!(
+                difference(&want, &got),
+                None,
+                "{} on {case}",
+                backend.name()
+            );
+        }
+    }
+}
+
 /// The streaming engine has no cancel handle: a check on every morsel of the scan stops it at
 /// the deadline. A deadline already past ends the query with `Deadline` (whichever comes first,
 /// the wait or the check), and a distant one lets it finish.

@@ -762,7 +762,7 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("rows"))
         .collect();
-    for variant in ["raw-streaming", "population", "od"] {
+    for variant in ["raw-streaming", "population", "raw-od-streaming", "od"] {
         let rows = table
             .iter()
             .filter(|l| l.split_whitespace().nth(1) == Some(variant))
@@ -787,6 +787,45 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
     assert!(data
         .join("rows-40000-subscribers-1000/cdr-00000.parquet")
         .exists());
+
+    // A variant that fails (here: a damaged file) is reported beside the others, and the run
+    // says so in its exit status rather than stopping at the first.
+    let file = data.join("rows-20000-subscribers-1000/cdr-00000.parquet");
+    std::fs::write(&file, b"not parquet").unwrap();
+    let out = oar(
+        &[
+            "bench",
+            "--scale",
+            "--sizes",
+            "20000,40000",
+            "--subscribers",
+            "1000",
+            "--variants",
+            "population,od",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("2 variant run(s) failed"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    for variant in ["population", "od"] {
+        let row = |rows: &str| {
+            lines
+                .iter()
+                .find(|l| {
+                    let mut w = l.split_whitespace();
+                    w.next() == Some(rows) && w.next() == Some(variant)
+                })
+                .unwrap_or_else(|| panic!("no {variant} at {rows} in:\n{stdout}"))
+                .to_string()
+        };
+        assert!(row("20000").contains("failed:"), "{stdout}");
+        assert!(row("40000").ends_with("MiB"), "{stdout}");
+    }
 }
 
 /// `oar bench --peers` times Python Polars and OpenDP-Python on the same file, from a pinned

@@ -98,6 +98,26 @@ pub enum CheckedExpr {
 }
 
 impl CheckedExpr {
+    /// Adds the names of the columns the expression reads to `out`.
+    pub fn columns<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            CheckedExpr::Column { name, .. } => out.push(name),
+            CheckedExpr::Literal(_) | CheckedExpr::DateConst(_) | CheckedExpr::DatetimeConst(_) => {
+            }
+            CheckedExpr::Compare { left, right, .. }
+            | CheckedExpr::Arith { left, right, .. }
+            | CheckedExpr::And(left, right)
+            | CheckedExpr::Or(left, right) => {
+                left.columns(out);
+                right.columns(out);
+            }
+            CheckedExpr::Not(x) | CheckedExpr::Hour(x) | CheckedExpr::HalfHour(x) => x.columns(out),
+            CheckedExpr::IsIn { expr, .. }
+            | CheckedExpr::ToDate { expr, .. }
+            | CheckedExpr::Bin { expr, .. } => expr.columns(out),
+        }
+    }
+
     /// Whether the expression reads any column (else it is one constant for every row).
     pub fn reads_columns(&self) -> bool {
         match self {

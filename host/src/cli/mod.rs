@@ -345,8 +345,8 @@ enum Command {
         #[arg(long, default_value_t = 100_000_000)]
         in_memory_up_to: usize,
         /// With --scale: only these variants (raw-streaming, raw-in-memory, population,
-        /// population-in-memory, population-datafusion, od, od-in-memory, od-datafusion; default
-        /// all this build can run).
+        /// population-in-memory, population-datafusion, raw-od-streaming, od, od-in-memory,
+        /// od-datafusion; default all this build can run).
         #[arg(long, value_delimiter = ',')]
         variants: Vec<String>,
     },
@@ -1369,6 +1369,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
             drop(bar);
             println!();
             print!("{report}");
+            if !report.failed.is_empty() {
+                anyhow::bail!(
+                    "{} variant run(s) failed (above); the others were measured",
+                    report.failed.len()
+                );
+            }
             Ok(())
         }
         Command::BenchVariant { variant, data } => {

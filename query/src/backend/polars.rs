@@ -8,12 +8,17 @@ use crate::{
     CellStats, CheckedPlan, CheckedStep, KeyIndex, UnitValue, ValueInput, BIN_SNAP, DOMINANCE_TOP,
 };
 use chrono::NaiveDate;
-use oar_guest::plan::{ArithOp, CompareOp, Reduce};
+use oar_guest::plan::{ArithOp, CompareOp};
 use oar_guest::{ColumnType, Value};
 use polars::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod partitions;
+mod per_unit;
+
+use per_unit::PerUnitInput;
 
 /// Runs checked plans with Polars.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,6 +47,12 @@ impl PolarsBackend {
     pub const STREAMING: PolarsBackend = PolarsBackend {
         engine: PolarsEngine::Streaming,
     };
+
+    /// Whether `plan` is finished on one row per partition of its last per-unit step rather than
+    /// on rows (the same statistics, fewer joins; see `partitions`). For tests and explanations.
+    pub fn finishes_on_partitions(plan: &CheckedPlan) -> bool {
+        partitions::collapse(plan).is_some()
+    }
 
     /// The Polars plan `plan` runs as (for benchmarks and explanations).
     pub fn lazy_frame(&self, plan: &CheckedPlan, dataset: &Dataset) -> PolarsResult<LazyFrame> {
@@ -233,26 +244,34 @@ fn frame(
     if let Some(stop) = stop {
         lf = lf.with_column(stop.check(col(plan.unit())));
     }
-    for step in plan.steps() {
+    // A count-only plan whose last steps read only what is fixed per partition finishes on
+    // partitions (see `partitions`).
+    let collapse = partitions::collapse(plan);
+    let mut deferred = Vec::new();
+    for (i, step) in plan.steps().iter().enumerate() {
+        if let Some(c) = &collapse {
+            if c.deferred.contains(&i) {
+                let earlier = PerUnitInput::of(step).expect("deferred steps are per-unit");
+                let (_, table) = per_unit::reduced(lf.clone(), plan.unit(), &earlier);
+                deferred.push((table, earlier));
+                continue;
+            }
+            if i == c.last {
+                let last = PerUnitInput::of(step).expect("the last step is per-unit");
+                lf = partitions::partitions(lf, plan.unit(), &last);
+                for (table, earlier) in deferred.drain(..) {
+                    lf = partitions::join_deferred(lf, table, plan.unit(), &earlier);
+                }
+                continue;
+            }
+        }
         lf = match step {
             CheckedStep::Filter(p) => lf.filter(lower(p)),
             CheckedStep::Derive { name, expr } => lf.with_column(lower(expr).alias(name.as_str())),
-            CheckedStep::PerUnit {
-                name,
-                reduce,
-                input,
-                input_ty,
-                rows,
-                by,
-            } => per_unit(
+            CheckedStep::PerUnit { .. } => per_unit::per_unit(
                 lf,
                 plan.unit(),
-                name,
-                *reduce,
-                input,
-                *input_ty,
-                rows.as_ref(),
-                by,
+                &PerUnitInput::of(step).expect("a per-unit step"),
             ),
         };
     }
@@ -286,7 +305,10 @@ fn frame(
         return Ok(unit_cells(rows, words));
     }
     let n_groups = plan.max_groups_per_unit;
-    let per_unit_cell = if values.is_empty() {
+    let per_unit_cell = if collapse.as_ref().is_some_and(|c| c.distinct_pairs) {
+        // One row per partition is one distinct (unit, cell) pair, within the bound.
+        rows
+    } else if values.is_empty() {
         // Count-only plans: one group-by on the unit collects its distinct cells. Only units with
         // more than `n_groups` cells need their cells sorted and cut; for the others the cut is a
         // no-op, so they skip it (same result, far less sorting).
@@ -714,116 +736,6 @@ fn typed_series(name: &str, values: &[Value], ty: ColumnType) -> Series {
             values.iter().map(|v| v.key_text()).collect::<Vec<_>>(),
         ),
     }
-}
-
-/// The per-unit stage: `reduce` of `input` over the rows where `rows` holds, per unit and
-/// `by`, given back to every row of the partition as column `name`.
-///
-/// A group-by on (unit, by) joined back null-safely (a null unit or key is a partition of its
-/// own), not a window: Polars evaluates a window's `mode` group by group, which took 31 s on
-/// 1M rows and 100k units (`oar bench --scale`). Partitions with no row where `rows` holds get
-/// the reduction of nothing: null, or 0 for sums and counts, false for `any`, true for `all`.
-#[allow(clippy::too_many_arguments)]
-fn per_unit(
-    lf: LazyFrame,
-    unit: &str,
-    name: &str,
-    reduce: Reduce,
-    input: &CheckedExpr,
-    input_ty: ColumnType,
-    rows: Option<&CheckedExpr>,
-    by: &[String],
-) -> LazyFrame {
-    const IN: &str = "__per_unit_in";
-    const KEEP: &str = "__per_unit_keep";
-    const OUT: &str = "__per_unit_out";
-    const PRESENT: &str = "__per_unit_present";
-    let mut keys = vec![col(unit)];
-    keys.extend(by.iter().map(|k| col(k.as_str())));
-    // A constant becomes a value on every row here, so a sum adds it once per row.
-    let mut base = lf.with_column(lower(input).alias(IN));
-    let mut source = base.clone();
-    if let Some(p) = rows {
-        base = base.with_column(lower(p).alias(KEEP));
-        source = base.clone().filter(col(KEEP));
-    }
-    let value = col(IN);
-    let reduced = match reduce {
-        Reduce::Mode => {
-            // Count each value (a null too), keep the most frequent; ties go to the smallest,
-            // a null first, so the result does not depend on row order. All in vectorised
-            // group-bys and one join: a tie-break evaluated group by group (filter, sort,
-            // first) took 22 s at 10M rows.
-            let mut with_value = keys.clone();
-            with_value.push(col(IN));
-            let counted = source
-                .group_by(with_value)
-                .agg([len().alias("__per_unit_n")])
-                .cache();
-            let top = counted
-                .clone()
-                .group_by(keys.clone())
-                .agg([col("__per_unit_n").max().alias("__per_unit_top")]);
-            let mut on = keys.clone();
-            on.push(col("__per_unit_n"));
-            let mut top_on = keys.clone();
-            top_on.push(col("__per_unit_top"));
-            let mut inner = JoinArgs::new(JoinType::Inner);
-            inner.nulls_equal = true;
-            counted
-                .join(top, on, top_on, inner)
-                .group_by(keys.clone())
-                .agg([
-                    col(IN).min().alias("__per_unit_min"),
-                    col(IN).null_count().alias("__per_unit_nulls"),
-                ])
-                .with_column(
-                    when(col("__per_unit_nulls").eq(lit(0u32)))
-                        .then(col("__per_unit_min"))
-                        .otherwise(lit(NULL).cast(dtype_of(input_ty)))
-                        .alias(OUT),
-                )
-                .select(keys.iter().cloned().chain([col(OUT)]).collect::<Vec<_>>())
-        }
-        _ => {
-            let agg = match reduce {
-                Reduce::Min => value.min(),
-                Reduce::Max => value.max(),
-                Reduce::Mean => finite_or_null(value.cast(DataType::Float64).mean()),
-                Reduce::Sum => finite_or_null(value.cast(DataType::Float64).sum()),
-                Reduce::Count => value.count().cast(DataType::Int64),
-                Reduce::CountDistinct => value.drop_nulls().n_unique().cast(DataType::Int64),
-                Reduce::Any => value.any(true),
-                Reduce::All => value.all(true),
-                Reduce::Mode => unreachable!("handled above"),
-            };
-            source.group_by(keys.clone()).agg([agg.alias(OUT)])
-        }
-    }
-    .with_column(lit(true).alias(PRESENT))
-    .cache();
-    // A partition missing from the join reduced nothing (the left join leaves it null).
-    let empty = match reduce {
-        Reduce::Sum => Some(lit(0.0)),
-        Reduce::Count | Reduce::CountDistinct => Some(lit(0i64)),
-        Reduce::Any => Some(lit(false)),
-        Reduce::All => Some(lit(true)),
-        Reduce::Mode | Reduce::Min | Reduce::Max | Reduce::Mean => None,
-    };
-    let out = match empty {
-        Some(empty) => when(col(PRESENT).is_null()).then(empty).otherwise(col(OUT)),
-        None => col(OUT),
-    };
-    let mut join = JoinArgs::new(JoinType::Left);
-    join.nulls_equal = true;
-    join.maintain_order = MaintainOrderJoin::Left;
-    let mut drop = vec![IN, OUT, PRESENT];
-    if rows.is_some() {
-        drop.push(KEEP);
-    }
-    base.join(reduced, keys.clone(), keys, join)
-        .with_column(out.alias(name))
-        .drop(cols(drop))
 }
 
 /// The Polars type a column of type `ty` is read as.
