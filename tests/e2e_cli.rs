@@ -738,7 +738,8 @@ fn oar_bench_runs_and_reports_ratios() {
 }
 
 /// `oar bench --scale` runs every variant in its own process on chunked data and reports time
-/// and peak memory per variant (a smoke run on tiny sizes; the default is 10M, 100M and 1B rows).
+/// (the median of `--repeat` runs) and peak memory per variant (a smoke run on tiny sizes; the
+/// default is 10M, 100M and 1B rows).
 #[test]
 fn oar_bench_scale_measures_every_variant_in_its_own_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -753,6 +754,8 @@ fn oar_bench_scale_measures_every_variant_in_its_own_process() {
             "1000",
             "--in-memory-up-to",
             "20000",
+            "--repeat",
+            "2",
             "--dir",
             data.to_str().unwrap(),
         ],

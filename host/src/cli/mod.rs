@@ -313,9 +313,10 @@ enum Command {
         /// Synthetic rows.
         #[arg(long, default_value_t = 10_000_000)]
         rows: usize,
-        /// Timed repetitions (the median is reported).
-        #[arg(long, default_value_t = 5)]
-        repeat: usize,
+        /// Timed repetitions, the median reported: 5 by default; with --scale 1, each a fresh
+        /// process per variant and size (the largest peak memory is reported).
+        #[arg(long)]
+        repeat: Option<usize>,
         /// Folder for the generated data (reused if present).
         #[arg(long, default_value = "target/oar-bench")]
         dir: PathBuf,
@@ -1339,6 +1340,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             in_memory_up_to,
             dir,
             variants,
+            repeat,
             ..
         } => {
             use oar_host::bench::scale::Variant;
@@ -1363,6 +1365,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 in_memory_up_to,
                 exe: std::env::current_exe().context("finding the oar executable")?,
                 variants,
+                repeat: repeat.unwrap_or(1),
             };
             let bar = progress::Bar::new();
             let report = oar_host::bench::scale::run(&opts, &mut |p| bar.report(p))?;
@@ -1399,7 +1402,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let report = oar_host::bench::run(
                 &oar_host::bench::BenchOptions {
                     rows,
-                    repeat,
+                    repeat: repeat.unwrap_or(5),
                     dir,
                     peers,
                     python,
