@@ -260,7 +260,7 @@ fn frame(
                 let last = PerUnitInput::of(step).expect("the last step is per-unit");
                 lf = partitions::partitions(lf, plan.unit(), &last);
                 for (table, earlier) in deferred.drain(..) {
-                    lf = partitions::join_deferred(lf, table, plan.unit(), &earlier);
+                    lf = per_unit::join_reduced(lf, table, plan.unit(), &earlier);
                 }
                 continue;
             }

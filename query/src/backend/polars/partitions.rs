@@ -147,16 +147,6 @@ pub(super) fn partitions(rows: LazyFrame, unit: &str, step: &PerUnitInput<'_>) -
     table.select(columns)
 }
 
-/// The partitions with an earlier per-unit step's value joined on.
-pub(super) fn join_deferred(
-    partitions: LazyFrame,
-    table: LazyFrame,
-    unit: &str,
-    step: &PerUnitInput<'_>,
-) -> LazyFrame {
-    per_unit::join_reduced(partitions, table, unit, step)
-}
-
 /// Whether `step` reads column `name`.
 fn reads(step: &CheckedStep, name: &str) -> bool {
     let mut read = Vec::new();
